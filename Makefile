@@ -1,0 +1,51 @@
+# One command each: `make demo` (install + run the demo sync), `make test` (install + the whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+EMULATOR_PORT ?= 8787
+
+.PHONY: install demo test test-fast dev emulator lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,celery,k8s]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python -m contentstack_assets.demo
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+
+# the Dagster UI on the demo: the emulator in the background, dagster dev with $(DAGSTER_HOME)/dagster.yaml
+dev: install
+	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@[ -f demo/users.db ] || $(BIN)/python -c "from contentstack_assets.demo import create_demo_database; create_demo_database()"
+	@$(BIN)/python -m contentstack_assets.emulator --port $(EMULATOR_PORT) --project-uid demo00000000000000000001 \
+		--attributes plan,ltv,orders,vip,signup_at,birthday --events purchase,signup,newsletter_opt_in \
+		--latency-ms 5 & echo $$! > $(DAGSTER_HOME)/emulator.pid
+	PERSONALIZE_EDGE_URL=http://127.0.0.1:$(EMULATOR_PORT) $(BIN)/dagster dev -w workspace.yaml; \
+		kill $$(cat $(DAGSTER_HOME)/emulator.pid) 2>/dev/null || true
+
+emulator: install
+	$(BIN)/python -m contentstack_assets.emulator --port $(EMULATOR_PORT)
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .dagster_home .contentstack demo/*.db *.egg-info

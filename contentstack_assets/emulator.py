@@ -1,0 +1,6 @@
+"""`python -m contentstack_assets.emulator`: the bundled Personalize emulator (see personalize/emulator.py)."""
+
+from contentstack_assets.personalize.emulator import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""One push of an events sync: map the rows, plan the events not delivered yet, send them, record each one.
+
+Row rules (contract, section 2): the user uid as for users syncs (section 3, minus the duplicate rule: a user
+has many events); the event id is the column's text, trimmed; the event key is trimmed. A row is set aside,
+with its reason, for a null (or blank) event id, for every row of an event id that appears more than once in
+what the run reads, for an empty event key, and for a key the project does not know when its event list is
+known (Management API). Each valid event id is delivered once per sync, ever: the state (`cs_items`) keeps
+the delivered ids, so a rerun or an overlapping backfill sends nothing twice, and an id whose request failed
+is due again on the next run. The new events of one user go out as one `POST /events` with a JSON array.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+
+from contentstack_assets.engine.convert import convert_uids, shorten
+from contentstack_assets.engine.deliver import DeliveryReport, deliver
+from contentstack_assets.engine.mapping import REJECTION, ROW, UID, add_reasons, rejected_rows, valid_rows
+from contentstack_assets.engine.source import SourceReader
+from contentstack_assets.engine.state import ItemOutcome, StateStore, UserOutcome
+from contentstack_assets.personalize.client import EdgeClient, Response
+from contentstack_assets.spec import EventsSync
+
+EVENT_ID = "event_id"
+EVENT_KEY = "event_key"
+MAX_EVENT_ID_LENGTH = 512  # the state's item ids hold 600 characters
+# Payload limits of POST /events are not documented: a user with more new events than this in one run gets
+# several requests of this many events each, rather than one body of unbounded size.
+MAX_EVENTS_PER_REQUEST = 1000
+# A partitioned run re-reads at most this many failed events from outside its window (the oldest first).
+MAX_REREAD = 20_000
+
+MISSING_EVENT_ID = "missing event id"
+INVALID_EVENT_ID = "invalid event id"
+DUPLICATE_EVENT_ID = "duplicate event id"
+EMPTY_EVENT_KEY = "empty event key"
+INVALID_EVENT_KEY = "invalid event key"
+
+
+def events_source_columns(sync: EventsSync) -> list[str]:
+    """The columns an events sync reads: match, event id, event key (unless fixed), the partition column."""
+    columns = [sync.match.column, sync.event.id_column]
+    if sync.event.key_column:
+        columns.append(sync.event.key_column)
+    if sync.source.occurred_at:
+        columns.append(sync.source.occurred_at)
+    return list(dict.fromkeys(columns))
+
+
+# -- row rules -------------------------------------------------------------------------------------------
+def _is_null(value: object) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float | np.floating | Decimal) and value != value  # NaN
+
+
+def _text(value: object) -> str | None:
+    """A value's text, trimmed, for ids and keys: integral numbers without a fraction (a NULL in an integer
+    column makes it float: 42.0 is id "42"); None for bytes and non-finite floats, which name nothing."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating | Decimal):
+        finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+        if not finite:
+            return None
+        return str(int(value)) if value == int(value) else str(value)
+    return str(value).strip()
+
+
+def event_ids(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Event ids as trimmed text, and a reason (or None) per row."""
+    ids = np.full(len(values), None, dtype=object)
+    errors = np.full(len(values), None, dtype=object)
+    for index, value in enumerate(values.to_numpy(dtype=object)):
+        if _is_null(value):
+            errors[index] = MISSING_EVENT_ID
+            continue
+        text = _text(value)
+        if text is None or len(text) > MAX_EVENT_ID_LENGTH:
+            errors[index] = f"{INVALID_EVENT_ID} {shorten(value)}"
+        elif not text:
+            errors[index] = MISSING_EVENT_ID
+        else:
+            ids[index] = text
+    return pd.Series(ids, dtype=object), pd.Series(errors, dtype=object)
+
+
+def event_keys(
+    values: pd.Series, known_keys: Collection[str] | None, project_uid: str
+) -> tuple[pd.Series, pd.Series]:
+    """Event keys trimmed, and a reason (or None) per row: empty, not text, or unknown to the project."""
+    keys = np.full(len(values), None, dtype=object)
+    errors = np.full(len(values), None, dtype=object)
+    known = None if known_keys is None else set(known_keys)
+    for index, value in enumerate(values.to_numpy(dtype=object)):
+        text = None if _is_null(value) else _text(value)
+        if _is_null(value) or text == "":
+            errors[index] = EMPTY_EVENT_KEY
+        elif text is None:
+            errors[index] = f"{INVALID_EVENT_KEY} {shorten(value)}"
+        elif known is not None and text not in known:
+            errors[index] = f"unknown event key {shorten(text)}: not an event of project {project_uid}"
+        else:
+            keys[index] = text
+    return pd.Series(keys, dtype=object), pd.Series(errors, dtype=object)
+
+
+def map_events(
+    raw: pd.DataFrame, sync: EventsSync, known_keys: Collection[str] | None = None
+) -> pd.DataFrame:
+    """user_uid, event_id, event_key, `_row` and `_rejection` (every reason, "; "-joined) per source row.
+
+    `known_keys`: the project's event keys (None when unknown: no key is then rejected as unknown)."""
+    raw = raw.reset_index(drop=True)
+    uids = convert_uids(raw[sync.match.column])
+    reasons = np.full(len(raw), None, dtype=object)
+    add_reasons(reasons, uids.errors)
+
+    ids, id_errors = event_ids(raw[sync.event.id_column])
+    add_reasons(reasons, id_errors)
+    duplicated = ids.notna() & ids.duplicated(keep=False)
+    add_reasons(reasons, pd.Series(np.where(duplicated, DUPLICATE_EVENT_ID, None), dtype=object))
+
+    if sync.event.key_column:
+        key_values = raw[sync.event.key_column]
+    else:
+        key_values = pd.Series([sync.event.key] * len(raw), dtype=object)
+    keys, key_errors = event_keys(key_values, known_keys, sync.destination.project_uid)
+    add_reasons(reasons, key_errors)
+
+    shown_uids = uids.values.where(uids.values.notna(), raw[sync.match.column].map(_shown))
+    shown_ids = ids.where(ids.notna(), raw[sync.event.id_column].map(_shown))
+    return pd.DataFrame(
+        {
+            UID: pd.Series(shown_uids.to_numpy(dtype=object), dtype=object),
+            EVENT_ID: pd.Series(shown_ids.to_numpy(dtype=object), dtype=object),
+            EVENT_KEY: keys,
+            ROW: pd.Series(np.arange(1, len(raw) + 1), dtype="int64"),
+            REJECTION: pd.Series(reasons, dtype=object),
+        }
+    )
+
+
+def rejected_events(frame: pd.DataFrame) -> pd.DataFrame:
+    """row_number, user_uid, event_id, reason of the rows set aside."""
+    rejected = rejected_rows(frame)
+    rejected.insert(2, EVENT_ID, frame.loc[rejected.index, EVENT_ID])
+    return rejected
+
+
+def _shown(value: object) -> str | None:
+    if _is_null(value):
+        return None
+    text = str(value)
+    return text if len(text) <= 64 else text[:63] + "…"
+
+
+# -- the plan --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventsRequest:
+    """One `POST /events`: some new events of one user, in source order."""
+
+    user_uid: str
+    event_ids: tuple[str, ...]
+    event_keys: tuple[str, ...]
+
+
+@dataclass
+class EventsPlan:
+    requests: list[EventsRequest]
+    events_new: int
+    events_already_delivered: int
+
+    @property
+    def users_to_send(self) -> int:
+        return len({request.user_uid for request in self.requests})
+
+    def sample(self, limit: int = 10) -> list[dict]:
+        return [
+            {
+                "user_uid": r.user_uid,
+                "events": len(r.event_ids),
+                "body": [{"eventKey": k, "type": "EVENT"} for k in r.event_keys],
+            }
+            for r in self.requests[:limit]
+        ]
+
+
+def plan_events(
+    valid: pd.DataFrame, delivered: Collection[str], max_per_request: int = MAX_EVENTS_PER_REQUEST
+) -> EventsPlan:
+    """The valid events not delivered yet, grouped per user (users in order of their first new event)."""
+    due = ~valid[EVENT_ID].isin(list(delivered)) if len(delivered) else pd.Series(True, index=valid.index)
+    new = valid.loc[due]
+    grouped: dict[str, tuple[list[str], list[str]]] = {}
+    for uid, event_id, key in zip(
+        new[UID].to_numpy(), new[EVENT_ID].to_numpy(), new[EVENT_KEY].to_numpy(), strict=True
+    ):
+        ids, keys = grouped.setdefault(uid, ([], []))
+        ids.append(event_id)
+        keys.append(key)
+    requests = [
+        EventsRequest(
+            uid, tuple(ids[start : start + max_per_request]), tuple(keys[start : start + max_per_request])
+        )
+        for uid, (ids, keys) in grouped.items()
+        for start in range(0, len(ids), max_per_request)
+    ]
+    return EventsPlan(requests, events_new=len(new), events_already_delivered=int((~due).sum()))
+
+
+# -- one push --------------------------------------------------------------------------------------------
+@dataclass
+class EventsPushResult:
+    rows_read: int
+    rows_reread: int
+    rows_rejected: int
+    plan: EventsPlan
+    report: DeliveryReport[EventsRequest]
+    rejected: pd.DataFrame
+    events_delivered: int = 0
+    events_failed: int = 0
+    dry_run: bool = False
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "rows_read": self.rows_read,
+            "rows_reread": self.rows_reread,
+            "rows_rejected": self.rows_rejected,
+            "events_new": self.plan.events_new,
+            "events_already_delivered": self.plan.events_already_delivered,
+            "events_delivered": self.events_delivered,
+            "events_failed": self.events_failed,
+            "users_sent": self.plan.users_to_send,
+            "requests_sent": self.report.requests_sent,
+        }
+
+
+def push_events(
+    sync: EventsSync,
+    raw: pd.DataFrame,
+    *,
+    client: EdgeClient | None,
+    store: StateStore,
+    run_id: str,
+    scope: str = "all",
+    known_keys: Collection[str] | None = None,
+    read_pending: Callable[[list[str]], pd.DataFrame] | None = None,
+    dry_run: bool = False,
+    log: Callable[[str], None] = print,
+) -> EventsPushResult:
+    """Map, plan and deliver the events of `raw` (the source rows of the run).
+
+    `read_pending(ids)`: for a run over a window of days, reads the source rows of events whose earlier
+    delivery failed and that lie outside the window, so that a failed event is retried by the next run
+    whichever days it covers."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    rows_read = len(raw)
+    rows_reread = 0
+    if read_pending is not None:
+        extra = _pending_rows(sync, raw, store, read_pending)
+        if len(extra):
+            rows_reread = len(extra)
+            log(f"{sync.name}: {rows_reread} rows of events that failed earlier re-read from the source")
+            raw = pd.concat([raw.reset_index(drop=True), extra.reset_index(drop=True)], ignore_index=True)
+    mapped = map_events(raw, sync, known_keys)
+    valid = valid_rows(mapped)
+    rejected = rejected_events(mapped)
+    plan = plan_events(valid, store.delivered_items(sync.name, valid[EVENT_ID]))
+    timings["plan"] = time.perf_counter() - started
+    log(
+        f"{sync.name}: {len(valid)} valid events ({plan.events_new} new for {plan.users_to_send} users, "
+        f"{plan.events_already_delivered} delivered before); {len(rejected)} rows rejected"
+    )
+    report: DeliveryReport[EventsRequest] = DeliveryReport()
+    result = EventsPushResult(
+        rows_read, rows_reread, len(rejected), plan, report, rejected, dry_run=dry_run, timings_s=timings
+    )
+    if dry_run:
+        return result
+
+    store.start_run(sync.name, run_id, scope, dry_run=False)
+    store.prune(sync.name, sync.log_retention_days)
+    store.record_rejections(sync.name, run_id, rejected.drop(columns=[EVENT_ID]))
+
+    def record(batch: list[tuple[EventsRequest, Response]]) -> None:
+        store.record_item_requests(
+            sync.name, run_id, [_outcomes(request, response) for request, response in batch]
+        )
+        for request, response in batch:
+            if response.ok:
+                result.events_delivered += len(request.event_ids)
+            else:
+                result.events_failed += len(request.event_ids)
+
+    def progress(done: int, total: int | None, report: DeliveryReport) -> None:
+        log(
+            f"{sync.name}: {done} of {total} requests sent ({result.events_delivered} events delivered, {result.events_failed} failed)"
+        )
+
+    delivery_started = time.perf_counter()
+    if plan.requests:
+        assert client is not None, "a real push needs an Edge client"
+        result.report = deliver(
+            plan.requests,
+            lambda request: client.track_events(request.user_uid, list(request.event_keys)),
+            concurrency=sync.concurrency,
+            record=record,
+            total=len(plan.requests),
+            on_progress=progress,
+        )
+    timings["deliver"] = time.perf_counter() - delivery_started
+    store.finish_run(sync.name, run_id, result.counts)
+    return result
+
+
+def _outcomes(request: EventsRequest, response: Response) -> tuple[list[ItemOutcome], UserOutcome]:
+    items = [
+        ItemOutcome(event_id, request.user_uid, response.ok, response.status, response.error)
+        for event_id in request.event_ids
+    ]
+    logged = UserOutcome(
+        user_uid=request.user_uid,
+        keys=request.event_keys,
+        ok=response.ok,
+        status=response.status,
+        attempts=response.attempts,
+        latency_ms=response.latency_ms,
+        error=response.error,
+        delivered_after=None,
+        fingerprint=None,
+        request="events",
+    )
+    return items, logged
+
+
+def _pending_rows(
+    sync: EventsSync, raw: pd.DataFrame, store: StateStore, read_pending: Callable[[list[str]], pd.DataFrame]
+) -> pd.DataFrame:
+    pending = [item["item_id"] for item in store.undelivered_items(sync.name, limit=MAX_REREAD)]
+    if not pending:
+        return raw.iloc[:0]
+    in_window, _ = event_ids(raw[sync.event.id_column])
+    outside = sorted(set(pending) - set(in_window.dropna()))
+    if not outside:
+        return raw.iloc[:0]
+    extra = read_pending(outside)
+    return extra[list(raw.columns)] if len(raw.columns) else extra
+
+
+# -- reading events by id --------------------------------------------------------------------------------
+def read_events_by_id(sync: EventsSync, ids: Sequence[str], batch: int = 5000) -> pd.DataFrame:
+    """The source rows of these event ids (any day), in the columns `events_source_columns` names."""
+    columns = events_source_columns(sync)
+    frames = [
+        SourceReader(sync.source, columns).read(text_in=(sync.event.id_column, chunk))
+        for chunk in _chunks(list(ids), batch)
+    ]
+    if not frames:
+        return pd.DataFrame({column: pd.Series([], dtype=object) for column in columns})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _chunks(values: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

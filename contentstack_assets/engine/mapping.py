@@ -1,0 +1,83 @@
+"""Source rows -> Personalize attributes, with every row rule of the contract applied.
+
+The result is one frame: `user_uid`, one column per attribute key holding its wire value, `_row` (the
+1-based row number in the read) and `_rejection` (None, or every reason the row was set aside, joined by
+"; "). Rejected rows keep their place so nothing is lost; their attribute columns are null.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from contentstack_assets.engine.convert import convert_column, convert_uids
+from contentstack_assets.spec import UsersSync
+
+UID = "user_uid"
+ROW = "_row"
+REJECTION = "_rejection"
+
+
+def source_columns(sync: UsersSync) -> list[str]:
+    """The columns a users sync reads: the match column, every mapped column, the partition column."""
+    columns = [sync.match.column, *(attribute.column for attribute in sync.attributes.values())]
+    if sync.source.updated_at:
+        columns.append(sync.source.updated_at)
+    return list(dict.fromkeys(columns))
+
+
+def add_reasons(reasons: np.ndarray, errors: pd.Series, prefix: str = "") -> None:
+    """Append each non-null error (with an optional prefix) to the row's reasons, in place."""
+    failed = errors.notna().to_numpy()
+    for index in np.flatnonzero(failed):
+        reason = prefix + errors.iat[index]
+        reasons[index] = reason if reasons[index] is None else f"{reasons[index]}; {reason}"
+
+
+def uid_rules(raw_uids: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Trimmed uids and a reasons array: missing, invalid, and every row of a duplicated uid."""
+    uids = convert_uids(raw_uids)
+    reasons = np.full(len(raw_uids), None, dtype=object)
+    add_reasons(reasons, uids.errors)
+    duplicated = uids.values.notna() & uids.values.duplicated(keep=False)
+    add_reasons(reasons, pd.Series(np.where(duplicated, "duplicate user uid", None), dtype=object))
+    return uids.values, reasons
+
+
+def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
+    """Rename and convert the source columns; set aside (never raise on) rows that break a rule."""
+    raw = raw.reset_index(drop=True)
+    uid_values, reasons = uid_rules(raw[sync.match.column])
+    # keep what identifies a rejected row in its report, even when the uid itself is the problem
+    shown_uids = uid_values.where(uid_values.notna(), raw[sync.match.column].map(_shown_uid))
+
+    mapped: dict[str, pd.Series] = {UID: shown_uids}
+    for key, attribute in sync.attributes.items():
+        converted = convert_column(raw[attribute.column], attribute.type)
+        add_reasons(reasons, converted.errors, prefix=f"{key}: ")
+        mapped[key] = converted.values
+    mapped[ROW] = pd.Series(np.arange(1, len(raw) + 1), dtype="int64")
+    mapped[REJECTION] = pd.Series(reasons, dtype=object)
+    frame = pd.DataFrame(mapped, copy=False)
+
+    rejected = frame[REJECTION].notna()
+    if rejected.any():
+        for key in sync.attributes:
+            frame[key] = frame[key].mask(rejected)
+    return frame
+
+
+def valid_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.loc[frame[REJECTION].isna()].drop(columns=[ROW, REJECTION])
+
+
+def rejected_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    rejected = frame.loc[frame[REJECTION].notna(), [ROW, UID, REJECTION]]
+    return rejected.rename(columns={ROW: "row_number", REJECTION: "reason"})
+
+
+def _shown_uid(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value)
+    return text if len(text) <= 64 else text[:63] + "…"

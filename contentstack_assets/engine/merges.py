@@ -1,0 +1,253 @@
+"""One push of a merges sync: map the identity pairs, plan the pairs not merged yet, merge them, record each.
+
+Row rules (contract, section 2): both uids as user uids (section 3: trimmed; missing or invalid rejected).
+A row is set aside, with its reason, for a merge of a uid into itself and for every pair of a source uid
+that appears with more than one target (which known user is it?). Repeated identical pairs count as one.
+Each pair is merged once per sync, ever: the state (`cs_items`) keeps the merged pairs; a pair whose
+request failed is due again on the next run.
+
+The Edge merges one pair per request (`POST /user-attributes/actions/merge`, the source's values win).
+Chains go in order: a pair whose source is the target of another pair due in the same run waits for that
+pair (a -> b is merged before b -> c, so what a knew reaches c); within a wave, pairs go in parallel.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from contentstack_assets.engine.convert import convert_uids
+from contentstack_assets.engine.deliver import DeliveryReport, deliver
+from contentstack_assets.engine.mapping import REJECTION, ROW, UID, add_reasons
+from contentstack_assets.engine.state import ItemOutcome, StateStore, UserOutcome
+from contentstack_assets.personalize.client import EdgeClient, Response
+from contentstack_assets.spec import MergesSync
+
+SOURCE_UID = "source_uid"
+TARGET_UID = "target_uid"
+SELF_MERGE = "merge of a uid into itself"
+MANY_TARGETS = "source uid appears with more than one target"
+_PAIR_SEPARATOR = "\t"  # never inside a valid uid (printable ASCII only)
+
+
+def merges_source_columns(sync: MergesSync) -> list[str]:
+    return list(dict.fromkeys([sync.merge.source_column, sync.merge.target_column]))
+
+
+def pair_id(source_uid: str, target_uid: str) -> str:
+    """The state's item id of a merge pair."""
+    return f"{source_uid}{_PAIR_SEPARATOR}{target_uid}"
+
+
+def map_merges(raw: pd.DataFrame, sync: MergesSync) -> pd.DataFrame:
+    """source_uid, target_uid, `_row`, `_rejection` (every reason, "; "-joined) per source row."""
+    raw = raw.reset_index(drop=True)
+    source_column, target_column = sync.merge.source_column, sync.merge.target_column
+    sources = convert_uids(raw[source_column])
+    targets = convert_uids(raw[target_column])
+    reasons = np.full(len(raw), None, dtype=object)
+    add_reasons(reasons, sources.errors, prefix=f"{source_column}: ")
+    add_reasons(reasons, targets.errors, prefix=f"{target_column}: ")
+
+    both = (sources.values.notna() & targets.values.notna()).to_numpy()
+    self_merge = both & (sources.values.to_numpy(dtype=object) == targets.values.to_numpy(dtype=object))
+    add_reasons(reasons, pd.Series(np.where(self_merge, SELF_MERGE, None), dtype=object))
+    pairs = pd.DataFrame({"s": sources.values, "t": targets.values}).loc[both]
+    target_counts = pairs.drop_duplicates().groupby("s")["t"].count()
+    ambiguous = set(target_counts.index[target_counts.to_numpy() > 1])
+    many = both & sources.values.isin(ambiguous).to_numpy()
+    add_reasons(reasons, pd.Series(np.where(many, MANY_TARGETS, None), dtype=object))
+
+    return pd.DataFrame(
+        {
+            SOURCE_UID: _shown(sources.values, raw[source_column]),
+            TARGET_UID: _shown(targets.values, raw[target_column]),
+            ROW: pd.Series(np.arange(1, len(raw) + 1), dtype="int64"),
+            REJECTION: pd.Series(reasons, dtype=object),
+        }
+    )
+
+
+def _shown(uids: pd.Series, raw: pd.Series) -> pd.Series:
+    """The uid, or for a rejected one the start of the stored value (to find the row)."""
+
+    def shorten(value: object) -> str | None:
+        if value is None or (isinstance(value, float) and value != value):
+            return None
+        text = str(value)
+        return text if len(text) <= 64 else text[:63] + "…"
+
+    return pd.Series(uids.where(uids.notna(), raw.map(shorten)).to_numpy(dtype=object), dtype=object)
+
+
+def valid_pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The distinct valid pairs, in order of first appearance."""
+    valid = frame.loc[frame[REJECTION].isna(), [SOURCE_UID, TARGET_UID]]
+    return valid.drop_duplicates().reset_index(drop=True)
+
+
+def rejected_merges(frame: pd.DataFrame) -> pd.DataFrame:
+    """row_number, user_uid (the source uid), target_uid, reason of the rows set aside."""
+    rejected = frame.loc[frame[REJECTION].notna(), [ROW, SOURCE_UID, TARGET_UID, REJECTION]]
+    return rejected.rename(columns={ROW: "row_number", SOURCE_UID: UID, REJECTION: "reason"})
+
+
+# -- the plan --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MergeRequest:
+    source_uid: str
+    target_uid: str
+
+    @property
+    def item_id(self) -> str:
+        return pair_id(self.source_uid, self.target_uid)
+
+
+@dataclass
+class MergesPlan:
+    waves: list[list[MergeRequest]]
+    pairs_repeated: int
+    merges_already_delivered: int
+
+    @property
+    def merges_to_send(self) -> int:
+        return sum(len(wave) for wave in self.waves)
+
+    def sample(self, limit: int = 10) -> list[dict]:
+        return [
+            {"source_uid": r.source_uid, "target_uid": r.target_uid} for wave in self.waves for r in wave
+        ][:limit]
+
+
+def merge_waves(requests: list[MergeRequest]) -> list[list[MergeRequest]]:
+    """Order a run's pairs so that every pair into a uid goes before the pairs out of it; a cycle goes last."""
+    waves: list[list[MergeRequest]] = []
+    pending = list(requests)
+    while pending:
+        targets = {request.target_uid for request in pending}
+        ready = [request for request in pending if request.source_uid not in targets]
+        if not ready:  # a cycle (a -> b, b -> a): no order helps
+            waves.append(pending)
+            break
+        waves.append(ready)
+        chosen = {id(request) for request in ready}
+        pending = [request for request in pending if id(request) not in chosen]
+    return waves
+
+
+def plan_merges(pairs: pd.DataFrame, delivered: set[str], rows_valid: int) -> MergesPlan:
+    requests = [
+        MergeRequest(source, target)
+        for source, target in zip(pairs[SOURCE_UID].to_numpy(), pairs[TARGET_UID].to_numpy(), strict=True)
+    ]
+    due = [request for request in requests if request.item_id not in delivered]
+    return MergesPlan(merge_waves(due), rows_valid - len(pairs), len(requests) - len(due))
+
+
+# -- one push --------------------------------------------------------------------------------------------
+@dataclass
+class MergesPushResult:
+    rows_read: int
+    rows_rejected: int
+    plan: MergesPlan
+    report: DeliveryReport[MergeRequest]
+    rejected: pd.DataFrame
+    dry_run: bool = False
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "rows_read": self.rows_read,
+            "rows_rejected": self.rows_rejected,
+            "pairs_repeated": self.plan.pairs_repeated,
+            "merges_new": self.plan.merges_to_send,
+            "merges_already_delivered": self.plan.merges_already_delivered,
+            "merges_delivered": self.report.delivered,
+            "merges_failed": self.report.failed,
+            "requests_sent": self.report.requests_sent,
+        }
+
+
+def push_merges(
+    sync: MergesSync,
+    raw: pd.DataFrame,
+    *,
+    client: EdgeClient | None,
+    store: StateStore,
+    run_id: str,
+    dry_run: bool = False,
+    log: Callable[[str], None] = print,
+) -> MergesPushResult:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    mapped = map_merges(raw, sync)
+    rejected = rejected_merges(mapped)
+    pairs = valid_pairs(mapped)
+    delivered = store.delivered_items(
+        sync.name, [pair_id(s, t) for s, t in zip(pairs[SOURCE_UID], pairs[TARGET_UID], strict=True)]
+    )
+    plan = plan_merges(pairs, delivered, rows_valid=len(mapped) - len(rejected))
+    timings["plan"] = time.perf_counter() - started
+    log(
+        f"{sync.name}: {len(pairs)} distinct valid pairs ({plan.merges_to_send} to merge in {len(plan.waves)} "
+        f"wave(s), {plan.merges_already_delivered} merged before); {len(rejected)} rows rejected"
+    )
+    result = MergesPushResult(len(raw), len(rejected), plan, DeliveryReport(), rejected, dry_run, timings)
+    if dry_run:
+        return result
+
+    store.start_run(sync.name, run_id, "all", dry_run=False)
+    store.prune(sync.name, sync.log_retention_days)
+    store.record_rejections(sync.name, run_id, rejected.drop(columns=[TARGET_UID]))
+
+    def record(batch: list[tuple[MergeRequest, Response]]) -> None:
+        store.record_item_requests(
+            sync.name, run_id, [_outcomes(request, response) for request, response in batch]
+        )
+
+    delivery_started = time.perf_counter()
+    for wave in plan.waves:
+        assert client is not None, "a real push needs an Edge client"
+        report = deliver(
+            wave,
+            lambda request: client.merge_users(request.source_uid, request.target_uid),
+            concurrency=sync.concurrency,
+            record=record,
+            total=len(wave),
+        )
+        _add(result.report, report)
+        log(f"{sync.name}: {result.report.delivered} pairs merged, {result.report.failed} failed")
+    timings["deliver"] = time.perf_counter() - delivery_started
+    store.finish_run(sync.name, run_id, result.counts)
+    return result
+
+
+def _outcomes(request: MergeRequest, response: Response) -> tuple[list[ItemOutcome], UserOutcome]:
+    # logged under the known (target) user, whose history it is; `keys` names the uid merged into it
+    item = ItemOutcome(request.item_id, request.target_uid, response.ok, response.status, response.error)
+    logged = UserOutcome(
+        user_uid=request.target_uid,
+        keys=(request.source_uid,),
+        ok=response.ok,
+        status=response.status,
+        attempts=response.attempts,
+        latency_ms=response.latency_ms,
+        error=response.error,
+        delivered_after=None,
+        fingerprint=None,
+        request="merge",
+    )
+    return [item], logged
+
+
+def _add(total: DeliveryReport, part: DeliveryReport) -> None:
+    total.delivered += part.delivered
+    total.failed += part.failed
+    total.requests_sent += part.requests_sent
+    total.latencies_ms.extend(part.latencies_ms)
+    total.failures.extend(part.failures[: max(0, total.failures_kept - len(total.failures))])

@@ -1,0 +1,190 @@
+"""One push of a users sync: guard, plan, deliver, record. No Dagster here: the asset calls `push_users`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import sqlalchemy as sa
+
+from contentstack_assets.engine.deliver import DeliveryReport, deliver
+from contentstack_assets.engine.mapping import rejected_rows, valid_rows
+from contentstack_assets.engine.plan import UserRequest, UsersPlan, plan_users
+from contentstack_assets.engine.state import StateStore, UserOutcome
+from contentstack_assets.personalize.client import EdgeClient, Response
+from contentstack_assets.spec import UsersSync
+
+
+class SourceShrankError(RuntimeError):
+    """The source returned far fewer rows than before: stop rather than act on a broken read."""
+
+
+# Two runs recording outcomes for the same users at once (overlapping partitions, a run next to a retry,
+# PostgreSQL state): the database may abort one transaction as a deadlock, or reject one run's insert of a
+# user the other run inserted first. Each write is one transaction, so it is simply run again; the second
+# attempt sees the other run's committed rows.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "23505"})  # deadlock, serialization failure, unique key
+
+
+def _retrying(write: Callable[[], None], attempts: int = 6) -> None:
+    for attempt in range(attempts):
+        try:
+            write()
+            return
+        except sa.exc.DBAPIError as error:
+            sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+            if sqlstate not in _RETRYABLE_SQLSTATES or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * 2**attempt)
+
+
+@dataclass
+class PushResult:
+    rows_read: int
+    rows_rejected: int
+    plan: UsersPlan
+    report: DeliveryReport[UserRequest]
+    rejected: pd.DataFrame
+    dry_run: bool
+    stuck_total: int = 0
+    stuck_sample: list[dict] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "rows_read": self.rows_read,
+            "rows_rejected": self.rows_rejected,
+            "users_new": self.plan.counts["new"],
+            "users_changed": self.plan.users_to_send,
+            "users_unchanged": self.plan.counts["unchanged"],
+            "users_retried": self.plan.counts["retry"],
+            "users_delivered": self.report.delivered,
+            "users_failed": self.report.failed,
+            "users_stuck": self.stuck_total,
+            "requests_sent": self.report.requests_sent,
+        }
+
+
+def check_source_size(store: StateStore, sync: UsersSync, rows_read: int, scope: str = "all") -> None:
+    """The empty-source guard, for unpartitioned reads (a day's partition may rightly be empty).
+
+    A shard compares its own slice with the same shard's last run (`scope` `all/shard-2-of-4`)."""
+    previous = store.last_finished_run(sync.name, scope=scope)
+    before = int(previous["counts"].get("rows_read", 0)) if previous else 0
+    if before == 0:
+        return
+    if rows_read == 0 or rows_read < sync.min_source_fraction * before:
+        where = "" if scope == "all" else f" ({scope.removeprefix('all/')})"
+        raise SourceShrankError(
+            f"sync {sync.name!r}{where}: the source returned {rows_read} rows where the last run read {before} "
+            f"(below min_source_fraction={sync.min_source_fraction}); nothing was sent. If the source really "
+            "shrank, run once with `allow_source_shrink: true` in the personalize_users config, or lower "
+            "`min_source_fraction` in the spec."
+        )
+
+
+def push_users(
+    sync: UsersSync,
+    mapped: pd.DataFrame,
+    *,
+    client: EdgeClient | None,
+    store: StateStore,
+    run_id: str,
+    scope: str = "all",
+    dry_run: bool = False,
+    full_resync: bool = False,
+    allow_source_shrink: bool = False,
+    log: Callable[[str], None] = print,
+    shard: tuple[int, int] | None = None,
+    concurrency: int | None = None,
+) -> PushResult:
+    """One push; with `shard=(index, count)` the push of one shard's users (syncs/shards.py), recorded as
+    its own run row (`<run id>/shard-<i>-of-<n>`, scope `<scope>/shard-<i>-of-<n>`) so that shards of one run
+    never overwrite each other's counts, and delivered with `concurrency` requests in flight."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    rows_read = len(mapped)
+    run_key, run_scope = run_id, scope
+    if shard is not None:
+        label = f"shard-{shard[0] + 1}-of-{shard[1]}"
+        run_key, run_scope = f"{run_id}/{label}", f"{scope}/{label}"
+    if scope == "all" and not allow_source_shrink and not full_resync:
+        check_source_size(store, sync, rows_read, scope=run_scope)
+
+    valid = valid_rows(mapped)
+    rejected = rejected_rows(mapped)
+    state = store.load_fingerprints(sync.name, valid["user_uid"] if len(valid) <= 20_000 else None)
+    plan = plan_users(
+        valid,
+        state,
+        keys=list(sync.attributes),
+        nulls=sync.nulls,
+        full_resync=full_resync,
+        load_delivered=lambda uids: store.load_delivered(sync.name, uids),
+    )
+    timings["plan"] = time.perf_counter() - started
+    log(
+        f"{sync.name}: plan for {len(valid)} valid users: {plan.counts['new']} new, {plan.counts['changed']} changed, "
+        f"{plan.counts['retry']} to retry, {plan.counts['unchanged']} unchanged"
+        + (f", {plan.counts['resync']} to resync" if full_resync else "")
+        + f"; {len(rejected)} rows rejected"
+    )
+    report: DeliveryReport[UserRequest] = DeliveryReport()
+    if dry_run:
+        return PushResult(rows_read, len(rejected), plan, report, rejected, True, timings_s=timings)
+
+    store.start_run(sync.name, run_key, run_scope, dry_run=False)
+    store.prune(sync.name, sync.log_retention_days)
+    store.record_rejections(sync.name, run_id, rejected)
+    _retrying(lambda: store.refresh_fingerprints(sync.name, plan.refresh))
+
+    def record(batch: list[tuple[UserRequest, Response]]) -> None:
+        # in uid order, so that two runs writing the same users lock their rows in the same order
+        batch = sorted(batch, key=lambda pair: pair[0].user_uid)
+        _retrying(
+            lambda: store.record_user_outcomes(
+                sync.name,
+                run_id,
+                [
+                    UserOutcome(
+                        user_uid=request.user_uid,
+                        keys=request.keys,
+                        ok=response.ok,
+                        status=response.status,
+                        attempts=response.attempts,
+                        latency_ms=response.latency_ms,
+                        error=response.error,
+                        delivered_after=request.delivered_after if response.ok else None,
+                        fingerprint=request.fingerprint,
+                    )
+                    for request, response in batch
+                ],
+            )
+        )
+
+    def progress(done: int, total: int | None, report: DeliveryReport) -> None:
+        log(
+            f"{sync.name}: {done} of {total} users sent ({report.delivered} delivered, {report.failed} failed)"
+        )
+
+    delivery_started = time.perf_counter()
+    if plan.users_to_send:
+        assert client is not None, "a real push needs an Edge client"
+        report = deliver(
+            plan.requests(),
+            lambda request: client.update_attributes(request.user_uid, request.body),
+            concurrency=concurrency or sync.concurrency,
+            record=record,
+            total=plan.users_to_send,
+            on_progress=progress,
+        )
+    timings["deliver"] = time.perf_counter() - delivery_started
+    stuck_total, stuck_sample = store.stuck_users(sync.name, sync.stuck_after_runs)
+    result = PushResult(
+        rows_read, len(rejected), plan, report, rejected, False, stuck_total, stuck_sample, timings_s=timings
+    )
+    store.finish_run(sync.name, run_key, result.counts)
+    return result

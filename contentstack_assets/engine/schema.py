@@ -1,0 +1,44 @@
+"""The pandera schema of a sync's valid rows, derived from the spec (never written by hand).
+
+It guards the hand-off from mapping to delivery: each attribute column has the dtype its type sends
+(`WIRE_DTYPES`), user uids are unique, non-empty printable ASCII, and wire text has the exact format.
+"""
+
+from __future__ import annotations
+
+import pandera.pandas as pa
+
+from contentstack_assets.engine.convert import WIRE_DTYPES
+from contentstack_assets.engine.mapping import UID
+from contentstack_assets.spec import UsersSync
+
+MAX_SAFE_INTEGER = 2**53
+
+_CHECKS: dict[str, list[pa.Check]] = {
+    "string": [],
+    "number": [pa.Check(lambda s: s.isna() | s.abs().lt(float("inf")), element_wise=False, name="finite")],
+    "integer": [pa.Check.in_range(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)],
+    "boolean": [],
+    "datetime": [pa.Check.str_matches(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")],
+    "date": [pa.Check.str_matches(r"^\d{4}-\d{2}-\d{2}$")],
+}
+
+
+def users_schema(sync: UsersSync) -> pa.DataFrameSchema:
+    columns = {
+        UID: pa.Column(
+            object,
+            nullable=False,
+            unique=True,
+            checks=[pa.Check.str_matches(r"^[\x20-\x7e]{1,256}$")],
+            description="Personalize User UID",
+        )
+    }
+    for key, attribute in sync.attributes.items():
+        columns[key] = pa.Column(
+            WIRE_DTYPES[attribute.type],
+            nullable=True,
+            checks=_CHECKS[attribute.type],
+            description=f"{attribute.type} from column {attribute.column}",
+        )
+    return pa.DataFrameSchema(columns, strict=True, name=f"{sync.name}_valid_rows", coerce=False)

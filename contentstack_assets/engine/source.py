@@ -1,0 +1,244 @@
+"""Chunked reads of a source table or query through SQLAlchemy.
+
+Values come back exactly as the database driver returns them (object columns: `None` stays distinct from
+a float NaN, text dates stay text) because conversion is the job of `convert.py`, judged on the stored value.
+Table, schema and column names are SQLAlchemy identifiers, quoted by the dialect and never formatted into
+SQL text (bound values get fixed parameter names, never ones derived from a column name); a `query:` is
+wrapped as a subquery so the window filter and column list still go through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from contentstack_assets.spec import SourceSpec
+
+
+class SourceError(RuntimeError):
+    """The source cannot be read as the spec says: the message names the URL (masked), table and column."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open range of UTC time [start, end) on the partition column."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+
+@functools.lru_cache(maxsize=32)
+def _engine(url: str) -> sa.Engine:
+    # one engine (one connection pool) per URL for the life of the process
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def engine_for(source: SourceSpec) -> sa.Engine:
+    return _engine(source.url.get_secret_value())
+
+
+def _scrub(source: SourceSpec, text: str) -> str:
+    password = sa.engine.make_url(source.url.get_secret_value()).password
+    text = text.replace(source.url.get_secret_value(), source.display_url)
+    return text.replace(password, "***") if password else text
+
+
+def _reason(source: SourceSpec, error: Exception) -> str:
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    return _scrub(source, lines[0] if lines else type(original).__name__)
+
+
+class SourceReader:
+    """Reads the columns a sync needs from one source, optionally within a time window."""
+
+    def __init__(self, source: SourceSpec, columns: Sequence[str]):
+        self.source = source
+        self.columns = list(dict.fromkeys(columns))  # keep order, drop repeats
+        self._window_column_has_tz = False
+
+    # -- the statement ------------------------------------------------------------------------------
+    def _relation(self, connection: sa.Connection) -> sa.FromClause:
+        source = self.source
+        if source.table is not None:
+            inspector = sa.inspect(connection)
+            try:
+                found = {
+                    column["name"]: column
+                    for column in inspector.get_columns(source.table, schema=source.db_schema)
+                }
+            except sa.exc.NoSuchTableError:
+                raise SourceError(
+                    f"source {source.display_url}: table {source.relation!r} does not exist"
+                ) from None
+            missing = [column for column in self.columns if column not in found]
+            if missing:
+                raise SourceError(
+                    f"source {source.display_url}: table {source.relation!r} has no column "
+                    f"{', '.join(repr(c) for c in missing)} (it has: {', '.join(found)})"
+                )
+            window_column = source.partition_column
+            if window_column:
+                self._window_column_has_tz = bool(getattr(found[window_column]["type"], "timezone", False))
+            return sa.table(source.table, *(sa.column(c) for c in self.columns), schema=source.db_schema)
+        # a query: learn its columns from an empty read, then wrap it as a subquery
+        probe = (
+            sa.select(sa.literal_column("*"))
+            .select_from(sa.text(source.query).columns().subquery("src"))
+            .limit(0)
+        )
+        result_columns = list(connection.execute(probe).keys())
+        missing = [column for column in self.columns if column not in result_columns]
+        if missing:
+            raise SourceError(
+                f"source {source.display_url}: the query returns no column "
+                f"{', '.join(repr(c) for c in missing)} (it returns: {', '.join(result_columns)})"
+            )
+        return sa.text(source.query).columns(*(sa.column(c) for c in self.columns)).subquery("src")
+
+    def _statement(
+        self, relation: sa.FromClause, window: Window | None, text_in: tuple[str, Sequence[str]] | None = None
+    ) -> sa.Select:
+        statement = sa.select(*(relation.c[c] for c in self.columns))
+        if text_in is not None:
+            # ids arrive as text, the column may be an integer: compare the column's trimmed text
+            column_name, values = text_in
+            statement = statement.where(
+                sa.func.trim(sa.cast(relation.c[column_name], sa.String)).in_(list(values))
+            )
+        if window is not None:
+            column = relation.c[self.source.partition_column]
+            # fixed parameter names: SQLAlchemy would name them after the (spec-given) column otherwise
+            statement = statement.where(
+                column >= sa.bindparam("window_start", self._bound_time(window.start)),
+                column < sa.bindparam("window_end", self._bound_time(window.end)),
+            )
+        return statement
+
+    def _bound_time(self, moment: dt.datetime) -> dt.datetime | str:
+        """A UTC instant as the partition column compares it.
+
+        SQLite stores timestamps as text and compares text: '2024-01-05 00:00:00.000000' (SQLAlchemy's
+        rendering of a datetime) sorts after '2024-01-05 00:00:00' and '2024-01-05', which would put a row
+        at midnight into the day before. A day boundary is bound as the bare date, which sorts before every
+        text of that day, whatever its separator or precision. Typed columns get a datetime, naive (UTC)
+        for a naive column, aware for a timestamptz.
+        """
+        utc = moment.astimezone(dt.UTC)
+        if engine_for(self.source).dialect.name == "sqlite":
+            aligned = utc.time() == dt.time(0)
+            return utc.strftime("%Y-%m-%d") if aligned else utc.strftime("%Y-%m-%d %H:%M:%S")
+        return utc if self._window_column_has_tz else utc.replace(tzinfo=None)
+
+    # -- reading ------------------------------------------------------------------------------------
+    def read(
+        self,
+        window: Window | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        *,
+        text_in: tuple[str, Sequence[str]] | None = None,
+    ) -> pd.DataFrame:
+        """Every row of the source (within the window; with `text_in=(column, values)` only the rows whose
+        column, as trimmed text, is one of the values), as object columns of raw driver values."""
+        chunks: list[list[np.ndarray]] = []
+        rows_read = 0
+        try:
+            with engine_for(self.source).connect() as connection:
+                statement = self._statement(self._relation(connection), window, text_in)
+                result = connection.execution_options(
+                    stream_results=True, yield_per=self.source.chunk_size
+                ).execute(statement)
+                for rows in result.partitions(self.source.chunk_size):
+                    chunks.append(_columns_of(rows, len(self.columns)))
+                    rows_read += len(rows)
+                    if on_progress:
+                        on_progress(rows_read)
+        except SourceError:
+            raise
+        except sa.exc.SQLAlchemyError as error:
+            raise SourceError(
+                f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
+            ) from None
+        data = {
+            name: pd.Series(
+                np.concatenate([chunk[index] for chunk in chunks]) if chunks else np.empty(0, dtype=object),
+                dtype=object,
+                copy=False,
+            )
+            for index, name in enumerate(self.columns)
+        }
+        return pd.DataFrame(data, copy=False)
+
+    def _typed_watermark(self, watermark: str | dt.datetime, dialect: str) -> str | dt.datetime:
+        if dialect == "sqlite":
+            return watermark if isinstance(watermark, str) else watermark.isoformat(sep=" ")
+        try:
+            moment = pd.Timestamp(watermark).to_pydatetime()
+        except ValueError:
+            return watermark  # not a timestamp (a text column): compare as text
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)  # naive = UTC (contract)
+        moment = moment.astimezone(dt.UTC)
+        return moment if self._window_column_has_tz else moment.replace(tzinfo=None)
+
+    def probe(self) -> dict[str, str | int | None]:
+        """A cheap fingerprint of the source: the spec's probe query, else max(partition column) and count."""
+        source = self.source
+        try:
+            with engine_for(source).connect() as connection:
+                if source.probe_query:
+                    row = connection.execute(sa.text(source.probe_query)).first()
+                    return {"probe": None if row is None else "|".join(str(v) for v in row)}
+                relation = self._relation(connection)
+                measures = [sa.func.count().label("rows")]
+                if source.partition_column:
+                    measures.append(sa.func.max(relation.c[source.partition_column]).label("max_updated"))
+                row = connection.execute(sa.select(*measures).select_from(relation)).one()
+                probe = {"rows": int(row.rows)}
+                if source.partition_column:
+                    probe["max_updated"] = None if row.max_updated is None else str(row.max_updated)
+                return probe
+        except SourceError:
+            raise
+        except sa.exc.SQLAlchemyError as error:
+            raise SourceError(
+                f"source {source.display_url} ({source.relation}): {_reason(source, error)}"
+            ) from None
+
+    def partition_values_since(self, watermark: str | dt.datetime | None) -> pd.Series:
+        """The partition column's values above a watermark (the max a probe returned, as text or datetime).
+
+        SQLite compares the text it stored with the text it returned; a typed column (PostgreSQL refuses
+        `timestamptz > varchar`) gets a datetime.
+        """
+        column_name = self.source.partition_column
+        reader = SourceReader(self.source, [column_name])
+        try:
+            with engine_for(self.source).connect() as connection:
+                relation = reader._relation(connection)
+                column = relation.c[column_name]
+                statement = sa.select(column).where(column.is_not(None))
+                if watermark is not None:
+                    bound = reader._typed_watermark(watermark, connection.dialect.name)
+                    statement = statement.where(column > sa.bindparam("watermark", bound))
+                values = [row[0] for row in connection.execute(statement)]
+        except SourceError:
+            raise
+        except sa.exc.SQLAlchemyError as error:
+            raise SourceError(
+                f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
+            ) from None
+        return pd.Series(values, dtype=object)
+
+
+def _columns_of(rows: Sequence[sa.Row], width: int) -> list[np.ndarray]:
+    """Transpose a chunk of rows into object arrays, one per column, without touching the values."""
+    if not rows:
+        return [np.empty(0, dtype=object) for _ in range(width)]
+    return [np.fromiter(column, dtype=object, count=len(rows)) for column in zip(*rows, strict=True)]

@@ -1,0 +1,633 @@
+"""The sync state store: what was delivered to whom, what failed, what was rejected, and the sync log.
+
+One SQLAlchemy database (SQLite by default, PostgreSQL in production) holds, per sync:
+- `cs_users`: per user, the values last delivered (JSON), the fingerprint of the row they came from, and
+  whether the last attempt failed (how many runs in a row);
+- `cs_items`: per delivered-once item (an event id, a merge pair), whether it was delivered or failed;
+- `cs_sync_log`: one row per request: user uid, keys sent, status, attempts, latency, error;
+- `cs_rejections`: the rows each run set aside, with their reasons;
+- `cs_runs`: one row per run with its counts (the empty-source guard reads the last one).
+
+The schema evolves through numbered migrations recorded in `cs_schema_version`; opening a store applies the
+missing ones inside one transaction, so an old store is upgraded in place and a new one is built the same way.
+Secrets never enter: the log keeps keys sent, not values, and error texts come from the API's response body.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+STATE_URL_ENV = "CONTENTSTACK_STATE_URL"
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table("cs_schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+users = sa.Table(
+    "cs_users",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("user_uid", sa.String(256), primary_key=True),
+    sa.Column("fingerprint", sa.BigInteger, nullable=True),
+    sa.Column("delivered", sa.Text, nullable=False, default="{}"),
+    sa.Column("failed_runs", sa.Integer, nullable=False, default=0),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+items = sa.Table(
+    "cs_items",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("item_id", sa.String(600), primary_key=True),
+    sa.Column("user_uid", sa.String(256), nullable=True),
+    sa.Column("delivered", sa.Boolean, nullable=False),
+    sa.Column("failed_runs", sa.Integer, nullable=False, default=0),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sync_log = sa.Table(
+    "cs_sync_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("user_uid", sa.String(256), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("request", sa.String(32), nullable=False),
+    sa.Column("keys", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_cs_sync_log_user", "sync", "user_uid"),
+    sa.Index("ix_cs_sync_log_at", "sync", "at"),
+)
+
+rejections = sa.Table(
+    "cs_rejections",
+    metadata,
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("row_number", sa.Integer, nullable=False),
+    sa.Column("user_uid", sa.String(300), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_cs_rejections_run", "sync", "run_id"),
+)
+
+runs = sa.Table(
+    "cs_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("scope", sa.String(64), nullable=False),  # "all", or a partition range
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("counts", sa.Text, nullable=False, default="{}"),
+)
+
+# Each migration is a list of tables to create (and, later, statements to run) on top of the previous version.
+MIGRATIONS: list[Sequence[sa.Table]] = [
+    [users, sync_log, rejections, runs],  # 1: users syncs
+    [items],  # 2: delivered-once items of events and merges syncs
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def default_state_url() -> str:
+    configured = os.environ.get(STATE_URL_ENV)
+    if configured:
+        return configured
+    home = os.environ.get("DAGSTER_HOME")
+    directory = Path(home) if home else Path.cwd() / ".contentstack"
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / 'contentstack_state.db'}"
+
+
+def display_url(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class UserOutcome:
+    """What became of one user's request in a run."""
+
+    user_uid: str
+    keys: tuple[str, ...]
+    ok: bool
+    status: int | None
+    attempts: int
+    latency_ms: float
+    error: str | None
+    delivered_after: dict | None  # the user's full delivered values if ok
+    fingerprint: int | None
+    request: str = "attributes"
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What became of a delivered-once item (an event id, a merge pair)."""
+
+    item_id: str
+    user_uid: str
+    ok: bool
+    status: int | None
+    error: str | None
+
+
+class StateStore:
+    def __init__(self, url: str | None = None):
+        self.url = url or default_state_url()
+        self.engine = _make_engine(self.url)
+        self.migrate()
+
+    def __repr__(self) -> str:
+        return f"StateStore({display_url(self.url)})"
+
+    # -- schema -------------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Bring the store to SCHEMA_VERSION; returns the version found before."""
+        with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                # two processes opening a new store at once must not both create the tables
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7240117)"))
+            schema_version.create(connection, checkfirst=True)
+            found = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+            if found > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"the sync state store {display_url(self.url)} has schema version {found}, newer than this "
+                    f"code's {SCHEMA_VERSION}: upgrade contentstack_assets"
+                )
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                for table in MIGRATIONS[version - 1]:
+                    table.create(connection, checkfirst=True)
+                connection.execute(schema_version.insert().values(version=version))
+        return found
+
+    # -- users --------------------------------------------------------------------------------------
+    def load_fingerprints(self, sync: str, user_uids: pd.Series | None = None) -> pd.DataFrame:
+        """user_uid -> fingerprint, failed_runs for the sync (only the given users when few)."""
+        columns = [users.c.user_uid, users.c.fingerprint, users.c.failed_runs]
+        base = sa.select(*columns).where(users.c.sync == sync)
+        rows: list[tuple] = []
+        with self.engine.connect() as connection:
+            if user_uids is not None and len(user_uids) <= 20_000:
+                uids = list(user_uids)
+                for start in range(0, len(uids), 1000):
+                    rows.extend(
+                        _driver_rows(connection, base.where(users.c.user_uid.in_(uids[start : start + 1000])))
+                    )
+            else:
+                rows = _driver_rows(connection, base)
+        uid_column, fingerprint_column, failed_column = zip(*rows, strict=True) if rows else ((), (), ())
+        # built column by column: a frame of rows would infer float64 for fingerprints next to a NULL one and
+        # round 64-bit hashes, which then never match
+        frame = pd.DataFrame(
+            {
+                "fingerprint": pd.array(fingerprint_column, dtype="Int64"),
+                "failed_runs": np.fromiter(failed_column, dtype="int64", count=len(rows)),
+            },
+            index=pd.Index(
+                np.fromiter(uid_column, dtype=object, count=len(rows)), name="user_uid", dtype=object
+            ),
+        )
+        return frame
+
+    def load_delivered(self, sync: str, user_uids: Iterable[str]) -> dict[str, dict]:
+        """The values last delivered to each of these users."""
+        uids = list(user_uids)
+        found: dict[str, dict] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(uids), 1000):
+                statement = sa.select(users.c.user_uid, users.c.delivered).where(
+                    users.c.sync == sync, users.c.user_uid.in_(uids[start : start + 1000])
+                )
+                for uid, delivered in connection.execute(statement):
+                    found[uid] = json.loads(delivered)
+        return found
+
+    def record_user_outcomes(self, sync: str, run_id: str, outcomes: Sequence[UserOutcome]) -> None:
+        """Write confirmed outcomes and their log rows in one transaction."""
+        if not outcomes:
+            return
+        now = utcnow()
+        delivered = [
+            {
+                "sync": sync,
+                "user_uid": o.user_uid,
+                "fingerprint": o.fingerprint,
+                "delivered": json.dumps(o.delivered_after, separators=(",", ":")),
+                "failed_runs": 0,
+                "last_status": o.status,
+                "last_error": None,
+                "updated_at": now,
+            }
+            for o in outcomes
+            if o.ok
+        ]
+        failed = [o for o in outcomes if not o.ok]
+        log_rows = [_log_row(sync, run_id, o, now) for o in outcomes]
+        with self.engine.begin() as connection:
+            if delivered:
+                self._upsert(
+                    connection,
+                    users,
+                    delivered,
+                    ["sync", "user_uid"],
+                    ["fingerprint", "delivered", "failed_runs", "last_status", "last_error", "updated_at"],
+                )
+            if failed:
+                self._record_failures(connection, sync, failed, now)
+            connection.execute(sync_log.insert(), log_rows)
+
+    def _record_failures(
+        self, connection: sa.Connection, sync: str, failed: Sequence[UserOutcome], now: dt.datetime
+    ) -> None:
+        # a failure keeps the last delivered values and fingerprint; it only counts the failed run
+        existing = {
+            uid
+            for (uid,) in connection.execute(
+                sa.select(users.c.user_uid).where(
+                    users.c.sync == sync, users.c.user_uid.in_([o.user_uid for o in failed])
+                )
+            )
+        }
+        new_rows = [
+            {
+                "sync": sync,
+                "user_uid": o.user_uid,
+                "fingerprint": None,
+                "delivered": "{}",
+                "failed_runs": 1,
+                "last_status": o.status,
+                "last_error": o.error,
+                "updated_at": now,
+            }
+            for o in failed
+            if o.user_uid not in existing
+        ]
+        if new_rows:
+            connection.execute(users.insert(), new_rows)
+        updates = [
+            {"uid": o.user_uid, "status": o.status, "error": o.error}
+            for o in failed
+            if o.user_uid in existing
+        ]
+        if updates:
+            connection.execute(
+                users.update()
+                .where(users.c.sync == sync, users.c.user_uid == sa.bindparam("uid"))
+                .values(
+                    failed_runs=users.c.failed_runs + 1,
+                    last_status=sa.bindparam("status"),
+                    last_error=sa.bindparam("error"),
+                    updated_at=now,
+                ),
+                updates,
+            )
+
+    def refresh_fingerprints(self, sync: str, fingerprints: dict[str, int]) -> None:
+        """Users with nothing (left) to send: remember the row so it is not re-examined; any failure is moot."""
+        if not fingerprints:
+            return
+        rows = [{"uid": uid, "fp": fingerprint} for uid, fingerprint in fingerprints.items()]
+        statement = (
+            users.update()
+            .where(users.c.sync == sync, users.c.user_uid == sa.bindparam("uid"))
+            .values(fingerprint=sa.bindparam("fp"), failed_runs=0, last_error=None)
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement, rows)
+
+    def user_state(self, sync: str, user_uid: str) -> dict | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(users).where(users.c.sync == sync, users.c.user_uid == user_uid)
+            ).first()
+        if row is None:
+            return None
+        record = dict(row._mapping)
+        record["delivered"] = json.loads(record["delivered"])
+        return record
+
+    def count_users(self, sync: str) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).where(users.c.sync == sync)).scalar_one()
+
+    def stuck_users(self, sync: str, after_runs: int, limit: int = 20) -> tuple[int, list[dict]]:
+        condition = sa.and_(users.c.sync == sync, users.c.failed_runs >= after_runs)
+        with self.engine.connect() as connection:
+            total = connection.execute(sa.select(sa.func.count()).where(condition)).scalar_one()
+            sample = connection.execute(
+                sa.select(users.c.user_uid, users.c.failed_runs, users.c.last_status, users.c.last_error)
+                .where(condition)
+                .order_by(users.c.user_uid)
+                .limit(limit)
+            ).all()
+        return total, [dict(row._mapping) for row in sample]
+
+    # -- delivered-once items -------------------------------------------------------------------
+    def delivered_items(self, sync: str, item_ids: Iterable[str]) -> set[str]:
+        ids = list(item_ids)
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 1000):
+                found.update(
+                    row[0]
+                    for row in connection.execute(
+                        sa.select(items.c.item_id).where(
+                            items.c.sync == sync,
+                            items.c.delivered.is_(True),
+                            items.c.item_id.in_(ids[start : start + 1000]),
+                        )
+                    )
+                )
+        return found
+
+    def record_item_requests(
+        self, sync: str, run_id: str, requests: Sequence[tuple[Sequence[ItemOutcome], UserOutcome]]
+    ) -> None:
+        """Write delivered-once items and the log row of the request that carried them, in one transaction.
+
+        A failure counts one more failed run; a failure never undoes an item already delivered (an
+        overlapping run that read it earlier may report late).
+        """
+        if not requests:
+            return
+        now = utcnow()
+        outcomes = [item for items_of_request, _ in requests for item in items_of_request]
+        delivered = {o.item_id: o for o in outcomes if o.ok}
+        failed = {o.item_id: o for o in outcomes if not o.ok and o.item_id not in delivered}
+        with self.engine.begin() as connection:
+            if delivered:
+                rows = [
+                    {
+                        "sync": sync,
+                        "item_id": o.item_id,
+                        "user_uid": o.user_uid,
+                        "delivered": True,
+                        "failed_runs": 0,
+                        "last_status": o.status,
+                        "last_error": None,
+                        "updated_at": now,
+                    }
+                    for o in delivered.values()
+                ]
+                self._upsert(
+                    connection,
+                    items,
+                    rows,
+                    ["sync", "item_id"],
+                    ["user_uid", "delivered", "failed_runs", "last_status", "last_error", "updated_at"],
+                )
+            if failed:
+                known: dict[str, bool] = {}
+                ids = list(failed)
+                for start in range(0, len(ids), 1000):
+                    statement = sa.select(items.c.item_id, items.c.delivered).where(
+                        items.c.sync == sync, items.c.item_id.in_(ids[start : start + 1000])
+                    )
+                    known.update(dict(connection.execute(statement).all()))
+                new_rows = [
+                    {
+                        "sync": sync,
+                        "item_id": o.item_id,
+                        "user_uid": o.user_uid,
+                        "delivered": False,
+                        "failed_runs": 1,
+                        "last_status": o.status,
+                        "last_error": o.error,
+                        "updated_at": now,
+                    }
+                    for o in failed.values()
+                    if o.item_id not in known
+                ]
+                if new_rows:
+                    connection.execute(items.insert(), new_rows)
+                retried = [
+                    {"id": o.item_id, "status": o.status, "error": o.error}
+                    for o in failed.values()
+                    if known.get(o.item_id) is False
+                ]
+                if retried:
+                    connection.execute(
+                        items.update()
+                        .where(
+                            items.c.sync == sync,
+                            items.c.item_id == sa.bindparam("id"),
+                            items.c.delivered.is_(False),
+                        )
+                        .values(
+                            failed_runs=items.c.failed_runs + 1,
+                            last_status=sa.bindparam("status"),
+                            last_error=sa.bindparam("error"),
+                            updated_at=now,
+                        ),
+                        retried,
+                    )
+            connection.execute(sync_log.insert(), [_log_row(sync, run_id, log, now) for _, log in requests])
+
+    def undelivered_items(self, sync: str, limit: int | None = None) -> list[dict]:
+        """Items whose last attempt failed, oldest first."""
+        statement = (
+            sa.select(items)
+            .where(items.c.sync == sync, items.c.delivered.is_(False))
+            .order_by(items.c.updated_at, items.c.item_id)
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(statement)]
+
+    def count_items(self, sync: str) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            counts = dict(
+                connection.execute(
+                    sa.select(items.c.delivered, sa.func.count())
+                    .where(items.c.sync == sync)
+                    .group_by(items.c.delivered)
+                ).all()
+            )
+        return {"delivered": int(counts.get(True, 0)), "undelivered": int(counts.get(False, 0))}
+
+    # -- runs, rejections, log --------------------------------------------------------------------
+    def start_run(self, sync: str, run_id: str, scope: str, dry_run: bool) -> None:
+        row = {
+            "run_id": run_id,
+            "sync": sync,
+            "started_at": utcnow(),
+            "scope": scope,
+            "dry_run": dry_run,
+            "counts": "{}",
+        }
+        with self.engine.begin() as connection:
+            self._upsert(connection, runs, [row], ["run_id", "sync"], ["started_at", "scope", "dry_run"])
+
+    def finish_run(self, sync: str, run_id: str, counts: dict) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id, runs.c.sync == sync)
+                .values(finished_at=utcnow(), counts=json.dumps(counts))
+            )
+
+    def last_finished_run(self, sync: str, scope: str = "all") -> dict | None:
+        """The last finished real (not dry) run of this scope, with its counts."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(runs)
+                .where(
+                    runs.c.sync == sync,
+                    runs.c.scope == scope,
+                    runs.c.finished_at.is_not(None),
+                    runs.c.dry_run.is_(False),
+                )
+                .order_by(runs.c.finished_at.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        record = dict(row._mapping)
+        record["counts"] = json.loads(record["counts"])
+        return record
+
+    def record_rejections(self, sync: str, run_id: str, rejected: pd.DataFrame) -> None:
+        """rejected: columns row_number, user_uid, reason."""
+        if rejected.empty:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "sync": sync,
+                "run_id": run_id,
+                "row_number": int(r.row_number),
+                "user_uid": r.user_uid,
+                "reason": r.reason,
+                "at": now,
+            }
+            for r in rejected.itertuples(index=False)
+        ]
+        with self.engine.begin() as connection:
+            connection.execute(
+                rejections.delete().where(rejections.c.sync == sync, rejections.c.run_id == run_id)
+            )
+            for start in range(0, len(rows), 5000):
+                connection.execute(rejections.insert(), rows[start : start + 5000])
+
+    def prune(self, sync: str, retention_days: int) -> int:
+        """Drop log rows and rejections older than the retention; returns log rows removed."""
+        cutoff = utcnow() - dt.timedelta(days=retention_days)
+        with self.engine.begin() as connection:
+            removed = connection.execute(
+                sync_log.delete().where(sync_log.c.sync == sync, sync_log.c.at < cutoff)
+            ).rowcount
+            connection.execute(rejections.delete().where(rejections.c.sync == sync, rejections.c.at < cutoff))
+        return removed or 0
+
+    def log_for_user(self, user_uid: str, sync: str | None = None, limit: int = 50) -> list[dict]:
+        statement = sa.select(sync_log).where(sync_log.c.user_uid == user_uid)
+        if sync:
+            statement = statement.where(sync_log.c.sync == sync)
+        statement = statement.order_by(sync_log.c.id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(statement)]
+
+    def rejections_for_user(self, user_uid: str, sync: str | None = None, limit: int = 20) -> list[dict]:
+        statement = sa.select(rejections).where(rejections.c.user_uid == user_uid)
+        if sync:
+            statement = statement.where(rejections.c.sync == sync)
+        with self.engine.connect() as connection:
+            return [
+                dict(row._mapping)
+                for row in connection.execute(statement.order_by(rejections.c.at.desc()).limit(limit))
+            ]
+
+    def run_log(self, sync: str, run_id: str) -> pd.DataFrame:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(sync_log).where(sync_log.c.sync == sync, sync_log.c.run_id == run_id)
+            ).all()
+        return pd.DataFrame(rows, columns=[c.name for c in sync_log.columns])
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _upsert(
+        self, connection: sa.Connection, table: sa.Table, rows: list[dict], keys: list[str], update: list[str]
+    ) -> None:
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            for start in range(0, len(rows), 2000):
+                statement = insert(table)
+                statement = statement.on_conflict_do_update(
+                    index_elements=keys, set_={column: statement.excluded[column] for column in update}
+                )
+                connection.execute(statement, rows[start : start + 2000])
+            return
+        # other databases: delete and insert inside the caller's transaction
+        for row in rows:
+            connection.execute(table.delete().where(*(table.c[k] == row[k] for k in keys)))
+        connection.execute(table.insert(), rows)
+
+
+def _driver_rows(connection: sa.Connection, statement: sa.Select) -> list[tuple]:
+    """The rows of a statement as the driver's plain tuples: for columns that need no result processing
+    (text and integers), this skips building a SQLAlchemy Row per row, which is most of the time of
+    reading a million of them."""
+    result = connection.execute(statement)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+def _log_row(sync: str, run_id: str, outcome: UserOutcome, now: dt.datetime) -> dict:
+    return {
+        "sync": sync,
+        "run_id": run_id,
+        "user_uid": outcome.user_uid,
+        "at": now,
+        "request": outcome.request,
+        "keys": ",".join(outcome.keys),
+        "status": outcome.status,
+        "attempts": outcome.attempts,
+        "latency_ms": round(outcome.latency_ms, 3),
+        "error": outcome.error,
+    }
+
+
+def _make_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
+            # WAL lets a reader (the UI, the log CLI) and a writer (a run) work at once; NORMAL is still
+            # crash-safe in WAL mode; the busy timeout lets overlapping runs wait for each other's commits
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+    return engine

@@ -1,0 +1,70 @@
+"""The sync log from the command line: what was sent to a user, when, and how it went.
+
+    python -m contentstack_assets.log USER_UID [--sync users] [--limit 20] [--json]
+
+Reads the state store of CONTENTSTACK_STATE_URL (default: SQLite under DAGSTER_HOME or .contentstack/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from contentstack_assets.engine.state import StateStore, default_state_url, display_url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m contentstack_assets.log", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("user_uid")
+    parser.add_argument("--sync", help="only this sync")
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--state-url", default=None, help="SQLAlchemy URL of the state store")
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+    args = parser.parse_args(argv)
+
+    store = StateStore(args.state_url or default_state_url())
+    requests = store.log_for_user(args.user_uid, args.sync, args.limit)
+    rejections = store.rejections_for_user(args.user_uid, args.sync, args.limit)
+    states = [
+        state
+        for sync in sorted({row["sync"] for row in requests} | ({args.sync} if args.sync else set()))
+        if (state := store.user_state(sync, args.user_uid))
+    ]
+    if args.json:
+        for record in [
+            *({"state": s} for s in states),
+            *({"request": r} for r in requests),
+            *({"rejection": r} for r in rejections),
+        ]:
+            print(json.dumps(record, default=str))
+        return 0 if (requests or rejections or states) else 1
+
+    print(f"user {args.user_uid!r} in {display_url(store.url)}")
+    for state in states:
+        print(f"  sync {state['sync']}: last delivered {json.dumps(state['delivered'], sort_keys=True)}")
+        if state["failed_runs"]:
+            print(f"    failing for {state['failed_runs']} run(s): {state['last_error']}")
+    if requests:
+        print("  requests (newest first):")
+        for row in requests:
+            outcome = "ok" if row["error"] is None else f"FAILED {row['error']}"
+            print(
+                f"    {row['at']:%Y-%m-%d %H:%M:%S} {row['sync']} run {row['run_id'][:8]} {row['request']} "
+                f"keys=[{row['keys']}] status={row['status']} attempts={row['attempts']} "
+                f"{row['latency_ms']:.1f} ms {outcome}"
+            )
+    for row in rejections:
+        print(
+            f"  rejected {row['at']:%Y-%m-%d %H:%M:%S} {row['sync']} run {row['run_id'][:8]} row {row['row_number']}: {row['reason']}"
+        )
+    if not (requests or rejections or states):
+        print("  nothing recorded for this user")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

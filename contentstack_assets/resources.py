@@ -1,0 +1,111 @@
+"""Dagster resources: the Personalize APIs, the sync state store, and the frame IO manager."""
+
+
+import functools
+import os
+import pickle
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from contentstack_assets.engine.state import StateStore, default_state_url
+from contentstack_assets.personalize.client import EdgeClient, ManagementClient
+from contentstack_assets.spec import DestinationSpec
+
+
+class PersonalizeResource(dg.ConfigurableResource):
+    """Speaks to Contentstack Personalize for any destination of the spec.
+
+    Timeouts and retries are set here, once for every sync; the destination (project, region or URL,
+    management token) comes from each sync's spec.
+    """
+
+    timeout_s: float = 10.0
+    max_retries: int = 5
+    backoff_factor: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def edge(self, destination: DestinationSpec, concurrency: int) -> EdgeClient:
+        """An Edge API client whose connection pool holds `concurrency` connections."""
+        return EdgeClient(
+            destination.resolved_edge_url,
+            destination.project_uid,
+            pool_size=concurrency,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            backoff_factor=self.backoff_factor,
+            backoff_max_s=self.backoff_max_s,
+        )
+
+    def management(self, destination: DestinationSpec) -> ManagementClient | None:
+        """A Management API client, or None when no management token is configured."""
+        if destination.management_token is None or not destination.management_token.get_secret_value():
+            return None
+        return ManagementClient(
+            destination.resolved_management_url,
+            destination.project_uid,
+            destination.management_token.get_secret_value(),
+            timeout_s=self.timeout_s,
+        )
+
+    def list_attributes(self, destination: DestinationSpec) -> list[dict] | None:
+        client = self.management(destination)
+        return None if client is None else client.list_attributes()
+
+    def list_events(self, destination: DestinationSpec) -> list[dict] | None:
+        client = self.management(destination)
+        return None if client is None else client.list_events()
+
+
+@functools.lru_cache(maxsize=8)
+def _store(url: str) -> StateStore:
+    return StateStore(url)
+
+
+class SyncStateResource(dg.ConfigurableResource):
+    """The sync state store (`CONTENTSTACK_STATE_URL`; SQLite under DAGSTER_HOME by default)."""
+
+    url: str | None = None
+
+    def store(self) -> StateStore:
+        return _store(self.url or default_state_url())
+
+
+class FrameIOManager(dg.ConfigurableIOManager):
+    """Pickles DataFrames per asset and per partition range.
+
+    Dagster's file IO managers store one file per partition and refuse an output that spans a range; a
+    single-run backfill hands one frame for the whole range from step to step, so it is stored under the
+    range (`2024-01-01...2024-03-31`) and read back by the step that asks for the same range.
+    """
+
+    base_dir: str | None = None
+
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+        base = Path(self.base_dir) if self.base_dir else Path(os.environ.get("DAGSTER_HOME", ".contentstack")) / "frames"
+        if context.has_asset_partitions:
+            key_range = context.asset_partition_key_range
+            scope = key_range.start if key_range.start == key_range.end else f"{key_range.start}...{key_range.end}"
+        else:
+            scope = "all"
+        return base.joinpath(*context.asset_key.path) / f"{scope}.pkl"
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        path = self._path(context)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        with temporary.open("wb") as file:
+            pickle.dump(obj, file, protocol=pickle.HIGHEST_PROTOCOL)
+        temporary.replace(path)  # a reader never sees half a file
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        path = self._path(context)
+        if not path.exists():
+            raise dg.Failure(
+                description=f"no stored output of {context.asset_key.to_user_string()} for this partition range "
+                f"({path.stem}): materialize it with the same partitions first",
+                allow_retries=False,
+            )
+        with path.open("rb") as file:
+            return pickle.load(file)

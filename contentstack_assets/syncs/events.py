@@ -1,0 +1,199 @@
+"""An events sync as Dagster definitions: source_events -> personalize_events.
+
+No `from __future__ import annotations` here: Dagster reads the `context` hints of the asset functions.
+"""
+
+import time
+
+import dagster as dg
+import pandas as pd
+
+from contentstack_assets.engine.events import (
+    EVENT_ID,
+    event_keys,
+    events_source_columns,
+    push_events,
+    read_events_by_id,
+)
+from contentstack_assets.engine.source import SourceReader
+from contentstack_assets.resources import PersonalizeResource, SyncStateResource
+from contentstack_assets.spec import EventsSync, SyncsSpec
+from contentstack_assets.syncs import cadence
+from contentstack_assets.syncs.partitions import backfill_policy, daily_partitions, scope_of, window_of
+from contentstack_assets.syncs.report import failures_sample, markdown_table, user_errors
+from contentstack_assets.syncs.users import push_asset_key
+
+
+class EventsPushConfig(dg.Config):
+    dry_run: bool = False
+    """Compute and report the plan (events per user, sample bodies); send nothing, write no state."""
+
+
+def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
+    name = sync.name
+    partitions = daily_partitions(sync.source)
+    policy = backfill_policy(sync.source)
+    source_key = dg.AssetKey([name, "source_events"])
+    push_key = dg.AssetKey([name, "personalize_events"])
+    columns = events_source_columns(sync)
+    common = {"group_name": name, "partitions_def": partitions, "backfill_policy": policy}
+
+    @dg.asset(
+        key=source_key,
+        kinds={"sqlalchemy"},
+        description=f"Event rows of {sync.source.relation} at {sync.source.display_url} for the {name} sync",
+        metadata={"source": sync.source.display_url, "relation": sync.source.relation},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "event_keys_exist",
+                asset=source_key,
+                blocking=True,
+                description="The event keys exist in the Personalize project (Management API): a missing fixed "
+                "`key` blocks the push; unknown keys in the key column only set their rows aside",
+            )
+        ],
+        **common,
+    )
+    def source_events(context: dg.AssetExecutionContext, personalize: PersonalizeResource):
+        reader = SourceReader(sync.source, columns)
+        started = time.perf_counter()
+        with user_errors():
+            frame = reader.read(
+                window_of(context), on_progress=lambda rows: context.log.info(f"{name}: {rows} rows read")
+            )
+            listed = personalize.list_events(sync.destination)
+        yield dg.Output(
+            frame,
+            metadata={
+                "rows_read": len(frame),
+                "read_s": round(time.perf_counter() - started, 3),
+                "scope": scope_of(context),
+            },
+        )
+        yield event_keys_check(sync, frame, listed)
+
+    @dg.asset(
+        key=push_key,
+        ins={"source_events": dg.AssetIn(key=source_key)},
+        deps=[push_asset_key(spec, dependency) for dependency in sync.depends_on],
+        kinds={"contentstack"},
+        pool=sync.destination.pool,
+        description=f"Events of the {name} sync in Personalize project {sync.destination.project_uid}: each event id sent once",
+        **common,
+    )
+    def personalize_events(
+        context: dg.AssetExecutionContext,
+        config: EventsPushConfig,
+        source_events: pd.DataFrame,
+        personalize: PersonalizeResource,
+        sync_state: SyncStateResource,
+    ):
+        started = time.perf_counter()
+        window = window_of(context)
+        with user_errors():
+            listed = personalize.list_events(sync.destination)
+        known_keys = None if listed is None else {item.get("key") for item in listed}
+        client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
+        try:
+            with user_errors():
+                result = push_events(
+                    sync,
+                    source_events,
+                    client=client,
+                    store=sync_state.store(),
+                    run_id=context.run.run_id,
+                    scope=scope_of(context),
+                    known_keys=known_keys,
+                    # a run over some days also retries the failed events of other days
+                    read_pending=(lambda ids: read_events_by_id(sync, ids)) if window is not None else None,
+                    dry_run=config.dry_run,
+                    log=context.log.info,
+                )
+        finally:
+            if client is not None:
+                client.close()
+        report = result.report
+        failures = failures_sample(report.failures, lambda request: request.user_uid)
+        metadata = {
+            **result.counts,
+            "duration_s": round(time.perf_counter() - started, 3),
+            "latency_p50_ms": round(report.percentile_ms(50), 2),
+            "latency_p95_ms": round(report.percentile_ms(95), 2),
+            "dry_run": config.dry_run,
+            "keys_checked": known_keys is not None,
+            "scope": scope_of(context),
+            "rejected_sample": markdown_table(
+                result.rejected.head(20).to_dict("records"),
+                ["row_number", "user_uid", EVENT_ID, "reason"],
+                "(no rows rejected)",
+            ),
+            "failures": failures,
+        }
+        if config.dry_run:
+            metadata["plan_sample"] = markdown_table(result.plan.sample(), ["user_uid", "events", "body"])
+        yield dg.MaterializeResult(metadata=metadata)
+        if report.failed:
+            # every user was tried; the step fails so the run shows it, and the next run retries these events
+            first_request, first = report.failures[0] if report.failures else (None, None)
+            raise dg.Failure(
+                description=(
+                    f"{name}: {result.events_failed} events of {report.failed} users failed after retries (first: "
+                    f"{first_request.user_uid if first_request else '?'}: {first.error if first else '?'}); "
+                    f"{result.events_delivered} events were delivered. The failed events are retried by the next run."
+                ),
+                metadata={"failures": failures},
+            )
+
+    job = dg.define_asset_job(
+        f"{name}_sync",
+        selection=dg.AssetSelection.assets(source_key, push_key),
+        partitions_def=partitions,
+        description=f"Read and push the {name} events sync",
+        tags={"contentstack/sync": name},
+    )
+    return dg.Definitions(
+        assets=[source_events, personalize_events],
+        jobs=[job],
+        schedules=cadence.schedules(sync, job, partitions),
+        sensors=[cadence.source_changed_sensor(sync, job, partitions, columns)],
+    )
+
+
+def event_keys_check(sync: EventsSync, frame: pd.DataFrame, listed: list[dict] | None) -> dg.AssetCheckResult:
+    """Whether the event keys exist in the project; only a missing fixed `key` is an error (it blocks)."""
+    if listed is None:
+        return dg.AssetCheckResult(
+            check_name="event_keys_exist",
+            passed=True,
+            metadata={"checked": False, "reason": "no management token configured: keys not checked"},
+        )
+    known = {item.get("key") for item in listed}
+    if sync.event.key is not None:
+        missing = [] if sync.event.key.strip() in known else [sync.event.key.strip()]
+        severity = dg.AssetCheckSeverity.ERROR
+        rows_affected = len(frame) if missing else 0
+    else:
+        keys, _ = event_keys(frame[sync.event.key_column], None, sync.destination.project_uid)
+        unknown = keys.dropna()
+        unknown = unknown[~unknown.isin(list(known))]
+        missing = sorted(set(unknown))
+        severity = dg.AssetCheckSeverity.WARN
+        rows_affected = len(unknown)
+    return dg.AssetCheckResult(
+        check_name="event_keys_exist",
+        passed=not missing,
+        severity=severity,
+        description=(
+            f"not events of project {sync.destination.project_uid}: {', '.join(missing[:20])}: create them in "
+            "Personalize (Events) with these exact keys, or fix the "
+            + ("spec" if sync.event.key is not None else "source (those rows are set aside)")
+            if missing
+            else None
+        ),
+        metadata={
+            "checked": True,
+            "missing_keys": missing[:100],
+            "num_failures": rows_affected,
+            "project_events": len(known),
+        },
+    )

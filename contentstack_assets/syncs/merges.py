@@ -1,0 +1,138 @@
+"""A merges sync as Dagster definitions: source_merges -> personalize_merges.
+
+No `from __future__ import annotations` here: Dagster reads the `context` hints of the asset functions.
+"""
+
+import time
+
+import dagster as dg
+import pandas as pd
+
+from contentstack_assets.engine.merges import TARGET_UID, merges_source_columns, push_merges
+from contentstack_assets.engine.source import SourceReader
+from contentstack_assets.resources import PersonalizeResource, SyncStateResource
+from contentstack_assets.spec import MergesSync, SyncsSpec
+from contentstack_assets.syncs import cadence
+from contentstack_assets.syncs.report import markdown_table, user_errors
+from contentstack_assets.syncs.users import push_asset_key
+
+
+class MergesPushConfig(dg.Config):
+    dry_run: bool = False
+    """Compute and report the pairs to merge; send nothing, write no state."""
+
+
+def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
+    name = sync.name
+    source_key = dg.AssetKey([name, "source_merges"])
+    push_key = dg.AssetKey([name, "personalize_merges"])
+    columns = merges_source_columns(sync)
+
+    @dg.asset(
+        key=source_key,
+        kinds={"sqlalchemy"},
+        group_name=name,
+        description=f"Identity pairs of {sync.source.relation} at {sync.source.display_url} for the {name} sync",
+        metadata={"source": sync.source.display_url, "relation": sync.source.relation},
+    )
+    def source_merges(context: dg.AssetExecutionContext) -> pd.DataFrame:
+        started = time.perf_counter()
+        with user_errors():
+            frame = SourceReader(sync.source, columns).read(
+                on_progress=lambda rows: context.log.info(f"{name}: {rows} rows read")
+            )
+        context.add_output_metadata(
+            {"rows_read": len(frame), "read_s": round(time.perf_counter() - started, 3)}
+        )
+        return frame
+
+    @dg.asset(
+        key=push_key,
+        ins={"source_merges": dg.AssetIn(key=source_key)},
+        deps=[push_asset_key(spec, dependency) for dependency in sync.depends_on],
+        kinds={"contentstack"},
+        group_name=name,
+        pool=sync.destination.pool,
+        description=(
+            f"Anonymous users of the {name} sync merged into known ones in Personalize project "
+            f"{sync.destination.project_uid}: each pair once"
+        ),
+    )
+    def personalize_merges(
+        context: dg.AssetExecutionContext,
+        config: MergesPushConfig,
+        source_merges: pd.DataFrame,
+        personalize: PersonalizeResource,
+        sync_state: SyncStateResource,
+    ):
+        started = time.perf_counter()
+        client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
+        try:
+            with user_errors():
+                result = push_merges(
+                    sync,
+                    source_merges,
+                    client=client,
+                    store=sync_state.store(),
+                    run_id=context.run.run_id,
+                    dry_run=config.dry_run,
+                    log=context.log.info,
+                )
+        finally:
+            if client is not None:
+                client.close()
+        report = result.report
+        failures = markdown_table(
+            [
+                {
+                    "source_uid": request.source_uid,
+                    "target_uid": request.target_uid,
+                    "status": response.status,
+                    "attempts": response.attempts,
+                    "error": response.error,
+                }
+                for request, response in report.failures[:20]
+            ],
+            ["source_uid", "target_uid", "status", "attempts", "error"],
+            "(no failures)",
+        )
+        metadata = {
+            **result.counts,
+            "duration_s": round(time.perf_counter() - started, 3),
+            "latency_p50_ms": round(report.percentile_ms(50), 2),
+            "latency_p95_ms": round(report.percentile_ms(95), 2),
+            "dry_run": config.dry_run,
+            "rejected_sample": markdown_table(
+                result.rejected.head(20).to_dict("records"),
+                ["row_number", "user_uid", TARGET_UID, "reason"],
+                "(no rows rejected)",
+            ),
+            "failures": failures,
+        }
+        if config.dry_run:
+            metadata["plan_sample"] = markdown_table(result.plan.sample(), ["source_uid", "target_uid"])
+        yield dg.MaterializeResult(metadata=metadata)
+        if report.failed:
+            first_request, first = report.failures[0] if report.failures else (None, None)
+            raise dg.Failure(
+                description=(
+                    f"{name}: {report.failed} of {report.delivered + report.failed} merges failed after retries "
+                    f"(first: {first_request.source_uid + ' -> ' + first_request.target_uid if first_request else '?'}: "
+                    f"{first.error if first else '?'}); {report.delivered} were merged. "
+                    "The failed pairs are retried by the next run."
+                ),
+                metadata={"failures": failures},
+            )
+
+    job = dg.define_asset_job(
+        f"{name}_sync",
+        selection=dg.AssetSelection.assets(source_key, push_key),
+        description=f"Read and push the {name} merges sync",
+        tags={"contentstack/sync": name},
+    )
+    return dg.Definitions(
+        assets=[source_merges, personalize_merges],
+        jobs=[job],
+        schedules=cadence.schedules(sync, job, None),
+        sensors=[cadence.source_changed_sensor(sync, job, None, columns)],
+    )

@@ -1,0 +1,316 @@
+"""Sharded delivery: `shards: N` splits one users sync's push by a stable hash of the user uid.
+
+`N/personalize_users` keeps its key, its lineage (`source_users -> mapped_attributes -> personalize_users`),
+its config, its check and its metadata keys; only what backs it changes. Without the option nothing here is
+used. With it the asset is a graph:
+
+    mapped_attributes --+--> shard_0 --+
+                        +--> shard_1 --+--> summary  (the asset's materialization and `delivery_failures`)
+                        +--> ...     --+
+
+Each shard op takes the users whose uid hashes to it (`shard_of`: CRC-32 of the UTF-8 uid modulo N, the same in
+every process, Python and pandas version), plans them against their own rows of the sync state, and
+delivers them with its share of the sync's `concurrency` (`concurrency_shares`: the shares add up to it), so
+shards run in parallel (separate processes under the multiprocess executor, separate machines under
+Celery or Kubernetes) while the requests in flight stay within the sync's `concurrency`. Each shard op
+holds one slot of the project's pool (`personalize_<project uid>`): with a pool limit of 1 the shards run
+one after another; raise the pool's limit to N for N in parallel (docs/production.md).
+
+What a shard owns: the state rows of its users (the state is keyed by user uid, and a uid is in exactly
+one shard), and its own `cs_runs` row (`<run id>/shard-2-of-4`, scope `all/shard-2-of-4`), so the
+empty-source guard compares a shard's slice with the same shard's last run. Rows that break a row rule are
+all handled by shard 0 (a rejected row may have no uid to hash), which records them under the run id.
+Changing N starts every shard without a previous run row: the guard sits out that first run.
+
+No `from __future__ import annotations` here: Dagster reads the config and context hints of the ops.
+"""
+
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from contentstack_assets.engine.mapping import REJECTION, UID
+from contentstack_assets.engine.plan import UserRequest
+from contentstack_assets.engine.push import SourceShrankError, push_users
+from contentstack_assets.personalize.client import Response
+from contentstack_assets.resources import PersonalizeResource, SyncStateResource
+from contentstack_assets.spec import SpecError, SyncsSpec, UsersSync
+from contentstack_assets.syncs.partitions import scope_of
+from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample, user_errors
+from contentstack_assets.syncs.users import PushConfig, delivery_check, delivery_failure, push_asset_key
+
+# Shard summaries are small objects handed from the shard steps to the summary step. They go through a
+# filesystem IO manager (under $DAGSTER_HOME/storage, like the frames under $DAGSTER_HOME/frames), which
+# every executor can read back: another process, a Celery worker or a Kubernetes pod on shared storage.
+SHARD_IO_MANAGER_KEY = "contentstack_shard_io_manager"
+SHARD_IO_MANAGER = dg.FilesystemIOManager()  # one object for every sync: Definitions.merge accepts it once
+
+
+def resources() -> dict[str, dg.ConfigurableIOManager]:
+    """The resources a sharded sync adds to the code location."""
+    return {SHARD_IO_MANAGER_KEY: SHARD_IO_MANAGER}
+
+
+# -- which users a shard owns ------------------------------------------------------------------------
+def shard_of(uids: Iterable[str], shards: int) -> np.ndarray:
+    """The shard of each uid: CRC-32 of its UTF-8 bytes modulo `shards` (stable everywhere, unlike hash())."""
+    return np.fromiter((zlib.crc32(uid.encode()) % shards for uid in uids), dtype=np.int64)
+
+
+def shard_rows(mapped: pd.DataFrame, index: int, shards: int) -> pd.DataFrame:
+    """The rows of `mapped_attributes` shard `index` pushes: its valid users, plus every rejected row for
+    shard 0 (rejections are recorded once per run, and a rejected row may have no uid)."""
+    rejected = mapped[REJECTION].notna().to_numpy()
+    owner = np.zeros(len(mapped), dtype=np.int64)
+    owner[~rejected] = shard_of(mapped.loc[~rejected, UID], shards)
+    keep = (owner == index) & ~rejected
+    if index == 0:
+        keep |= rejected
+    return mapped.loc[keep]
+
+
+def concurrency_shares(concurrency: int, shards: int) -> list[int]:
+    """Requests in flight per shard, adding up to the sync's `concurrency` (the first shards get the rest)."""
+    if shards > concurrency:
+        raise ValueError(f"{shards} shards need a concurrency of at least {shards}, got {concurrency}")
+    base, rest = divmod(concurrency, shards)
+    return [base + (1 if index < rest else 0) for index in range(shards)]
+
+
+# -- what a shard hands to the summary ---------------------------------------------------------------
+@dataclass
+class ShardSummary:
+    index: int
+    concurrency: int
+    counts: dict[str, int]
+    users_to_send: int
+    started_at: float  # unix time, so the summary can tell the wall time of shards on different machines
+    finished_at: float
+    latencies_ms: np.ndarray
+    failures: list[tuple[UserRequest, Response]] = field(default_factory=list)
+    rejected: pd.DataFrame = field(default_factory=pd.DataFrame)  # the first rejected rows (shard 0 only)
+    plan_sample: list[dict] = field(default_factory=list)  # dry runs
+
+
+SUMMED = (
+    "rows_read",
+    "rows_rejected",
+    "users_new",
+    "users_changed",
+    "users_unchanged",
+    "users_retried",
+    "users_delivered",
+    "users_failed",
+    "requests_sent",
+)
+
+
+# -- the graph-backed asset ---------------------------------------------------------------------------
+def sharded_push_asset(
+    sync: UsersSync,
+    spec: SyncsSpec,
+    *,
+    mapped_key: dg.AssetKey,
+    push_key: dg.AssetKey,
+    check_specs: Sequence[dg.AssetCheckSpec],
+    group_name: str,
+    partitions_def: dg.PartitionsDefinition | None,
+    backfill_policy: dg.BackfillPolicy | None,
+) -> dg.AssetsDefinition:
+    """`N/personalize_users` as N shard pushes and a summary; same key, config, check and metadata keys."""
+    shards = sync.shards
+    check_specs = list(check_specs)
+    try:
+        shares = concurrency_shares(sync.concurrency, shards)
+    except ValueError:
+        raise SpecError(
+            f"{spec.path}: sync {sync.name!r}: key 'shards': {shards} shards need `concurrency` of at least "
+            f"{shards} (each shard holds at least one request in flight; got concurrency {sync.concurrency})"
+        ) from None
+    shard_ops = [_shard_op(sync, index, shares[index]) for index in range(shards)]
+    summary_op = _summary_op(sync, push_key, check_specs)
+    upstream = {
+        f"after_{dependency}": dg.AssetIn(key=push_asset_key(spec, dependency), dagster_type=dg.Nothing)
+        for dependency in sync.depends_on
+    }
+
+    @dg.config_mapping
+    def same_config_for_every_shard(config: PushConfig) -> dict:
+        # the run config stays `ops: {N__personalize_users: {config: {dry_run: ...}}}`, sharded or not
+        values = config.model_dump()
+        return {
+            "summary": {"config": values},
+            **{f"shard_{index}": {"config": values} for index in range(shards)},
+        }
+
+    def personalize_users(mapped_attributes, **after):
+        summaries = [shard_op(mapped_attributes, after=list(after.values())) for shard_op in shard_ops]
+        return summary_op(summaries)
+
+    return dg.graph_asset(
+        personalize_users,
+        key=push_key,
+        ins={"mapped_attributes": dg.AssetIn(key=mapped_key), **upstream},
+        config=same_config_for_every_shard,
+        check_specs=check_specs,
+        kinds={"contentstack"},
+        group_name=group_name,
+        partitions_def=partitions_def,
+        backfill_policy=backfill_policy,
+        description=(
+            f"Users of the {sync.name} sync in Personalize project {sync.destination.project_uid}: only changes "
+            f"sent, in {shards} shards by user uid"
+        ),
+    )
+
+
+def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
+    shards = sync.shards
+    label = f"shard {index + 1} of {shards}"
+
+    @dg.op(
+        name=f"{sync.name}__push_shard_{index}",
+        description=f"Plan and deliver the {sync.name} users of {label} ({concurrency} requests in flight)",
+        ins={"mapped_attributes": dg.In(), "after": dg.In(dg.Nothing)},
+        out=dg.Out(io_manager_key=SHARD_IO_MANAGER_KEY),
+        pool=sync.destination.pool,
+        tags={"contentstack/sync": sync.name, "contentstack/shard": f"{index + 1}/{shards}"},
+    )
+    def push_shard(
+        context: dg.OpExecutionContext,
+        config: PushConfig,
+        mapped_attributes: pd.DataFrame,
+        personalize: PersonalizeResource,
+        sync_state: SyncStateResource,
+    ) -> ShardSummary:
+        started_at = time.time()
+        rows = shard_rows(mapped_attributes, index, shards)
+        client = None if config.dry_run else personalize.edge(sync.destination, concurrency)
+        try:
+            with user_errors():
+                result = push_users(
+                    sync,
+                    rows,
+                    client=client,
+                    store=sync_state.store(),
+                    run_id=context.run.run_id,
+                    scope=scope_of(context),
+                    dry_run=config.dry_run,
+                    full_resync=config.full_resync,
+                    allow_source_shrink=config.allow_source_shrink,
+                    log=lambda message: context.log.info(f"{label}: {message}"),
+                    shard=(index, shards),
+                    concurrency=concurrency,
+                )
+        except SourceShrankError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        finally:
+            if client is not None:
+                client.close()
+        counts = result.counts
+        context.add_output_metadata({**counts, "shard": f"{index + 1}/{shards}", "concurrency": concurrency})
+        return ShardSummary(
+            index=index,
+            concurrency=concurrency,
+            counts=counts,
+            users_to_send=result.plan.users_to_send,
+            started_at=started_at,
+            finished_at=time.time(),
+            latencies_ms=np.asarray(result.report.latencies_ms, dtype=np.float32),
+            failures=list(result.report.failures),
+            rejected=result.rejected.head(20),
+            plan_sample=result.plan.sample_bodies() if config.dry_run else [],
+        )
+
+    return push_shard.alias(f"shard_{index}")
+
+
+def _summary_op(
+    sync: UsersSync, push_key: dg.AssetKey, check_specs: Sequence[dg.AssetCheckSpec]
+) -> dg.OpDefinition:
+    check_outputs = {spec.get_python_identifier(): dg.Out(dg.Nothing) for spec in check_specs}
+
+    @dg.op(
+        name=f"{sync.name}__push_summary",
+        description=f"Add up the shards of the {sync.name} push: the asset's metadata and delivery check",
+        ins={"summaries": dg.In(list)},
+        out={"result": dg.Out(dg.Nothing), **check_outputs},
+    )
+    def push_summary(
+        context: dg.OpExecutionContext, config: PushConfig, summaries: list, sync_state: SyncStateResource
+    ):
+        summaries = sorted(summaries, key=lambda summary: summary.index)
+        totals = {key: sum(int(summary.counts[key]) for summary in summaries) for key in SUMMED}
+        # stuck users are counted over the whole sync, once every shard has recorded its outcomes
+        stuck_total, stuck_sample = sync_state.store().stuck_users(sync.name, sync.stuck_after_runs)
+        failures = [failure for summary in summaries for failure in summary.failures]
+        latencies = np.concatenate([summary.latencies_ms for summary in summaries])
+        delivered, failed = totals["users_delivered"], totals["users_failed"]
+        metadata = {
+            **totals,
+            "users_stuck": stuck_total,
+            "users_to_send": sum(summary.users_to_send for summary in summaries),
+            "duration_s": round(
+                max(s.finished_at for s in summaries) - min(s.started_at for s in summaries), 3
+            ),
+            "latency_p50_ms": round(float(np.percentile(latencies, 50)), 2) if latencies.size else 0.0,
+            "latency_p95_ms": round(float(np.percentile(latencies, 95)), 2) if latencies.size else 0.0,
+            "dry_run": config.dry_run,
+            "full_resync": config.full_resync,
+            "scope": scope_of(context),
+            "rejected_sample": rejected_sample(summaries[0].rejected),
+            "failures": failures_sample(failures, lambda request: request.user_uid),
+            "shards": len(summaries),
+            "shard_table": markdown_table(
+                [
+                    {
+                        "shard": f"{summary.index + 1}/{len(summaries)}",
+                        "concurrency": summary.concurrency,
+                        **{
+                            key: summary.counts[key]
+                            for key in (
+                                "rows_read",
+                                "users_changed",
+                                "users_delivered",
+                                "users_failed",
+                                "requests_sent",
+                            )
+                        },
+                        "duration_s": round(summary.finished_at - summary.started_at, 3),
+                    }
+                    for summary in summaries
+                ],
+                [
+                    "shard",
+                    "concurrency",
+                    "rows_read",
+                    "users_changed",
+                    "users_delivered",
+                    "users_failed",
+                    "requests_sent",
+                    "duration_s",
+                ],
+            ),
+        }
+        if config.dry_run:
+            sample = [row for summary in summaries for row in summary.plan_sample][:10]
+            metadata["plan_sample"] = markdown_table(sample, ["user_uid", "reason", "body"])
+        if stuck_total:
+            metadata["stuck_sample"] = markdown_table(
+                stuck_sample, ["user_uid", "failed_runs", "last_status", "last_error"]
+            )
+        context.log.info(
+            f"{sync.name}: {len(summaries)} shards: {delivered} users delivered, {failed} failed, "
+            f"{totals['requests_sent']} requests in {metadata['duration_s']}s"
+        )
+        yield dg.Output(None, "result", metadata=metadata)
+        yield delivery_check(sync, delivered, failed, failures)
+        if failed:
+            raise delivery_failure(sync, delivered, failed, failures)
+
+    return push_summary.alias("summary")

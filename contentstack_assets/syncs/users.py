@@ -1,0 +1,282 @@
+"""A users sync as Dagster definitions: source_users -> mapped_attributes -> personalize_users."""
+
+
+import time
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+
+from contentstack_assets.engine.mapping import map_users, rejected_rows, source_columns, valid_rows
+from contentstack_assets.engine.push import SourceShrankError, push_users
+from contentstack_assets.engine.schema import users_schema
+from contentstack_assets.engine.source import SourceReader
+from contentstack_assets.resources import PersonalizeResource, SyncStateResource
+from contentstack_assets.spec import SyncsSpec, UsersSync
+from contentstack_assets.syncs import cadence
+from contentstack_assets.syncs.partitions import backfill_policy, daily_partitions, scope_of, window_of
+from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample, user_errors
+
+
+class PushConfig(dg.Config):
+    dry_run: bool = False
+    """Compute and report the plan (counts and sample bodies); send nothing, write no state."""
+    full_resync: bool = False
+    """Ignore the sync state and send every valid user all of its attributes."""
+    allow_source_shrink: bool = False
+    """Run even if the source returned far fewer rows than the last run (the empty-source guard)."""
+
+
+def push_asset_key(spec: SyncsSpec, name: str) -> dg.AssetKey:
+    """The asset whose completion a `depends_on` waits for (the push asset of that sync)."""
+    sync = spec.get(name)
+    suffix = {"users": "personalize_users", "events": "personalize_events", "merges": "personalize_merges"}[sync.kind]
+    return dg.AssetKey([name, suffix])
+
+
+def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
+    name = sync.name
+    partitions = daily_partitions(sync.source)
+    policy = backfill_policy(sync.source)
+    source_key = dg.AssetKey([name, "source_users"])
+    mapped_key = dg.AssetKey([name, "mapped_attributes"])
+    push_key = dg.AssetKey([name, "personalize_users"])
+    common = {"group_name": name, "partitions_def": partitions, "backfill_policy": policy}
+
+    @dg.asset(
+        key=source_key,
+        kinds={"sqlalchemy"},
+        description=f"Rows of {sync.source.relation} at {sync.source.display_url} for the {name} sync",
+        metadata={"source": sync.source.display_url, "relation": sync.source.relation},
+        **common,
+    )
+    def source_users(context: dg.AssetExecutionContext) -> pd.DataFrame:
+        reader = SourceReader(sync.source, source_columns(sync))
+        started = time.perf_counter()
+        with user_errors():
+            frame = reader.read(
+                window_of(context), on_progress=lambda rows: context.log.info(f"{name}: {rows} rows read")
+            )
+        context.add_output_metadata(
+            {"rows_read": len(frame), "read_s": round(time.perf_counter() - started, 3), "scope": scope_of(context)}
+        )
+        return frame
+
+    @dg.asset(
+        key=mapped_key,
+        ins={"source_users": dg.AssetIn(key=source_key)},
+        kinds={"pandas"},
+        description=f"Attributes of the {name} sync, converted to their wire types; bad rows set aside with reasons",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "rows_valid",
+                asset=mapped_key,
+                blocking=True,
+                description="Rows rejected by the row rules (warning), and the schema of the valid rows (error)",
+            ),
+            dg.AssetCheckSpec(
+                "attribute_keys_exist",
+                asset=mapped_key,
+                blocking=True,
+                description="Every attribute key of the spec exists in the Personalize project (Management API)",
+            ),
+        ],
+        **common,
+    )
+    def mapped_attributes(context: dg.AssetExecutionContext, source_users: pd.DataFrame, personalize: PersonalizeResource):
+        with user_errors():
+            listed = personalize.list_attributes(sync.destination)
+        started = time.perf_counter()
+        frame = map_users(source_users, sync)
+        valid = valid_rows(frame)
+        rejected = rejected_rows(frame)
+        schema_failures = _schema_failures(valid, sync)
+        context.log.info(f"{name}: {len(valid)} valid rows, {len(rejected)} rejected")
+        yield dg.Output(
+            frame,
+            metadata={
+                "rows_read": len(frame),
+                "rows_valid": len(valid),
+                "rows_rejected": len(rejected),
+                "map_s": round(time.perf_counter() - started, 3),
+                "rejected_sample": rejected_sample(rejected),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="rows_valid",
+            passed=schema_failures is None and rejected.empty,
+            severity=dg.AssetCheckSeverity.ERROR if schema_failures is not None else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "num_failures": len(rejected),
+                "rejected_sample": rejected_sample(rejected),
+                "schema_errors": schema_failures or dg.MetadataValue.md("(valid rows match the schema)"),
+            },
+        )
+        yield _attribute_check(sync, listed)
+
+    @dg.asset(
+        key=push_key,
+        ins={"mapped_attributes": dg.AssetIn(key=mapped_key)},
+        deps=[push_asset_key(spec, dependency) for dependency in sync.depends_on],
+        kinds={"contentstack"},
+        pool=sync.destination.pool,
+        description=f"Users of the {name} sync in Personalize project {sync.destination.project_uid}: only changes sent",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "delivery_failures",
+                asset=push_key,
+                description=f"Share of users whose delivery failed (error above {sync.max_failed_share:.0%})",
+            )
+        ],
+        **common,
+    )
+    def personalize_users(
+        context: dg.AssetExecutionContext,
+        config: PushConfig,
+        mapped_attributes: pd.DataFrame,
+        personalize: PersonalizeResource,
+        sync_state: SyncStateResource,
+    ):
+        started = time.perf_counter()
+        client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
+        try:
+            with user_errors():
+                result = push_users(
+                    sync,
+                    mapped_attributes,
+                    client=client,
+                    store=sync_state.store(),
+                    run_id=context.run.run_id,
+                    scope=scope_of(context),
+                    dry_run=config.dry_run,
+                    full_resync=config.full_resync,
+                    allow_source_shrink=config.allow_source_shrink,
+                    log=context.log.info,
+                )
+        except SourceShrankError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        finally:
+            if client is not None:
+                client.close()
+        report = result.report
+        counts = result.counts
+        metadata = {
+            **counts,
+            "users_to_send": result.plan.users_to_send,
+            "duration_s": round(time.perf_counter() - started, 3),
+            "latency_p50_ms": round(report.percentile_ms(50), 2),
+            "latency_p95_ms": round(report.percentile_ms(95), 2),
+            "dry_run": config.dry_run,
+            "full_resync": config.full_resync,
+            "scope": scope_of(context),
+            "rejected_sample": rejected_sample(result.rejected),
+            "failures": failures_sample(report.failures, lambda request: request.user_uid),
+        }
+        if config.dry_run:
+            metadata["plan_sample"] = markdown_table(result.plan.sample_bodies(), ["user_uid", "reason", "body"])
+        if result.stuck_total:
+            metadata["stuck_sample"] = markdown_table(
+                result.stuck_sample, ["user_uid", "failed_runs", "last_status", "last_error"]
+            )
+        yield dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[delivery_check(sync, report.delivered, report.failed, report.failures)],
+        )
+        if report.failed:
+            raise delivery_failure(sync, report.delivered, report.failed, report.failures)
+
+    resources = {}
+    if sync.shards > 1:
+        # `shards: N`: the same asset key, backed by a graph of N shard pushes and a summary (syncs/shards.py,
+        # imported here because it builds on this module)
+        from contentstack_assets.syncs import shards
+
+        personalize_users = shards.sharded_push_asset(
+            sync,
+            spec,
+            mapped_key=mapped_key,
+            push_key=push_key,
+            check_specs=personalize_users.check_specs,
+            **common,
+        )
+        resources = shards.resources()
+
+    job = dg.define_asset_job(
+        f"{name}_sync",
+        selection=dg.AssetSelection.assets(source_key, mapped_key, push_key),
+        partitions_def=partitions,
+        description=f"Read, map and push the {name} users sync",
+        tags={"contentstack/sync": name},
+    )
+    return dg.Definitions(
+        assets=[source_users, mapped_attributes, personalize_users],
+        resources=resources,
+        jobs=[job],
+        schedules=cadence.schedules(sync, job, partitions),
+        sensors=[cadence.source_changed_sensor(sync, job, partitions, source_columns(sync))],
+    )
+
+
+def delivery_check(sync: UsersSync, delivered: int, failed: int, failures: list) -> dg.AssetCheckResult:
+    """`delivery_failures`: warns on any failed user, errors above the spec's `max_failed_share`."""
+    attempted = delivered + failed
+    failed_share = failed / attempted if attempted else 0.0
+    return dg.AssetCheckResult(
+        check_name="delivery_failures",
+        passed=failed == 0,
+        severity=dg.AssetCheckSeverity.ERROR
+        if failed_share > sync.max_failed_share
+        else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "num_failures": failed,
+            "failed_share": round(failed_share, 4),
+            "threshold": sync.max_failed_share,
+            "failures": failures_sample(failures, lambda request: request.user_uid),
+        },
+    )
+
+
+def delivery_failure(sync: UsersSync, delivered: int, failed: int, failures: list) -> dg.Failure:
+    """The step failure raised after the metadata is recorded, when some users failed after retries."""
+    first = failures[0] if failures else None
+    return dg.Failure(
+        description=(
+            f"{sync.name}: {failed} of {delivered + failed} users failed after retries (first: "
+            f"{first[0].user_uid if first else '?'}: {first[1].error if first else '?'}); "
+            f"{delivered} were delivered. The failed users are retried by the next run."
+        ),
+        metadata={"failures": failures_sample(failures, lambda request: request.user_uid)},
+    )
+
+
+def _schema_failures(valid: pd.DataFrame, sync: UsersSync) -> dg.MetadataValue | None:
+    """None when the valid rows match the spec's schema; else a table of the failure cases (a bug)."""
+    try:
+        users_schema(sync).validate(valid, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases.head(20).astype(str).to_dict("records")
+        return markdown_table(cases, ["column", "check", "failure_case", "index"])
+    return None
+
+
+def _attribute_check(sync: UsersSync, listed: list[dict] | None) -> dg.AssetCheckResult:
+    if listed is None:
+        return dg.AssetCheckResult(
+            check_name="attribute_keys_exist",
+            passed=True,
+            metadata={"checked": False, "reason": "no management token configured: keys not checked"},
+        )
+    known = {item.get("key") for item in listed}
+    missing = sorted(key for key in sync.attributes if key not in known)
+    return dg.AssetCheckResult(
+        check_name="attribute_keys_exist",
+        passed=not missing,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"missing in project {sync.destination.project_uid}: {', '.join(missing)}: create them in Personalize "
+            "(Attributes) with these exact keys, or fix the spec"
+            if missing
+            else None
+        ),
+        metadata={"checked": True, "missing_keys": missing, "project_attributes": len(known)},
+    )

@@ -1,0 +1,216 @@
+"""Merges syncs over real HTTP: each pair once ever, every rejection class, and merges before the users push."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+import requests
+import sqlalchemy as sa
+
+from contentstack_assets.definitions import build_definitions
+from contentstack_assets.engine.merges import MergeRequest, map_merges, merge_waves
+from contentstack_assets.engine.state import StateStore, rejections
+from contentstack_assets.spec import MergesSync, load_spec
+from tests.helpers import (
+    PROJECT_UID,
+    fast_retries,
+    push_metadata,
+    run_job,
+    users_sync,
+    write_spec,
+    write_sqlite_table,
+)
+
+LINK_COLUMNS = ["anonymous_uid", "user_uid"]
+
+
+def merges_sync(url: str, edge_url: str, **overrides) -> dict:
+    sync = {
+        "name": "identities",
+        "kind": "merges",
+        "source": {"url": url, "table": "identity_links"},
+        "destination": {"project_uid": PROJECT_UID, "edge_url": edge_url},
+        "merge": {"source_column": "anonymous_uid", "target_column": "user_uid"},
+        "concurrency": 4,
+    }
+    sync.update(overrides)
+    return sync
+
+
+def _links(tmp_path, pairs: list[tuple]) -> str:
+    rows = [dict(zip(LINK_COLUMNS, pair, strict=True)) for pair in pairs]
+    return write_sqlite_table(tmp_path / "src.db", rows, table="identity_links", columns=LINK_COLUMNS)
+
+
+def _metadata(result) -> dict:
+    return push_metadata(result, "identities", "personalize_merges")
+
+
+def _merges(emulator) -> list[tuple[str, str]]:
+    return [tuple(pair) for pair in emulator.stats()["merges"]]
+
+
+def test_each_pair_once_and_every_rejection_class(tmp_path, emulator, instance):
+    good = [("a1", "u1"), ("a1", "u1"), (" a2 ", "u2 ")]  # a repeated pair counts as one; uids trimmed
+    bad = [
+        (("u3", "u3"), "merge of a uid into itself"),
+        ((" u3", "u3 "), "merge of a uid into itself"),
+        (("a4", "u4"), "source uid appears with more than one target"),
+        (("a4", "u5"), "source uid appears with more than one target"),  # every pair of that source
+        ((None, "u6"), "anonymous_uid: missing user uid"),
+        (("a7", "   "), "user_uid: missing user uid"),
+        (("a8", "usér"), "user_uid: invalid user uid"),
+    ]
+    spec = write_spec(
+        tmp_path / "syncs.yaml", [merges_sync(_links(tmp_path, good + [p for p, _ in bad]), emulator.url)]
+    )
+
+    first = run_job(spec, "identities_sync", instance)
+    assert first.success
+    assert sorted(_merges(emulator)) == [("a1", "u1"), ("a2", "u2")]
+    metadata = _metadata(first)
+    assert metadata["rows_read"] == len(good) + len(bad) and metadata["rows_rejected"] == len(bad)
+    assert metadata["merges_delivered"] == 2 and metadata["merges_failed"] == 0
+    assert metadata["requests_sent"] == 2 and metadata["pairs_repeated"] == 1
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    with store.engine.connect() as connection:
+        reasons = dict(
+            connection.execute(
+                sa.select(rejections.c.row_number, rejections.c.reason).where(
+                    rejections.c.run_id == first.run_id
+                )
+            ).all()
+        )
+    for offset, (_, fragment) in enumerate(bad):
+        assert fragment in reasons[len(good) + offset + 1]
+    log = store.run_log("identities", first.run_id)
+    assert sorted(zip(log["user_uid"], log["keys"], log["request"], strict=True)) == [
+        ("u1", "a1", "merge"),
+        ("u2", "a2", "merge"),
+    ]
+
+    rerun = run_job(spec, "identities_sync", instance)  # nothing is merged twice
+    assert rerun.success
+    assert _metadata(rerun)["requests_sent"] == 0 and _metadata(rerun)["merges_already_delivered"] == 2
+    assert len(_merges(emulator)) == 2
+
+
+def test_a_failed_merge_is_retried_by_the_next_run(tmp_path, emulator, instance):
+    spec = write_spec(
+        tmp_path / "syncs.yaml", [merges_sync(_links(tmp_path, [("a1", "u1"), ("a2", "u2")]), emulator.url)]
+    )
+    emulator.configure(faults={"500": 1.0})
+    failed = run_job(spec, "identities_sync", instance, resources=fast_retries(0))
+    assert not failed.success
+    assert _metadata(failed)["merges_failed"] == 2 and _merges(emulator) == []
+
+    emulator.configure(faults={})
+    retried = run_job(spec, "identities_sync", instance, resources=fast_retries(0))
+    assert retried.success and _metadata(retried)["merges_delivered"] == 2
+    run_job(spec, "identities_sync", instance)
+    assert sorted(_merges(emulator)) == [("a1", "u1"), ("a2", "u2")]
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["unpartitioned_users", "partitioned_users"])
+def test_merges_run_before_the_users_push_and_the_warehouse_wins(tmp_path, emulator, instance, partitioned):
+    day = "2024-05-01"
+    users = [
+        dict(
+            user_uid="u1",
+            plan_name="gold",
+            lifetime_value=12.5,
+            order_count=3,
+            is_vip=None,
+            updated_at=f"{day} 10:00:00",
+        ),
+        dict(
+            user_uid="u2",
+            plan_name="free",
+            lifetime_value=0,
+            order_count=0,
+            is_vip=0,
+            updated_at=f"{day} 11:00:00",
+        ),
+    ]
+    url = write_sqlite_table(tmp_path / "src.db", users)
+    _links(tmp_path, [("anon1", "u1"), ("anon2", "u2")])
+    # what the anonymous visitors collected on the site, before they signed in
+    for uid, attributes in (("anon1", {"plan": "trial", "ltv": 1.0, "vip": True}), ("anon2", {"orders": 9})):
+        response = requests.patch(
+            f"{emulator.url}/user-attributes",
+            json=attributes,
+            headers={"x-project-uid": PROJECT_UID, "x-cs-personalize-user-uid": uid},
+            timeout=5,
+        )
+        assert response.ok
+
+    user_spec = users_sync(url, emulator.url, depends_on=["identities"])
+    if partitioned:
+        user_spec["source"].update(updated_at="updated_at", start_date="2024-01-01")
+    spec = write_spec(tmp_path / "syncs.yaml", [user_spec, merges_sync(url, emulator.url)])
+    defs = build_definitions(load_spec(spec))
+
+    graph = defs.resolve_asset_graph()
+    users_push, merges_push = (
+        dg.AssetKey(["users", "personalize_users"]),
+        dg.AssetKey(["identities", "personalize_merges"]),
+    )
+    assert merges_push in graph.get(users_push).parent_keys  # the lineage shows the edge
+
+    # one run of everything (what `dagster asset materialize --select '*'` does)
+    result = dg.materialize(
+        list(defs.assets),
+        instance=instance,
+        resources=defs.resources,
+        partition_key=day if partitioned else None,
+    )
+    assert result.success
+    steps = [
+        event.step_key for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_START
+    ]
+    assert steps.index("identities__personalize_merges") < steps.index("users__personalize_users")
+    assert sorted(_merges(emulator)) == [("anon1", "u1"), ("anon2", "u2")]
+    assert emulator.users()["u1"] == {
+        "plan": "gold",
+        "ltv": 12.5,
+        "orders": 3,
+        "vip": True,  # null in the warehouse: with `nulls: skip` the anonymous value stays (contract note)
+    }
+    assert emulator.users()["u2"] == {"plan": "free", "ltv": 0.0, "orders": 0, "vip": False}
+
+
+# -- the engine alone --------------------------------------------------------------------------------------
+def test_chains_are_merged_in_order_and_cycles_last():
+    requests_ = [
+        MergeRequest("b", "c"),
+        MergeRequest("a", "b"),
+        MergeRequest("x", "y"),
+        MergeRequest("p", "q"),
+        MergeRequest("q", "p"),
+    ]
+    waves = merge_waves(requests_)
+    assert [[(r.source_uid, r.target_uid) for r in wave] for wave in waves] == [
+        [("a", "b"), ("x", "y")],
+        [("b", "c")],
+        [("p", "q"), ("q", "p")],
+    ]
+
+
+def test_numeric_uids_and_an_ambiguous_self_merge():
+    sync = MergesSync.model_validate(
+        {
+            "name": "m",
+            "kind": "merges",
+            "source": {"url": "sqlite://", "table": "t"},
+            "destination": {"project_uid": PROJECT_UID, "edge_url": "http://127.0.0.1:1"},
+            "merge": {"source_column": "s", "target_column": "t"},
+        }
+    )
+    raw = pd.DataFrame({"s": [101, 7.0, "x", "x"], "t": ["u1", 8, "x", "y"]}, dtype=object)
+    frame = map_merges(raw, sync)
+    assert list(frame["source_uid"][:2]) == ["101", "7"] and list(frame["target_uid"][:2]) == ["u1", "8"]
+    assert frame["_rejection"][:2].isna().all()
+    assert "merge of a uid into itself" in frame["_rejection"][2]
+    assert frame["_rejection"][3] == "source uid appears with more than one target"

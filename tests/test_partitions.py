@@ -1,0 +1,219 @@
+"""Daily partitions on `updated_at`: one run per backfill range, reading exactly the users of that range."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from contentstack_assets.definitions import build_definitions
+from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
+from contentstack_assets.spec import SourceSpec, load_spec
+from contentstack_assets.syncs.partitions import backfill_policy, daily_partitions, scope_of, window_of
+from tests.helpers import PROJECT_UID, push_metadata, run_job, users_sync, write_spec, write_sqlite_table
+
+KEYS = [dg.AssetKey(["users", name]) for name in ("source_users", "mapped_attributes", "personalize_users")]
+
+
+def _user(uid: str, updated_at: str | None, plan: str = "free") -> dict:
+    return dict(user_uid=uid, plan_name=plan, order_count=1, updated_at=updated_at)
+
+
+# one user a day from 2024-01-01 to 2024-01-10 at 10:00, plus one with no updated_at (in no partition)
+ROWS = [_user(f"d{day:02d}", f"2024-01-{day:02d} 10:00:00") for day in range(1, 11)] + [
+    _user("undated", None)
+]
+
+
+def _partitioned(url: str, edge_url: str, **overrides) -> dict:
+    source = {"url": url, "table": "users", "updated_at": "updated_at", "start_date": "2024-01-01"}
+    return users_sync(url, edge_url, source=source, **overrides)
+
+
+def _steps_succeeded(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [
+        event.step_key for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_SUCCESS
+    ]
+
+
+def test_partitions_definition_and_backfill_policy():
+    source = SourceSpec(url="sqlite:///x.db", table="users", updated_at="updated_at", start_date="2024-01-01")
+    partitions = daily_partitions(source)
+    assert isinstance(partitions, dg.DailyPartitionsDefinition)
+    assert partitions.timezone == "UTC"
+    assert partitions.get_first_partition_key() == "2024-01-01"
+    # today's (UTC) partition exists, so a schedule can sync what changed since midnight
+    now = dt.datetime(2024, 3, 5, 13, 30, tzinfo=dt.UTC)
+    with dg.partition_loading_context(effective_dt=now):
+        assert partitions.get_last_partition_key() == "2024-03-05"
+    policy = backfill_policy(source)
+    assert policy == dg.BackfillPolicy.single_run() and policy.max_partitions_per_run is None
+
+    whole = SourceSpec(url="sqlite:///x.db", table="users")
+    assert daily_partitions(whole) is None and backfill_policy(whole) is None
+
+
+def test_the_three_assets_and_the_job_share_the_partitions(tmp_path):
+    spec = write_spec(tmp_path / "syncs.yaml", [_partitioned("sqlite:///src.db", "http://127.0.0.1:1")])
+    defs = build_definitions(load_spec(spec))
+    graph = defs.resolve_asset_graph()
+    partitions = {graph.get(key).partitions_def for key in KEYS}
+    assert len(partitions) == 1 and isinstance(next(iter(partitions)), dg.DailyPartitionsDefinition)
+    assert all(graph.get(key).backfill_policy == dg.BackfillPolicy.single_run() for key in KEYS)
+    assert defs.resolve_job_def("users_sync").partitions_def == next(iter(partitions))
+
+    spec = write_spec(tmp_path / "syncs.yaml", [users_sync("sqlite:///src.db", "http://127.0.0.1:1")])
+    defs = build_definitions(load_spec(spec))
+    graph = defs.resolve_asset_graph()
+    assert all(
+        graph.get(key).partitions_def is None and graph.get(key).backfill_policy is None for key in KEYS
+    )
+    assert defs.resolve_job_def("users_sync").partitions_def is None
+
+
+def test_a_backfill_range_is_one_run_over_exactly_that_range(tmp_path, emulator, instance):
+    url = write_sqlite_table(tmp_path / "src.db", ROWS)
+    spec = write_spec(tmp_path / "syncs.yaml", [_partitioned(url, emulator.url)])
+
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-01-02", "2024-01-04"))
+    assert result.success
+    # one run: each step once (one read, one plan, one delivery), a materialization per day of the range
+    assert _steps_succeeded(result) == [
+        "users__source_users",
+        "users__mapped_attributes",
+        "users__personalize_users",
+    ]
+    for key in KEYS:
+        days = {
+            event.event_specific_data.materialization.partition
+            for event in result.get_asset_materialization_events()
+            if event.event_specific_data.materialization.asset_key == key
+        }
+        assert days == {"2024-01-02", "2024-01-03", "2024-01-04"}, key
+    assert sorted(emulator.users()) == ["d02", "d03", "d04"]
+    metadata = push_metadata(result)
+    assert metadata["scope"] == "2024-01-02...2024-01-04"
+    assert metadata["rows_read"] == 3 and metadata["users_delivered"] == 3 and metadata["requests_sent"] == 3
+
+    # an overlapping range: d03 changed, d04 did not, d05-d06 are new; d02 is outside and untouched
+    rows = [dict(row) for row in ROWS]
+    rows[2]["plan_name"] = "pro"
+    write_sqlite_table(tmp_path / "src.db", rows)
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-01-03", "2024-01-06"))
+    assert result.success
+    metadata = push_metadata(result)
+    assert metadata["scope"] == "2024-01-03...2024-01-06"
+    assert metadata["rows_read"] == 4
+    assert metadata["users_delivered"] == 3 and metadata["users_unchanged"] == 1
+    assert emulator.stats()["patch_counts"] == {"d02": 1, "d03": 2, "d04": 1, "d05": 1, "d06": 1}
+    assert emulator.user("d03")["attributes"] == {"plan": "pro", "orders": 1}
+
+
+def test_a_backfill_of_every_dated_row_leaves_out_rows_without_updated_at(tmp_path, emulator, instance):
+    url = write_sqlite_table(tmp_path / "src.db", ROWS)
+    spec = write_spec(tmp_path / "syncs.yaml", [_partitioned(url, emulator.url)])
+    # a month, not start..today: Dagster writes two events per asset and day of a range (~20 ms each on SQLite)
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-01-01", "2024-01-31"))
+    assert result.success
+    assert push_metadata(result)["rows_read"] == 10
+    assert "undated" not in emulator.users() and len(emulator.users()) == 10
+
+
+def test_a_single_partition_run(tmp_path, emulator, instance):
+    url = write_sqlite_table(tmp_path / "src.db", ROWS)
+    spec = write_spec(tmp_path / "syncs.yaml", [_partitioned(url, emulator.url)])
+    job = build_definitions(load_spec(spec)).resolve_job_def("users_sync")
+    result = job.execute_in_process(instance=instance, partition_key="2024-01-07")
+    assert result.success
+    assert push_metadata(result)["scope"] == "2024-01-07"
+    assert sorted(emulator.users()) == ["d07"]
+
+
+def test_an_unpartitioned_sync_reads_the_whole_source(tmp_path, emulator, instance):
+    url = write_sqlite_table(tmp_path / "src.db", ROWS)
+    spec = write_spec(tmp_path / "syncs.yaml", [users_sync(url, emulator.url)])
+    result = run_job(spec, "users_sync", instance)
+    assert result.success
+    metadata = push_metadata(result)
+    assert metadata["scope"] == "all" and metadata["rows_read"] == 11
+    assert len(emulator.users()) == 11
+
+
+def test_rows_at_midnight_belong_to_their_own_day(tmp_path, emulator, instance):
+    rows = [
+        _user("midnight", "2024-01-05 00:00:00"),
+        _user("date_only", "2024-01-05"),
+        _user("iso", "2024-01-05T00:00:00Z"),
+    ]
+    url = write_sqlite_table(tmp_path / "src.db", rows)
+    spec = write_spec(tmp_path / "syncs.yaml", [_partitioned(url, emulator.url)])
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-01-04", "2024-01-04"))
+    assert result.success and push_metadata(result)["rows_read"] == 0
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-01-05", "2024-01-05"))
+    assert push_metadata(result)["rows_read"] == 3
+
+
+def test_window_and_scope_of_a_day_a_range_and_no_partitions():
+    partitions = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC")
+    seen = {}
+
+    @dg.asset(partitions_def=partitions, backfill_policy=dg.BackfillPolicy.single_run())
+    def probe(context: dg.AssetExecutionContext) -> None:
+        seen[context.run.run_id] = (scope_of(context), window_of(context))
+
+    @dg.asset
+    def whole(context: dg.AssetExecutionContext) -> None:
+        seen[context.run.run_id] = (scope_of(context), window_of(context))
+
+    with dg.instance_for_test() as instance:
+        day = dg.materialize([probe], instance=instance, partition_key="2024-01-05")
+        span = dg.materialize(
+            [probe],
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": "2024-01-05",
+                "dagster/asset_partition_range_end": "2024-01-09",
+            },
+        )
+        unpartitioned = dg.materialize([whole], instance=instance)
+    utc = dt.UTC
+    scope, window = seen[day.run_id]
+    assert scope == "2024-01-05"
+    assert (window.start, window.end) == (
+        dt.datetime(2024, 1, 5, tzinfo=utc),
+        dt.datetime(2024, 1, 6, tzinfo=utc),
+    )
+    scope, window = seen[span.run_id]
+    assert scope == "2024-01-05...2024-01-09"
+    assert (window.start, window.end) == (
+        dt.datetime(2024, 1, 5, tzinfo=utc),
+        dt.datetime(2024, 1, 10, tzinfo=utc),
+    )
+    assert seen[unpartitioned.run_id] == ("all", None)
+
+
+@pytest.mark.slow
+def test_the_cli_partition_range_backfill(tmp_path):
+    """The README's command: `dagster asset materialize --select 'key:users/*' --partition-range D1...D2`."""
+    url = write_sqlite_table(tmp_path / "src.db", ROWS)
+    with run_emulator_in_thread(EmulatorConfig(project_uid=PROJECT_UID)) as emu:
+        spec = write_spec(tmp_path / "syncs.yaml", [_partitioned(url, emu.url)])
+        env = {**os.environ, "CONTENTSTACK_SYNCS_FILE": str(spec)}
+        command = [
+            str(Path(sys.executable).with_name("dagster")),
+            "asset", "materialize",
+            "--select", "key:users/*",
+            "--partition-range", "2024-01-03...2024-01-08",
+            "-m", "contentstack_assets.definitions",
+        ]  # fmt: skip
+        completed = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        assert "RUN_SUCCESS" in completed.stderr
+        assert sorted(emu.users()) == ["d03", "d04", "d05", "d06", "d07", "d08"]
+        # one run for the whole range: one read
+        assert completed.stderr.count('Started execution of step "users__source_users"') == 1

@@ -1,0 +1,156 @@
+"""The sync spec: typed models, ${VAR} interpolation, and errors that name the file, the sync and the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from contentstack_assets.spec import SpecError, UsersSync, load_spec
+
+BASE = {
+    "name": "users",
+    "source": {"url": "sqlite:///users.db", "table": "users"},
+    "destination": {"project_uid": "p" * 24},
+    "match": {"column": "user_uid"},
+    "attributes": {"plan": {"column": "plan_name", "type": "string"}},
+}
+
+
+def _write(tmp_path, *syncs: dict, raw: str | None = None):
+    path = tmp_path / "syncs.yaml"
+    path.write_text(raw if raw is not None else yaml.safe_dump({"syncs": list(syncs)}))
+    return path
+
+
+def _merged(**changes) -> dict:
+    sync = yaml.safe_load(yaml.safe_dump(BASE))
+    for dotted, value in changes.items():
+        node = sync
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is ...:
+            node.pop(last)
+        else:
+            node[last] = value
+    return sync
+
+
+def test_the_demo_spec_loads_with_its_defaults():
+    spec = load_spec()
+    users = spec.get("users")
+    assert isinstance(users, UsersSync)
+    assert users.schedule == "0 * * * *" and users.concurrency == 16 and users.nulls == "skip"
+    assert users.source.updated_at == "updated_at" and str(users.source.start_date) == "2024-01-01"
+    assert users.destination.region == "aws-na"
+    assert set(users.attributes) == {"plan", "ltv", "orders", "vip", "signup_at", "birthday"}
+
+
+def test_defaults_and_region_hosts(tmp_path):
+    sync = load_spec(_write(tmp_path, BASE)).get("users")
+    assert sync.concurrency == 16 and sync.nulls == "skip" and sync.kind == "users"
+    assert sync.destination.resolved_edge_url == "https://personalize-edge.contentstack.com"
+    assert sync.destination.resolved_management_url == "https://personalize-api.contentstack.com"
+    eu = load_spec(_write(tmp_path, _merged(destination__region="gcp-eu"))).get("users")
+    assert eu.destination.resolved_edge_url == "https://gcp-eu-personalize-edge.contentstack.com"
+
+
+def test_relative_sqlite_paths_are_relative_to_the_spec_file(tmp_path):
+    sync = load_spec(_write(tmp_path, BASE)).get("users")
+    assert sync.source.url.get_secret_value() == f"sqlite:///{tmp_path / 'users.db'}"
+
+
+def test_environment_interpolation(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROJECT", "q" * 24)
+    monkeypatch.setenv("EMPTY", "")
+    sync = _merged(
+        destination__project_uid="${PROJECT}",
+        destination__edge_url="${EDGE:-http://127.0.0.1:9999}",
+        destination__management_token="${EMPTY}",
+        concurrency="${CONC:-4}",
+    )
+    loaded = load_spec(_write(tmp_path, sync)).get("users")
+    assert loaded.destination.project_uid == "q" * 24
+    assert loaded.destination.edge_url == "http://127.0.0.1:9999"
+    assert loaded.destination.management_token is None  # an empty value counts as absent
+    assert loaded.concurrency == 4
+
+
+def test_an_unset_variable_is_named(tmp_path):
+    path = _write(tmp_path, _merged(destination__project_uid="${NOPE_NOT_SET}"))
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    message = str(error.value)
+    assert str(path) in message and "sync 'users'" in message and "NOPE_NOT_SET" in message
+    assert "destination.project_uid" in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "words"),
+    [
+        ({"attributes__plan__type": "float"}, "attributes.plan.type", "'string'"),
+        ({"name": "Users"}, "name", "[a-z][a-z0-9_]*"),
+        ({"source__query": "SELECT 1"}, "source", "exactly one of `table` or `query`"),
+        ({"source__updated_at": "updated_at"}, "source", "`start_date` is required"),
+        ({"destination__region": "mars-1"}, "destination.region", "'aws-na'"),
+        ({"destination__edge_url": "http://personalize.example.com"}, "destination.edge_url", "https://"),
+        ({"concurrency": 0}, "concurrency", "greater than or equal to 1"),
+        ({"schedule": "every hour"}, "schedule", "not a cron expression"),
+        ({"nulls": "drop"}, "nulls", "'skip'"),
+        ({"match": ...}, "match", "required key is missing"),
+        ({"attributes": {}}, "attributes", "at least 1"),
+        ({"extra_key": 1}, "extra_key", "unknown key"),
+        ({"depends_on": ["nothing"]}, "", "depends_on names 'nothing'"),
+        ({"source__url": "not a url"}, "source.url", "not a SQLAlchemy URL"),
+    ],
+)
+def test_errors_name_the_file_sync_and_key(tmp_path, changes, key, words):
+    path = _write(tmp_path, _merged(**changes))
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    message = str(error.value)
+    assert str(path) in message and words in message, message
+    if key:
+        assert f"key '{key}'" in message and ("sync 'users'" in message or "sync 'Users'" in message), message
+
+
+def test_duplicate_names_and_malformed_files(tmp_path):
+    with pytest.raises(SpecError, match="used twice"):
+        load_spec(_write(tmp_path, BASE, BASE))
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(_write(tmp_path, raw="syncs: [unclosed"))
+    with pytest.raises(SpecError, match="a `syncs:` list"):
+        load_spec(_write(tmp_path, raw="- just a list"))
+    with pytest.raises(SpecError, match="cannot read the sync spec"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_a_password_in_the_source_url_never_shows(tmp_path):
+    path = _write(
+        tmp_path, _merged(source__url="postgresql+psycopg://etl:hunter2@db.internal/crm", source__table=...)
+    )
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    assert "hunter2" not in str(error.value)
+    sync = load_spec(
+        _write(tmp_path, _merged(source__url="postgresql+psycopg://etl:hunter2@db.internal/crm"))
+    )
+    assert sync.get("users").source.display_url == "postgresql+psycopg://etl:***@db.internal/crm"
+    assert "hunter2" not in repr(sync)
+
+
+def test_depends_on_cycles_and_blank_event_keys_are_spec_errors(tmp_path):
+    first = _merged(name="a", depends_on=["b"])
+    second = _merged(name="b", depends_on=["a"])
+    with pytest.raises(SpecError, match="depends_on makes a cycle: a -> b -> a"):
+        load_spec(_write(tmp_path, first, second))
+    events = {
+        "name": "purchases",
+        "kind": "events",
+        "source": BASE["source"],
+        "destination": BASE["destination"],
+        "match": BASE["match"],
+        "event": {"id_column": "purchase_id", "key": "   "},
+    }
+    with pytest.raises(SpecError, match="sync 'purchases': key 'event': `key` is blank"):
+        load_spec(_write(tmp_path, events))
