@@ -1,6 +1,5 @@
 """Dagster resources: the Personalize APIs, the sync state store, and the frame IO manager."""
 
-
 import functools
 import os
 import pickle
@@ -83,10 +82,18 @@ class FrameIOManager(dg.ConfigurableIOManager):
     base_dir: str | None = None
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        base = Path(self.base_dir) if self.base_dir else Path(os.environ.get("DAGSTER_HOME", ".contentstack")) / "frames"
+        base = (
+            Path(self.base_dir)
+            if self.base_dir
+            else Path(os.environ.get("DAGSTER_HOME", ".contentstack")) / "frames"
+        )
         if context.has_asset_partitions:
             key_range = context.asset_partition_key_range
-            scope = key_range.start if key_range.start == key_range.end else f"{key_range.start}...{key_range.end}"
+            scope = (
+                key_range.start
+                if key_range.start == key_range.end
+                else f"{key_range.start}...{key_range.end}"
+            )
         else:
             scope = "all"
         return base.joinpath(*context.asset_key.path) / f"{scope}.pkl"

@@ -309,11 +309,6 @@ def test_sigkill_at_ten_random_moments_loses_nothing(tmp_path, instance, record_
     assert worst <= bound, f"a kill resent {worst} users (bound {bound}): {figures['phases']}"
 
 
-@pytest.mark.xfail(
-    reason="engine bug (reported): a request in flight when the process died may have been applied, but the "
-    "state still records the old value as delivered, so a source that goes back to it sends nothing",
-    strict=False,
-)
 def test_a_value_reverted_after_a_kill_is_resent(tmp_path, instance):
     source = Source(tmp_path / "src.db", {f"c{index:05d}": 0 for index in range(400)})
     url = source.write()

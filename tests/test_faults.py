@@ -165,9 +165,15 @@ def test_slow_and_lost_responses_are_retried_and_land_with_the_right_values(
         assert emulator.users() == {row["user_uid"]: expected(row) for row in source}
         lost = stats["faults_injected"]["slow"] + stats["faults_injected"]["drop_after_apply"]
         assert lost > 5
-        # a request whose answer was lost was applied, and its retry too: the same values, twice
+        # a request whose answer was lost was applied, and its retry too: the same values, twice. On a busy
+        # machine an ordinary answer can also miss the 0.2 s timeout, so the exact count is every request the
+        # server applied (all but the 503s) beyond one per user
         duplicates = sum(count - 1 for count in stats["patch_counts"].values())
-        assert duplicates == lost, (duplicates, stats["faults_injected"])
+        applied = stats["requests_total"] - stats["faults_injected"]["503"]
+        assert duplicates == applied - len(source) and duplicates >= lost, (
+            duplicates,
+            stats["faults_injected"],
+        )
         metadata = push_metadata(result)
         assert metadata["users_delivered"] == 400 and metadata["users_failed"] == 0
         assert metadata["requests_sent"] == stats["requests_total"]
@@ -278,11 +284,6 @@ def test_a_dropped_connection_is_reported_as_a_connection_failure():
     assert "connection failed" in response.error
 
 
-@pytest.mark.xfail(
-    reason="engine bug (reported): a failed request may have been applied (its answer was lost), but the "
-    "state keeps the old value as delivered, so a source that goes back to that value sends nothing",
-    strict=False,
-)
 def test_a_value_reverted_after_a_lost_response_is_resent(spec_for, instance):
     no_retries = resources(max_retries=0)
     with run_emulator_in_thread(EmulatorConfig(project_uid=PROJECT_UID)) as emulator:

@@ -305,3 +305,29 @@ def test_kill_minus_nine_mid_delivery_loses_nothing(tmp_path, monkeypatch):
         assert len(duplicates) <= 4 * 2 + 40, duplicates
         assert set(store.load_fingerprints("users").index) == set(emu.users())
         assert (store.load_fingerprints("users")["failed_runs"] == 0).all()
+
+
+def test_forget_in_flight_drops_only_the_keys_about_to_be_sent(state_url):
+    """The write-ahead step: keys about to be sent leave `delivered`, the fingerprint is cleared, the other
+    keys and users stay; keys no JSON path can name (quotes, dots, non-ASCII) included."""
+    from contentstack_assets.engine.state import UserOutcome
+
+    store = StateStore(state_url)
+    odd = {"plan": "pro", 'say "hi"': 1, "a.b": 2, "naïve": 3, "back\\slash": 4}
+    store.record_user_outcomes(
+        "users",
+        "run-1",
+        [
+            UserOutcome(uid, tuple(odd), True, 200, 1, 1.0, None, dict(odd), 42)
+            for uid in ("a", "b", "untouched")
+        ],
+    )
+    store.forget_in_flight("users", [("a", ("plan", "a.b")), ("b", ('say "hi"', "naïve", "back\\slash")),
+                                     ("never-seen", ("plan",))])  # fmt: skip
+    assert store.load_delivered("users", ["a", "b", "untouched", "never-seen"]) == {
+        "a": {'say "hi"': 1, "naïve": 3, "back\\slash": 4},
+        "b": {"plan": "pro", "a.b": 2},
+        "untouched": odd,
+    }
+    prints = store.load_fingerprints("users")["fingerprint"]
+    assert prints.isna().to_dict() == {"a": True, "b": True, "untouched": False}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
 from contentstack_assets.engine.mapping import rejected_rows, valid_rows
-from contentstack_assets.engine.plan import UserRequest, UsersPlan, plan_users
+from contentstack_assets.engine.plan import NEW, UserRequest, UsersPlan, plan_users
 from contentstack_assets.engine.state import StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.spec import UsersSync
@@ -38,6 +38,22 @@ def _retrying(write: Callable[[], None], attempts: int = 6) -> None:
             if sqlstate not in _RETRYABLE_SQLSTATES or attempt == attempts - 1:
                 raise
             time.sleep(0.02 * 2**attempt)
+
+
+def _written_ahead(
+    requests: Iterable[UserRequest], forget: Callable[[list[UserRequest]], None], batch_size: int = 256
+) -> Iterator[UserRequest]:
+    """The requests, each batch announced to the state (`StateStore.forget_in_flight`) before it goes out."""
+    batch: list[UserRequest] = []
+    for request in requests:
+        batch.append(request)
+        if len(batch) >= batch_size:
+            forget(batch)
+            yield from batch
+            batch = []
+    if batch:
+        forget(batch)
+        yield from batch
 
 
 @dataclass
@@ -173,8 +189,13 @@ def push_users(
     delivery_started = time.perf_counter()
     if plan.users_to_send:
         assert client is not None, "a real push needs an Edge client"
+
+        def forget(batch: list[UserRequest]) -> None:
+            in_state = [(r.user_uid, r.keys) for r in batch if r.reason != NEW]
+            _retrying(lambda: store.forget_in_flight(sync.name, in_state))
+
         report = deliver(
-            plan.requests(),
+            _written_ahead(plan.requests(), forget),
             lambda request: client.update_attributes(request.user_uid, request.body),
             concurrency=concurrency or sync.concurrency,
             record=record,

@@ -304,6 +304,61 @@ class StateStore:
                 updates,
             )
 
+    def forget_in_flight(self, sync: str, requests: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Write ahead, before these requests go out: each user's state stops claiming the values of the keys
+        about to be sent, and its fingerprint is cleared.
+
+        A request can be applied by the API and still never be confirmed here (the answer was lost, or the
+        process died). Without this, the state would keep claiming the old values, and a source that later
+        goes back to them would count as unchanged while the API holds the newer ones for good. With it, such
+        a user is planned as changed and the keys are sent again; a confirmed success writes the full values
+        back. Users with no row yet (new users) are untouched: they are new until confirmed anyway."""
+        by_keys: dict[tuple[str, ...], list[str]] = {}
+        for uid, keys in requests:
+            if keys:
+                by_keys.setdefault(tuple(sorted(keys)), []).append(uid)
+        if not by_keys:
+            return
+        dialect = self.engine.dialect.name
+        with self.engine.begin() as connection:
+            for keys, uids in by_keys.items():
+                uids.sort()  # rows locked in one order by every run
+                for start in range(0, len(uids), 1000):
+                    where = (users.c.sync == sync) & users.c.user_uid.in_(uids[start : start + 1000])
+                    if dialect == "postgresql" or (dialect == "sqlite" and not any('"' in k for k in keys)):
+                        # one statement per key set: atomic next to another run's writes to the same rows
+                        connection.execute(
+                            users.update()
+                            .where(where)
+                            .values(fingerprint=None, delivered=_without(keys, dialect))
+                        )
+                    else:
+                        self._forget_portably(connection, where, keys)
+
+    @staticmethod
+    def _forget_portably(connection: sa.Connection, where: sa.ColumnElement, keys: tuple[str, ...]) -> None:
+        """Any other database (and SQLite for a key with a double quote, which its JSON paths cannot name):
+        read the rows under a lock, write them back without the keys."""
+        rows = connection.execute(
+            sa.select(users.c.user_uid, users.c.delivered).where(where).with_for_update()
+        ).all()
+        if rows:
+            connection.execute(
+                users.update()
+                .where(where, users.c.user_uid == sa.bindparam("uid"))
+                .values(fingerprint=None, delivered=sa.bindparam("kept")),
+                [
+                    {
+                        "uid": uid,
+                        "kept": json.dumps(
+                            {k: v for k, v in json.loads(delivered).items() if k not in keys},
+                            separators=(",", ":"),
+                        ),
+                    }
+                    for uid, delivered in rows
+                ],
+            )
+
     def refresh_fingerprints(self, sync: str, fingerprints: dict[str, int]) -> None:
         """Users with nothing (left) to send: remember the row so it is not re-examined; any failure is moot."""
         if not fingerprints:
@@ -599,6 +654,19 @@ def _driver_rows(connection: sa.Connection, statement: sa.Select) -> list[tuple]
         return result.cursor.fetchall()
     finally:
         result.close()
+
+
+def _without(keys: tuple[str, ...], dialect: str) -> sa.ColumnElement:
+    """`cs_users.delivered` (a JSON object as text) without these keys, in the database's own JSON functions;
+    the keys travel as bind parameters."""
+    if dialect == "sqlite":
+        paths = [sa.literal("$." + json.dumps(key)) for key in keys]  # $."key": quoted, any character
+        return sa.func.json_remove(users.c.delivered, *paths)
+    from sqlalchemy.dialects import postgresql
+
+    as_jsonb = sa.cast(users.c.delivered, postgresql.JSONB)
+    removed = as_jsonb.op("-")(sa.literal(list(keys), type_=postgresql.ARRAY(sa.Text)))
+    return sa.cast(removed, sa.Text)
 
 
 def _log_row(sync: str, run_id: str, outcome: UserOutcome, now: dt.datetime) -> dict:

@@ -1,6 +1,5 @@
 """A users sync as Dagster definitions: source_users -> mapped_attributes -> personalize_users."""
 
-
 import time
 
 import dagster as dg
@@ -30,7 +29,9 @@ class PushConfig(dg.Config):
 def push_asset_key(spec: SyncsSpec, name: str) -> dg.AssetKey:
     """The asset whose completion a `depends_on` waits for (the push asset of that sync)."""
     sync = spec.get(name)
-    suffix = {"users": "personalize_users", "events": "personalize_events", "merges": "personalize_merges"}[sync.kind]
+    suffix = {"users": "personalize_users", "events": "personalize_events", "merges": "personalize_merges"}[
+        sync.kind
+    ]
     return dg.AssetKey([name, suffix])
 
 
@@ -58,7 +59,11 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 window_of(context), on_progress=lambda rows: context.log.info(f"{name}: {rows} rows read")
             )
         context.add_output_metadata(
-            {"rows_read": len(frame), "read_s": round(time.perf_counter() - started, 3), "scope": scope_of(context)}
+            {
+                "rows_read": len(frame),
+                "read_s": round(time.perf_counter() - started, 3),
+                "scope": scope_of(context),
+            }
         )
         return frame
 
@@ -83,7 +88,9 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         ],
         **common,
     )
-    def mapped_attributes(context: dg.AssetExecutionContext, source_users: pd.DataFrame, personalize: PersonalizeResource):
+    def mapped_attributes(
+        context: dg.AssetExecutionContext, source_users: pd.DataFrame, personalize: PersonalizeResource
+    ):
         with user_errors():
             listed = personalize.list_attributes(sync.destination)
         started = time.perf_counter()
@@ -105,7 +112,9 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         yield dg.AssetCheckResult(
             check_name="rows_valid",
             passed=schema_failures is None and rejected.empty,
-            severity=dg.AssetCheckSeverity.ERROR if schema_failures is not None else dg.AssetCheckSeverity.WARN,
+            severity=dg.AssetCheckSeverity.ERROR
+            if schema_failures is not None
+            else dg.AssetCheckSeverity.WARN,
             metadata={
                 "num_failures": len(rejected),
                 "rejected_sample": rejected_sample(rejected),
@@ -173,7 +182,9 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             "failures": failures_sample(report.failures, lambda request: request.user_uid),
         }
         if config.dry_run:
-            metadata["plan_sample"] = markdown_table(result.plan.sample_bodies(), ["user_uid", "reason", "body"])
+            metadata["plan_sample"] = markdown_table(
+                result.plan.sample_bodies(), ["user_uid", "reason", "body"]
+            )
         if result.stuck_total:
             metadata["stuck_sample"] = markdown_table(
                 result.stuck_sample, ["user_uid", "failed_runs", "last_status", "last_error"]
