@@ -6,6 +6,7 @@ import pickle
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.state import StateStore, default_state_url
@@ -103,7 +104,7 @@ class FrameIOManager(dg.ConfigurableIOManager):
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
         with temporary.open("wb") as file:
-            pickle.dump(obj, file, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(_pack(obj), file, protocol=pickle.HIGHEST_PROTOCOL)
         temporary.replace(path)  # a reader never sees half a file
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
@@ -115,4 +116,54 @@ class FrameIOManager(dg.ConfigurableIOManager):
                 allow_retries=False,
             )
         with path.open("rb") as file:
-            return pickle.load(file)
+            return _unpack(pickle.load(file))
+
+
+# -- frames on disk ----------------------------------------------------------------------------------
+# A million-row frame of raw source values is mostly object columns of Python strings, which pickle one
+# object at a time. A column whose values are all `str` (or None) is stored instead as one UTF-8 text, the
+# values joined by NUL, plus a null mask: a few times faster both ways, and the values come back identical
+# (same type, same text). Any other column, and any column holding a NUL, is pickled as it is.
+_PACKED = "contentstack_assets.frame/1"
+_SEPARATOR = "\x00"
+
+
+def _pack(obj: object) -> object:
+    if not isinstance(obj, pd.DataFrame) or not obj.columns.is_unique:
+        return obj
+    columns = []
+    for name in obj.columns:
+        column = obj[name]
+        packed = _pack_text(column.to_numpy()) if column.dtype == object else None
+        columns.append((name, "text", packed) if packed is not None else (name, "as-is", column))
+    return {"format": _PACKED, "index": obj.index, "columns": columns, "attrs": obj.attrs}
+
+
+def _pack_text(values: np.ndarray) -> tuple[str, np.ndarray] | None:
+    kinds = set(map(type, values))
+    if not kinds <= {str, type(None)}:
+        return None
+    present = np.fromiter((value is not None for value in values), dtype=bool, count=len(values))
+    texts = values[present] if type(None) in kinds else values
+    joined = _SEPARATOR.join(texts)
+    if joined.count(_SEPARATOR) != max(len(texts) - 1, 0):
+        return None  # a value holds the separator itself
+    return joined, present
+
+
+def _unpack(obj: object) -> object:
+    if not (isinstance(obj, dict) and obj.get("format") == _PACKED):
+        return obj  # anything else, or a frame stored by an earlier version
+    data = {}
+    for name, kind, payload in obj["columns"]:
+        if kind == "as-is":
+            data[name] = payload
+            continue
+        joined, present = payload
+        values = np.full(len(present), None, dtype=object)
+        if present.any():
+            values[present] = joined.split(_SEPARATOR)
+        data[name] = pd.Series(values, index=obj["index"], dtype=object, copy=False)
+    frame = pd.DataFrame(data, index=obj["index"], copy=False)
+    frame.attrs.update(obj["attrs"])
+    return frame

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from pandas._libs.lib import to_object_array_tuples  # C transposition of row tuples
 
 from contentstack_assets.spec import SourceSpec
 
@@ -146,31 +147,36 @@ class SourceReader:
     ) -> pd.DataFrame:
         """Every row of the source (within the window; with `text_in=(column, values)` only the rows whose
         column, as trimmed text, is one of the values), as object columns of raw driver values."""
-        chunks: list[list[np.ndarray]] = []
+        chunks: list[np.ndarray] = []
         rows_read = 0
         try:
             with engine_for(self.source).connect() as connection:
                 statement = self._statement(self._relation(connection), window, text_in)
-                result = connection.execution_options(
-                    stream_results=True, yield_per=self.source.chunk_size
-                ).execute(statement)
-                for rows in result.partitions(self.source.chunk_size):
-                    chunks.append(_columns_of(rows, len(self.columns)))
-                    rows_read += len(rows)
-                    if on_progress:
-                        on_progress(rows_read)
+                result = connection.execution_options(stream_results=True).execute(statement)
+                # the driver's own cursor (server-side on PostgreSQL): its plain tuples, not a SQLAlchemy Row
+                # per row. The columns are untyped (`sa.column`), so SQLAlchemy would not process any value
+                # anyway; skipping the Rows is most of the time of reading a million of them.
+                cursor = result.cursor
+                try:
+                    rows = _prefetched(result)
+                    rows += cursor.fetchmany(self.source.chunk_size - len(rows))
+                    while rows:
+                        chunks.append(_rows_to_array(rows, len(self.columns)))
+                        rows_read += len(rows)
+                        if on_progress:
+                            on_progress(rows_read)
+                        rows = cursor.fetchmany(self.source.chunk_size)
+                finally:
+                    result.close()
         except SourceError:
             raise
         except sa.exc.SQLAlchemyError as error:
             raise SourceError(
                 f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
             ) from None
+        table = np.concatenate(chunks) if chunks else np.empty((0, len(self.columns)), dtype=object)
         data = {
-            name: pd.Series(
-                np.concatenate([chunk[index] for chunk in chunks]) if chunks else np.empty(0, dtype=object),
-                dtype=object,
-                copy=False,
-            )
+            name: pd.Series(np.ascontiguousarray(table[:, index]), dtype=object, copy=False)
             for index, name in enumerate(self.columns)
         }
         return pd.DataFrame(data, copy=False)
@@ -237,8 +243,22 @@ class SourceReader:
         return pd.Series(values, dtype=object)
 
 
-def _columns_of(rows: Sequence[sa.Row], width: int) -> list[np.ndarray]:
-    """Transpose a chunk of rows into object arrays, one per column, without touching the values."""
-    if not rows:
-        return [np.empty(0, dtype=object) for _ in range(width)]
-    return [np.fromiter(column, dtype=object, count=len(rows)) for column in zip(*rows, strict=True)]
+def _prefetched(result: sa.CursorResult) -> list[tuple]:
+    """The rows SQLAlchemy already took from the cursor: a streaming result buffers the first one ahead."""
+    buffer = getattr(result.cursor_strategy, "_rowbuffer", None)
+    if not buffer:
+        return []
+    rows = [tuple(row) for row in buffer]
+    buffer.clear()
+    return rows
+
+
+def _rows_to_array(rows: Sequence[Sequence[object]], width: int) -> np.ndarray:
+    """A chunk of driver rows as a 2-D object array, values untouched (pandas' C transposition of tuples;
+    rows of another sequence type, as some drivers return, are made tuples first)."""
+    if not isinstance(rows[0], tuple):
+        rows = [tuple(row) for row in rows]
+    table = to_object_array_tuples(list(rows))
+    if table.shape[1] != width:  # pragma: no cover - a driver returning more or fewer columns than asked
+        raise SourceError(f"the driver returned {table.shape[1]} columns where {width} were selected")
+    return table

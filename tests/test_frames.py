@@ -1,0 +1,50 @@
+"""The frame IO manager's on-disk format: values come back identical (type, text, None vs NaN)."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from contentstack_assets.resources import _pack, _unpack
+
+
+def _objects(*values: object) -> pd.Series:
+    return pd.Series(np.array(values, dtype=object), dtype=object)
+
+
+def _round_trip(frame: pd.DataFrame) -> pd.DataFrame:
+    return _unpack(pickle.loads(pickle.dumps(_pack(frame), protocol=pickle.HIGHEST_PROTOCOL)))
+
+
+def test_text_columns_are_packed_and_come_back_identical():
+    frame = pd.DataFrame(
+        {
+            "uid": _objects("a", "b", "c", "d"),
+            "text": _objects("x", None, "", "ü\x01\n"),
+            "all_null": _objects(None, None, None, None),
+            "one_empty": _objects("", None, None, None),
+            "with_nul": _objects("a\x00b", "c", None, "d"),  # holds the separator: stored as it is
+            "mixed": _objects(1, "1", 1.0, float("nan")),  # not all text: stored as it is
+            "ints": pd.array([1, None, 3, 4], dtype="Int64"),
+        }
+    ).set_axis(pd.Index([10, 11, 12, 13]))
+    frame.attrs["note"] = "kept"
+    packed = _pack(frame)
+    kinds = {name: kind for name, kind, _ in packed["columns"]}
+    assert kinds == {"uid": "text", "text": "text", "all_null": "text", "one_empty": "text",
+                     "with_nul": "as-is", "mixed": "as-is", "ints": "as-is"}  # fmt: skip
+    back = _round_trip(frame)
+    pd.testing.assert_frame_equal(back, frame)
+    assert back.attrs == {"note": "kept"}
+    for name in frame.columns:
+        assert [repr(v) for v in back[name].to_numpy()] == [repr(v) for v in frame[name].to_numpy()], name
+
+
+@pytest.mark.parametrize("stored", [[1, 2], {"a": 1}, pd.DataFrame({"a": [1]}).iloc[:0]])
+def test_anything_else_and_empty_frames_round_trip(stored):
+    back = _round_trip(stored)
+    if isinstance(stored, pd.DataFrame):
+        pd.testing.assert_frame_equal(back, stored)
+    else:
+        assert back == stored
