@@ -143,8 +143,11 @@ def _pack_text(values: np.ndarray) -> tuple[str, np.ndarray] | None:
     kinds = set(map(type, values))
     if not kinds <= {str, type(None)}:
         return None
-    present = np.fromiter((value is not None for value in values), dtype=bool, count=len(values))
-    texts = values[present] if type(None) in kinds else values
+    if type(None) in kinds:
+        present = np.not_equal(values, None)  # elementwise in C; every value is a str or None here
+        texts = values[present]
+    else:
+        present, texts = np.ones(len(values), dtype=bool), values
     joined = _SEPARATOR.join(texts)
     if joined.count(_SEPARATOR) != max(len(texts) - 1, 0):
         return None  # a value holds the separator itself

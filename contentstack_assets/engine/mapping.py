@@ -49,7 +49,11 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     raw = raw.reset_index(drop=True)
     uid_values, reasons = uid_rules(raw[sync.match.column])
     # keep what identifies a rejected row in its report, even when the uid itself is the problem
-    shown_uids = uid_values.where(uid_values.notna(), raw[sync.match.column].map(_shown_uid))
+    shown_uids = uid_values
+    missing = uid_values.isna().to_numpy()
+    if missing.any():
+        shown_uids = uid_values.copy()
+        shown_uids[missing] = raw[sync.match.column][missing].map(_shown_uid)
 
     mapped: dict[str, pd.Series] = {UID: shown_uids}
     for key, attribute in sync.attributes.items():
