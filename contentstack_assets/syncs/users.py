@@ -8,7 +8,7 @@ import pandera.pandas as pa
 
 from contentstack_assets.engine.mapping import map_users, rejected_rows, source_columns, valid_rows
 from contentstack_assets.engine.push import SourceShrankError, push_users
-from contentstack_assets.engine.schema import users_schema
+from contentstack_assets.engine.schema import validate_valid_rows
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SyncsSpec, UsersSync
@@ -263,7 +263,7 @@ def delivery_failure(sync: UsersSync, delivered: int, failed: int, failures: lis
 def _schema_failures(valid: pd.DataFrame, sync: UsersSync) -> dg.MetadataValue | None:
     """None when the valid rows match the spec's schema; else a table of the failure cases (a bug)."""
     try:
-        users_schema(sync).validate(valid, lazy=True)
+        validate_valid_rows(valid, sync)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases.head(20).astype(str).to_dict("records")
         return markdown_table(cases, ["column", "check", "failure_case", "index"])
