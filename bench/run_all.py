@@ -173,8 +173,6 @@ def bench_one(database: str, rows: int, args: argparse.Namespace) -> dict:
                 workdir / "first.json",
                 env,
                 profile=_profile(args, workdir, "first"),
-                client=args.client,
-                source=args.source,
             )
             stats = emulator.stats()
             push = first["metadata"]["personalize_users"]
@@ -202,8 +200,6 @@ def bench_one(database: str, rows: int, args: argparse.Namespace) -> dict:
                     workdir / f"unchanged_{round_}.json",
                     env,
                     profile=_profile(args, workdir, f"unchanged_{round_}"),
-                    client=args.client,
-                    source=args.source,
                 )
                 run["emulator_requests"] = emulator.stats()["requests_total"]
                 run["read_sql_s"] = read_sql["read_sql_s"]
@@ -221,8 +217,6 @@ def bench_one(database: str, rows: int, args: argparse.Namespace) -> dict:
                     workdir / f"changed_{round_}.json",
                     env,
                     profile=_profile(args, workdir, f"changed_{round_}"),
-                    client=args.client,
-                    source=args.source,
                 )
                 stats = emulator.stats()
                 patched = stats["patch_counts"]
@@ -312,16 +306,10 @@ def _phases(run: dict) -> str:
 
 
 def report(results: list[dict], info: dict, command: str, elapsed_s: float, args: argparse.Namespace) -> str:
-    code = "the project's code as it is"
-    if args.client != "as-is" or args.source != "as-is":
-        code = (
-            f"**with prototypes patched in (evidence for a proposed change, not the project's code): client={args.client}, "
-            f"source={args.source}**"
-        )
     lines = [
         f"### Run of {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         "",
-        f"- command: `{command}` ({elapsed_s / 60:.1f} min); {code}",
+        f"- command: `{command}` ({elapsed_s / 60:.1f} min)",
         f"- machine: {info['nproc']} cores (`nproc`), {info['memory_gib']} GiB memory, {info['cpu']}; "
         f"load average at start {info['load_average_at_start']}, at end {[round(x, 2) for x in os.getloadavg()]} "
         "(the machine is shared with other developers' test runs: figures are noisy)",
@@ -437,16 +425,6 @@ def main() -> None:
         type=int,
         default=3,
         help="unchanged and changed reruns (each with its read_sql); medians reported",
-    )
-    parser.add_argument(
-        "--client",
-        default="as-is",
-        help="as-is (the figures), or a prototype of bench/prototypes.py (evidence only)",
-    )
-    parser.add_argument(
-        "--source",
-        default="as-is",
-        help="as-is (the figures), or a prototype of bench/prototypes.py (evidence only)",
     )
     parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--json", help="also write every figure to this JSON file")

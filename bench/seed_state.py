@@ -21,7 +21,9 @@ from contentstack_assets.spec import load_spec
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--spec", required=True)
     parser.add_argument("--sync", default="users")
     args = parser.parse_args()
@@ -31,13 +33,28 @@ def main() -> None:
     valid = valid_rows(map_users(SourceReader(sync.source, source_columns(sync)).read(), sync))
     empty = store.load_fingerprints(sync.name).iloc[:0]
     plan = plan_users(
-        valid, empty, keys=list(sync.attributes), nulls=sync.nulls, full_resync=True, load_delivered=lambda _: {}
+        valid,
+        empty,
+        keys=list(sync.attributes),
+        nulls=sync.nulls,
+        full_resync=True,
+        load_delivered=lambda _: {},
     )
     batch: list[UserOutcome] = []
     written = 0
     for request in plan.requests(chunk_size=20_000):
         batch.append(
-            UserOutcome(request.user_uid, request.keys, True, 200, 1, 20.0, None, request.delivered_after, request.fingerprint)
+            UserOutcome(
+                request.user_uid,
+                request.keys,
+                True,
+                200,
+                1,
+                20.0,
+                None,
+                request.delivered_after,
+                request.fingerprint,
+            )
         )
         if len(batch) == 20_000:
             store.record_user_outcomes(sync.name, "seeded", batch)

@@ -59,16 +59,6 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--full-resync", action="store_true")
     parser.add_argument("--profile", help="write a cProfile of the run here")
-    parser.add_argument(
-        "--client",
-        default="as-is",
-        help="as-is (the benchmark's figures), or a prototype of bench/prototypes.py",
-    )
-    parser.add_argument(
-        "--source",
-        default="as-is",
-        help="as-is (the benchmark's figures), or a prototype of bench/prototypes.py",
-    )
     args = parser.parse_args()
 
     os.environ["DAGSTER_HOME"] = args.dagster_home
@@ -81,11 +71,6 @@ def main() -> None:
     from contentstack_assets.spec import load_spec
 
     imports_s = time.perf_counter() - imports_started
-    sys.path.insert(0, str(BENCH_DIR))
-    from prototypes import patch_edge_client, patch_source_reader
-
-    patch_edge_client(args.client)
-    patch_source_reader(args.source)
 
     # the push's phase timings, whether or not the asset puts them in its metadata
     push_timings: dict[str, float] = {}
@@ -125,8 +110,6 @@ def main() -> None:
     push = metadata.get("personalize_users", {})
     figures = {
         "success": result.success,
-        "client": args.client,
-        "source": args.source,
         "wall_s": round(wall_s, 3),
         "imports_s": round(imports_s, 3),
         "read_s": read.get("read_s"),
@@ -174,8 +157,6 @@ def run_sync(
     env: dict,
     full_resync: bool = False,
     profile: str | None = None,
-    client: str = "as-is",
-    source: str = "as-is",
 ) -> dict:
     args = [
         str(BENCH_DIR / "sync_run.py"),
@@ -186,7 +167,6 @@ def run_sync(
         "--out",
         str(out),
     ]
-    args += ["--client", client, "--source", source]
     if full_resync:
         args.append("--full-resync")
     if profile:
