@@ -278,3 +278,26 @@ def test_a_source_database_that_does_not_exist_masks_the_password(tmp_path, inst
         assert emulator.stats()["requests_total"] == 0
     assert not result.success
     assert_one_clear_paragraph(_step_failure(result), ":***@127.0.0.1", "no_such_database", "does not exist")
+
+
+def test_a_wrong_project_uid_stops_delivery_instead_of_sending_every_user(tmp_path, instance):
+    """A thousand users and a project the Edge does not know: the sync stops after the first refusals
+    (plus what was in flight) rather than sending a thousand requests that cannot succeed."""
+    rows = [dict(user_uid=f"u{i:04d}", plan_name="free") for i in range(1000)]
+    url = write_sqlite_table(tmp_path / "src.db", rows)
+    with run_emulator_in_thread(EmulatorConfig(project_uid=PROJECT_UID)) as emulator:
+        sync = users_sync(url, emulator.url, attributes={"plan": {"column": "plan_name", "type": "string"}})
+        sync["destination"]["project_uid"] = "wrongproject000000000000"
+        result = run_job(write_spec(tmp_path / "syncs.yaml", [sync]), "users_sync", instance)
+        sent = emulator.stats()["by_status"]["404"]
+    assert not result.success
+    assert 25 <= sent <= 25 + 2 * sync["concurrency"], sent
+    metadata = push_metadata(result)
+    assert metadata["users_delivered"] == 0 and metadata["users_failed"] == sent
+    assert_one_clear_paragraph(
+        _step_failure(result),
+        "the first 25 answers were all refusals (HTTP 404)",
+        f"delivery stopped after {sent} of 1000 users",
+        "the project uid is probably wrong",
+        "run again",
+    )

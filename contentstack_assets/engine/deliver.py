@@ -5,6 +5,11 @@ At most `2 x concurrency` requests are queued ahead, so a million-user plan neve
 futures. The calling thread alone records outcomes: every `flush_every_s` (or `flush_max` outcomes) it hands
 the confirmed batch to `record`, which writes the state in one transaction. A process killed at any moment
 therefore resends at most the requests in flight plus the last unflushed fraction of a second of them.
+
+A destination that refuses everything (a wrong project uid: the Edge's 404; 401/403) is not a per-user
+problem: when the first `stop_after_refusals` answers are all such refusals and nothing was delivered,
+delivery stops queuing, lets what is in flight land, and says why in `DeliveryReport.stopped`, instead of
+sending a million requests that cannot succeed. The users not sent stay unsent and go out next run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 from contentstack_assets.personalize.client import Response
 
 RequestT = TypeVar("RequestT")
+REFUSALS = frozenset({401, 403, 404})  # the destination, not the user: every request would get the same
 
 
 @dataclass
@@ -30,6 +36,7 @@ class DeliveryReport(Generic[RequestT]):
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[tuple[RequestT, Response]] = field(default_factory=list)  # a sample, for the report
     failures_kept: int = 50
+    stopped: str | None = None  # why delivery stopped before sending everything
 
     def add(self, request: RequestT, response: Response) -> None:
         self.requests_sent += response.attempts
@@ -56,6 +63,7 @@ def deliver(
     progress_every_s: float = 5.0,
     flush_every_s: float = 0.2,
     flush_max: int = 500,
+    stop_after_refusals: int = 25,
 ) -> DeliveryReport[RequestT]:
     """Send every request with `concurrency` in flight; every outcome reaches `record` before this returns."""
     report: DeliveryReport[RequestT] = DeliveryReport()
@@ -73,6 +81,7 @@ def deliver(
     pending: dict[Future, RequestT] = {}
     queue: Iterator[RequestT] = iter(requests)
     exhausted = False
+    refusals = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="personalize") as pool:
         try:
             while True:
@@ -91,6 +100,15 @@ def deliver(
                     report.add(request, response)
                     confirmed.append((request, response))
                     done_count += 1
+                    if response.status in REFUSALS and report.delivered == 0:
+                        refusals += 1
+                        if refusals >= stop_after_refusals and not exhausted:
+                            exhausted = True  # queue nothing more; what is in flight still lands
+                            report.stopped = (
+                                f"the first {refusals} answers were all refusals (HTTP {response.status}) and "
+                                f"none succeeded, so delivery stopped after {len(pending) + done_count} of "
+                                f"{total if total is not None else 'all'} users ({response.error})"
+                            )
                 now = time.monotonic()
                 if len(confirmed) >= flush_max or now - last_flush >= flush_every_s:
                     flush()

@@ -194,7 +194,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             check_results=[delivery_check(sync, report.delivered, report.failed, report.failures)],
         )
         if report.failed:
-            raise delivery_failure(sync, report.delivered, report.failed, report.failures)
+            raise delivery_failure(sync, report.delivered, report.failed, report.failures, report.stopped)
 
     resources = {}
     if sync.shards > 1:
@@ -247,15 +247,24 @@ def delivery_check(sync: UsersSync, delivered: int, failed: int, failures: list)
     )
 
 
-def delivery_failure(sync: UsersSync, delivered: int, failed: int, failures: list) -> dg.Failure:
+def delivery_failure(
+    sync: UsersSync, delivered: int, failed: int, failures: list, stopped: str | None = None
+) -> dg.Failure:
     """The step failure raised after the metadata is recorded, when some users failed after retries."""
     first = failures[0] if failures else None
-    return dg.Failure(
-        description=(
+    if stopped:
+        description = (
+            f"{sync.name}: {stopped}. Nothing was delivered; fix the destination and run again: the "
+            "users not sent and the failed ones go out then."
+        )
+    else:
+        description = (
             f"{sync.name}: {failed} of {delivered + failed} users failed after retries (first: "
             f"{first[0].user_uid if first else '?'}: {first[1].error if first else '?'}); "
             f"{delivered} were delivered. The failed users are retried by the next run."
-        ),
+        )
+    return dg.Failure(
+        description=description,
         metadata={"failures": failures_sample(failures, lambda request: request.user_uid)},
     )
 
