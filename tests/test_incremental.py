@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -331,3 +333,157 @@ def test_forget_in_flight_drops_only_the_keys_about_to_be_sent(state_url):
     }
     prints = store.load_fingerprints("users")["fingerprint"]
     assert prints.isna().to_dict() == {"a": True, "b": True, "untouched": False}
+
+
+def test_load_fingerprints_is_exact_in_every_chunk(state_url, monkeypatch):
+    """64-bit fingerprints come back exactly (never through a float), NULL as <NA>, uids as object text,
+    across the chunks the rows are read in, for all users and for a few."""
+    from contentstack_assets.engine import state
+    from contentstack_assets.engine.state import UserOutcome
+
+    monkeypatch.setattr(state, "_FETCH_CHUNK", 7)  # chunk boundaries in a small table
+    store = StateStore(state_url)
+    empty = store.load_fingerprints("users")
+    assert len(empty) == 0 and empty.index.dtype == object and empty.index.name == "user_uid"
+    assert empty.dtypes.astype(str).to_dict() == {"fingerprint": "Int64", "failed_runs": "int64"}
+
+    extremes = [-(2**63), 2**63 - 1, 2**53 + 1, -(2**53) - 1, 0, 1, -1]
+    expected: dict[str, tuple[int | None, int]] = {}
+    delivered = []
+    for i in range(40):
+        uid = f"u{i:03d}" if i % 5 else f" ü {i} \"quoted\", 'x'"  # any text is a uid
+        fingerprint = extremes[i % len(extremes)] if i < 20 else 9_000_000_000_000_000_000 + i
+        delivered.append(UserOutcome(uid, ("k",), True, 200, 1, 1.0, None, {"k": i}, fingerprint))
+        expected[uid] = (fingerprint, 0)
+    failed = []
+    for i in range(10):  # new users whose first request failed: no fingerprint yet
+        uid = f"new{i}"
+        failed.append(UserOutcome(uid, ("k",), False, 500, 1, 1.0, "HTTP 500", None, 123))
+        expected[uid] = (None, 1)
+    store.record_user_outcomes("users", "run-1", delivered + failed)
+    store.record_user_outcomes("users", "run-2", [failed[0]])
+    expected["new0"] = (None, 2)
+    store.record_user_outcomes("other", "run-1", [delivered[1]])  # another sync's rows stay out
+
+    frame = store.load_fingerprints("users")
+    assert frame.dtypes.astype(str).to_dict() == {"fingerprint": "Int64", "failed_runs": "int64"}
+    assert frame.index.dtype == object and frame.index.name == "user_uid"
+    assert all(type(uid) is str for uid in frame.index)
+    found = {
+        uid: (None if fingerprint is pd.NA else int(fingerprint), int(failed))
+        for uid, fingerprint, failed in zip(
+            frame.index, frame["fingerprint"], frame["failed_runs"], strict=True
+        )
+    }
+    assert found == expected
+    assert frame["fingerprint"].array._data.dtype == np.int64  # no float anywhere on the way
+
+    few = store.load_fingerprints("users", pd.Series(["new0", "u001", "nobody", " ü 0 \"quoted\", 'x'"]))
+    assert few.dtypes.astype(str).to_dict() == {"fingerprint": "Int64", "failed_runs": "int64"}
+    assert {uid: (None if fp is pd.NA else int(fp)) for uid, fp in few["fingerprint"].items()} == {
+        "new0": None,
+        "u001": 2**63 - 1,
+        " ü 0 \"quoted\", 'x'": -(2**63),
+    }
+
+
+def test_a_write_aborted_by_a_concurrent_run_is_run_again_from_the_start(state_url):
+    """A deadlock or serialization failure (PostgreSQL) aborts the whole transaction: the store rolls it back
+    and runs it again; other errors, and the last attempt's, reach the caller."""
+    from contentstack_assets.engine.state import runs
+
+    store = StateStore(state_url)
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    class Other(Exception):
+        sqlstate = "42P01"
+
+    attempts: list[int] = []
+
+    def write(connection: sa.Connection) -> str:
+        attempts.append(1)
+        connection.execute(
+            runs.insert().values(
+                run_id=f"r{len(attempts)}", sync="s", started_at=sa.func.now(), scope="all", dry_run=False,
+                counts="{}",
+            )
+        )  # fmt: skip
+        if len(attempts) < 3:
+            raise sa.exc.OperationalError("INSERT ...", {}, Deadlock())
+        return "written"
+
+    assert store._write(write) == "written" and len(attempts) == 3
+    with store.engine.connect() as connection:  # the aborted attempts left nothing behind
+        assert connection.execute(sa.select(runs.c.run_id).where(runs.c.sync == "s")).scalars().all() == [
+            "r3"
+        ]
+
+    def failing(connection: sa.Connection) -> None:
+        attempts.append(1)
+        raise sa.exc.OperationalError("SELECT ...", {}, Other())
+
+    attempts.clear()
+    with pytest.raises(sa.exc.OperationalError):
+        store._write(failing)
+    assert len(attempts) == 1
+
+    def always_deadlocked(connection: sa.Connection) -> None:
+        attempts.append(1)
+        raise sa.exc.OperationalError("UPDATE ...", {}, Deadlock())
+
+    attempts.clear()
+    with pytest.raises(sa.exc.OperationalError):
+        store._write(always_deadlocked, attempts=3)
+    assert len(attempts) == 3
+
+
+def test_the_portable_writes_match_the_upserts(state_url):
+    """Databases without INSERT ... ON CONFLICT take the portable path (read under a lock, then insert or
+    update); it leaves exactly the rows the upserts leave."""
+    from contentstack_assets.engine.state import ItemOutcome, UserOutcome, items
+
+    def history(store: StateStore, sync: str) -> None:
+        def user(uid: str, ok: bool, value: int) -> UserOutcome:
+            return UserOutcome(uid, ("k",), ok, 200 if ok else 500, 1, 1.0, None if ok else "HTTP 500",
+                               {"k": value} if ok else None, value)  # fmt: skip
+
+        def item(item_id: str, ok: bool) -> tuple[list[ItemOutcome], UserOutcome]:
+            logged = UserOutcome("u", ("e",), ok, 200 if ok else 500, 1, 1.0, None, None, None, "events")
+            return [ItemOutcome(item_id, "u", ok, 200 if ok else 500, None if ok else "HTTP 500")], logged
+
+        store.record_user_outcomes(sync, "r1", [user("b", True, 1), user("a", False, 2), user("c", True, 3)])
+        store.record_user_outcomes(
+            sync, "r2", [user("a", False, 4), user("b", False, 5), user("d", False, 6)]
+        )
+        store.record_user_outcomes(sync, "r3", [user("a", True, 7), user("d", False, 8)])
+        store.record_item_requests(sync, "r1", [item("e1", False), item("e2", True), item("e3", False)])
+        store.record_item_requests(sync, "r2", [item("e1", False), item("e2", False), item("e3", True)])
+        store.record_item_requests(sync, "r3", [item("e3", False), item("e4", False)])
+
+    def rows(store: StateStore, sync: str) -> tuple[list, list]:
+        with store.engine.connect() as connection:
+            return tuple(
+                [
+                    tuple(value for key, value in row._mapping.items() if key not in ("sync", "updated_at"))
+                    for row in connection.execute(
+                        sa.select(table).where(table.c.sync == sync).order_by(*table.primary_key.columns)
+                    )
+                ]
+                for table in (users, items)
+            )
+
+    store = StateStore(state_url)
+    history(store, "upserted")
+    portable = StateStore(state_url)
+    portable._insert = lambda table: None  # as on a database without an upsert
+    history(portable, "portable")
+    assert rows(portable, "portable") == rows(store, "upserted")
+    found_users, found_items = rows(store, "upserted")
+    assert [(row[0], row[1], row[3]) for row in found_users] == [
+        ("a", 7, 0), ("b", 1, 1), ("c", 3, 0), ("d", None, 2)
+    ]  # fmt: skip
+    assert [(row[0], row[2], row[3]) for row in found_items] == [
+        ("e1", False, 2), ("e2", True, 0), ("e3", True, 0), ("e4", False, 1)
+    ]  # fmt: skip

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
-import sqlalchemy as sa
 
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
 from contentstack_assets.engine.mapping import rejected_rows, valid_rows
@@ -19,25 +18,6 @@ from contentstack_assets.spec import UsersSync
 
 class SourceShrankError(RuntimeError):
     """The source returned far fewer rows than before: stop rather than act on a broken read."""
-
-
-# Two runs recording outcomes for the same users at once (overlapping partitions, a run next to a retry,
-# PostgreSQL state): the database may abort one transaction as a deadlock, or reject one run's insert of a
-# user the other run inserted first. Each write is one transaction, so it is simply run again; the second
-# attempt sees the other run's committed rows.
-_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "23505"})  # deadlock, serialization failure, unique key
-
-
-def _retrying(write: Callable[[], None], attempts: int = 6) -> None:
-    for attempt in range(attempts):
-        try:
-            write()
-            return
-        except sa.exc.DBAPIError as error:
-            sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-            if sqlstate not in _RETRYABLE_SQLSTATES or attempt == attempts - 1:
-                raise
-            time.sleep(0.02 * 2**attempt)
 
 
 def _written_ahead(
@@ -155,30 +135,27 @@ def push_users(
     store.start_run(sync.name, run_key, run_scope, dry_run=False)
     store.prune(sync.name, sync.log_retention_days)
     store.record_rejections(sync.name, run_id, rejected)
-    _retrying(lambda: store.refresh_fingerprints(sync.name, plan.refresh))
+    store.refresh_fingerprints(sync.name, plan.refresh)
 
     def record(batch: list[tuple[UserRequest, Response]]) -> None:
-        # in uid order, so that two runs writing the same users lock their rows in the same order
-        batch = sorted(batch, key=lambda pair: pair[0].user_uid)
-        _retrying(
-            lambda: store.record_user_outcomes(
-                sync.name,
-                run_id,
-                [
-                    UserOutcome(
-                        user_uid=request.user_uid,
-                        keys=request.keys,
-                        ok=response.ok,
-                        status=response.status,
-                        attempts=response.attempts,
-                        latency_ms=response.latency_ms,
-                        error=response.error,
-                        delivered_after=request.delivered_after if response.ok else None,
-                        fingerprint=request.fingerprint,
-                    )
-                    for request, response in batch
-                ],
-            )
+        # the store writes them in uid order and retries a transaction aborted by a concurrent run's writes
+        store.record_user_outcomes(
+            sync.name,
+            run_id,
+            [
+                UserOutcome(
+                    user_uid=request.user_uid,
+                    keys=request.keys,
+                    ok=response.ok,
+                    status=response.status,
+                    attempts=response.attempts,
+                    latency_ms=response.latency_ms,
+                    error=response.error,
+                    delivered_after=request.delivered_after if response.ok else None,
+                    fingerprint=request.fingerprint,
+                )
+                for request, response in batch
+            ],
         )
 
     def progress(done: int, total: int | None, report: DeliveryReport) -> None:
@@ -192,7 +169,7 @@ def push_users(
 
         def forget(batch: list[UserRequest]) -> None:
             in_state = [(r.user_uid, r.keys) for r in batch if r.reason != NEW]
-            _retrying(lambda: store.forget_in_flight(sync.name, in_state))
+            store.forget_in_flight(sync.name, in_state)
 
         report = deliver(
             _written_ahead(plan.requests(), forget),

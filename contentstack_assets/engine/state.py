@@ -16,17 +16,29 @@ Secrets never enter: the log keeps keys sent, not values, and error texts come f
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import os
-from collections.abc import Iterable, Sequence
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+try:  # the C transposition of row tuples to an object array, which pandas uses for its own frames
+    from pandas._libs.lib import to_object_array_tuples
+except ImportError:  # pragma: no cover - a pandas without it
+    to_object_array_tuples = None
+
 STATE_URL_ENV = "CONTENTSTACK_STATE_URL"
+
+T = TypeVar("T")
 
 metadata = sa.MetaData()
 
@@ -184,32 +196,29 @@ class StateStore:
 
     # -- users --------------------------------------------------------------------------------------
     def load_fingerprints(self, sync: str, user_uids: pd.Series | None = None) -> pd.DataFrame:
-        """user_uid -> fingerprint, failed_runs for the sync (only the given users when few)."""
-        columns = [users.c.user_uid, users.c.fingerprint, users.c.failed_runs]
-        base = sa.select(*columns).where(users.c.sync == sync)
-        rows: list[tuple] = []
+        """user_uid -> fingerprint, failed_runs for the sync (only the given users when few).
+
+        Read as the driver's plain tuples, in chunks, each transposed to numpy columns in C, with the cyclic
+        garbage collector paused: a million fresh tuples would otherwise set off its full passes over all of
+        them, which cost more than the read itself. (A CSV COPY through psycopg is no faster: it hands over
+        one Python block per row.)"""
+        base = sa.select(users.c.user_uid, users.c.fingerprint, users.c.failed_runs).where(
+            users.c.sync == sync
+        )
         with self.engine.connect() as connection:
             if user_uids is not None and len(user_uids) <= 20_000:
                 uids = list(user_uids)
-                for start in range(0, len(uids), 1000):
-                    rows.extend(
-                        _driver_rows(connection, base.where(users.c.user_uid.in_(uids[start : start + 1000])))
-                    )
+                statements = [
+                    base.where(users.c.user_uid.in_(uids[start : start + 1000]))
+                    for start in range(0, len(uids), 1000)
+                ]
             else:
-                rows = _driver_rows(connection, base)
-        uid_column, fingerprint_column, failed_column = zip(*rows, strict=True) if rows else ((), (), ())
-        # built column by column: a frame of rows would infer float64 for fingerprints next to a NULL one and
-        # round 64-bit hashes, which then never match
-        frame = pd.DataFrame(
-            {
-                "fingerprint": pd.array(fingerprint_column, dtype="Int64"),
-                "failed_runs": np.fromiter(failed_column, dtype="int64", count=len(rows)),
-            },
-            index=pd.Index(
-                np.fromiter(uid_column, dtype=object, count=len(rows)), name="user_uid", dtype=object
-            ),
-        )
-        return frame
+                statements = [base]
+            with _gc_paused():
+                chunks = [
+                    chunk for statement in statements for chunk in _fingerprint_chunks(connection, statement)
+                ]
+        return _fingerprint_frame(chunks)
 
     def load_delivered(self, sync: str, user_uids: Iterable[str]) -> dict[str, dict]:
         """The values last delivered to each of these users."""
@@ -225,71 +234,92 @@ class StateStore:
         return found
 
     def record_user_outcomes(self, sync: str, run_id: str, outcomes: Sequence[UserOutcome]) -> None:
-        """Write confirmed outcomes and their log rows in one transaction."""
+        """Write confirmed outcomes and their log rows in one transaction (retried as a whole if the database
+        aborts it for a deadlock or a conflicting concurrent write, see `_write`).
+
+        A delivery sets the user's values and fingerprint and clears the failure count; a failure keeps the
+        last delivered values and fingerprint and counts one more failed run (a new user's row starts at 1).
+        """
         if not outcomes:
             return
         now = utcnow()
-        delivered = [
-            {
-                "sync": sync,
-                "user_uid": o.user_uid,
-                "fingerprint": o.fingerprint,
-                "delivered": json.dumps(o.delivered_after, separators=(",", ":")),
-                "failed_runs": 0,
-                "last_status": o.status,
-                "last_error": None,
-                "updated_at": now,
-            }
-            for o in outcomes
-            if o.ok
-        ]
-        failed = [o for o in outcomes if not o.ok]
-        log_rows = [_log_row(sync, run_id, o, now) for o in outcomes]
-        with self.engine.begin() as connection:
-            if delivered:
-                self._upsert(
-                    connection,
-                    users,
-                    delivered,
-                    ["sync", "user_uid"],
-                    ["fingerprint", "delivered", "failed_runs", "last_status", "last_error", "updated_at"],
-                )
-            if failed:
-                self._record_failures(connection, sync, failed, now)
+        ordered = sorted(outcomes, key=lambda o: o.user_uid)  # every run locks rows in uid order
+        rows = [_user_row(sync, o, now) for o in ordered]
+        log_rows = [_log_row(sync, run_id, o, now) for o in ordered]
+
+        def write(connection: sa.Connection) -> None:
+            self._write_user_rows(connection, sync, rows)
             connection.execute(sync_log.insert(), log_rows)
 
-    def _record_failures(
-        self, connection: sa.Connection, sync: str, failed: Sequence[UserOutcome], now: dt.datetime
-    ) -> None:
-        # a failure keeps the last delivered values and fingerprint; it only counts the failed run
-        existing = {
-            uid
-            for (uid,) in connection.execute(
-                sa.select(users.c.user_uid).where(
-                    users.c.sync == sync, users.c.user_uid.in_([o.user_uid for o in failed])
+        self._write(write)
+
+    def _write_user_rows(self, connection: sa.Connection, sync: str, rows: list[dict]) -> None:
+        """Deliveries and failures (rows of `_user_row`, in uid order), on SQLite and PostgreSQL as one
+        upsert in that order: a concurrent run's insert of the same user can neither slip in between a read
+        and a write (`INSERT ... ON CONFLICT DO UPDATE` is atomic) nor lock its rows in another order."""
+        statement = self._insert(users)
+        if statement is None:
+            self._write_user_rows_portably(connection, sync, rows)
+            return
+        new = statement.excluded
+        ok = new.failed_runs == 0  # a delivery's row carries 0, a failure's 1
+        statement = statement.on_conflict_do_update(
+            index_elements=[users.c.sync, users.c.user_uid],
+            set_={
+                "fingerprint": sa.case((ok, new.fingerprint), else_=users.c.fingerprint),
+                "delivered": sa.case((ok, new.delivered), else_=users.c.delivered),
+                "failed_runs": sa.case((ok, new.failed_runs), else_=users.c.failed_runs + 1),
+                "last_status": new.last_status,
+                "last_error": new.last_error,
+                "updated_at": new.updated_at,
+            },
+        )
+        for start in range(0, len(rows), 2000):
+            connection.execute(statement, rows[start : start + 2000])
+
+    def _write_user_rows_portably(self, connection: sa.Connection, sync: str, rows: list[dict]) -> None:
+        delivered = [row for row in rows if row["failed_runs"] == 0]
+        if delivered:
+            self._upsert(
+                connection,
+                users,
+                delivered,
+                ["sync", "user_uid"],
+                ["fingerprint", "delivered", "failed_runs", "last_status", "last_error", "updated_at"],
+            )
+        failed = [row for row in rows if row["failed_runs"] != 0]
+        if failed:
+            self._record_failures(connection, sync, failed)
+
+    @staticmethod
+    def _record_failures(connection: sa.Connection, sync: str, failed: list[dict]) -> None:
+        """Any database without an upsert: count one more failed run on the rows there, read under a lock,
+        and insert the others (a concurrent insert of one of them fails this transaction on its unique key,
+        and `_write` runs it again)."""
+        existing: set[str] = set()
+        uids = [row["user_uid"] for row in failed]
+        for start in range(0, len(uids), 1000):
+            existing.update(
+                uid
+                for (uid,) in connection.execute(
+                    sa.select(users.c.user_uid)
+                    .where(users.c.sync == sync, users.c.user_uid.in_(uids[start : start + 1000]))
+                    .order_by(users.c.user_uid)
+                    .with_for_update()
                 )
             )
-        }
-        new_rows = [
-            {
-                "sync": sync,
-                "user_uid": o.user_uid,
-                "fingerprint": None,
-                "delivered": "{}",
-                "failed_runs": 1,
-                "last_status": o.status,
-                "last_error": o.error,
-                "updated_at": now,
-            }
-            for o in failed
-            if o.user_uid not in existing
-        ]
+        new_rows = [row for row in failed if row["user_uid"] not in existing]
         if new_rows:
             connection.execute(users.insert(), new_rows)
         updates = [
-            {"uid": o.user_uid, "status": o.status, "error": o.error}
-            for o in failed
-            if o.user_uid in existing
+            {
+                "uid": row["user_uid"],
+                "status": row["last_status"],
+                "error": row["last_error"],
+                "at": row["updated_at"],
+            }
+            for row in failed
+            if row["user_uid"] in existing
         ]
         if updates:
             connection.execute(
@@ -299,7 +329,7 @@ class StateStore:
                     failed_runs=users.c.failed_runs + 1,
                     last_status=sa.bindparam("status"),
                     last_error=sa.bindparam("error"),
-                    updated_at=now,
+                    updated_at=sa.bindparam("at"),
                 ),
                 updates,
             )
@@ -319,10 +349,23 @@ class StateStore:
                 by_keys.setdefault(tuple(sorted(keys)), []).append(uid)
         if not by_keys:
             return
+        for uids in by_keys.values():
+            uids.sort()
+        all_uids = sorted({uid for uids in by_keys.values() for uid in uids})
         dialect = self.engine.dialect.name
-        with self.engine.begin() as connection:
-            for keys, uids in by_keys.items():
-                uids.sort()  # rows locked in one order by every run
+
+        def write(connection: sa.Connection) -> None:
+            if dialect == "postgresql":
+                # one UPDATE per key set, each locking its rows in the order of its plan: lock them all first,
+                # in uid order, as every other write does (SQLite locks the whole database instead)
+                for start in range(0, len(all_uids), 1000):
+                    connection.execute(
+                        sa.select(users.c.user_uid)
+                        .where(users.c.sync == sync, users.c.user_uid.in_(all_uids[start : start + 1000]))
+                        .order_by(users.c.user_uid)
+                        .with_for_update()
+                    ).all()
+            for keys, uids in sorted(by_keys.items()):
                 for start in range(0, len(uids), 1000):
                     where = (users.c.sync == sync) & users.c.user_uid.in_(uids[start : start + 1000])
                     if dialect == "postgresql" or (dialect == "sqlite" and not any('"' in k for k in keys)):
@@ -335,12 +378,17 @@ class StateStore:
                     else:
                         self._forget_portably(connection, where, keys)
 
+        self._write(write)
+
     @staticmethod
     def _forget_portably(connection: sa.Connection, where: sa.ColumnElement, keys: tuple[str, ...]) -> None:
         """Any other database (and SQLite for a key with a double quote, which its JSON paths cannot name):
         read the rows under a lock, write them back without the keys."""
         rows = connection.execute(
-            sa.select(users.c.user_uid, users.c.delivered).where(where).with_for_update()
+            sa.select(users.c.user_uid, users.c.delivered)
+            .where(where)
+            .order_by(users.c.user_uid)
+            .with_for_update()
         ).all()
         if rows:
             connection.execute(
@@ -363,14 +411,13 @@ class StateStore:
         """Users with nothing (left) to send: remember the row so it is not re-examined; any failure is moot."""
         if not fingerprints:
             return
-        rows = [{"uid": uid, "fp": fingerprint} for uid, fingerprint in fingerprints.items()]
+        rows = [{"uid": uid, "fp": fingerprints[uid]} for uid in sorted(fingerprints)]
         statement = (
             users.update()
             .where(users.c.sync == sync, users.c.user_uid == sa.bindparam("uid"))
             .values(fingerprint=sa.bindparam("fp"), failed_runs=0, last_error=None)
         )
-        with self.engine.begin() as connection:
-            connection.execute(statement, rows)
+        self._write(lambda connection: connection.execute(statement, rows))
 
     def user_state(self, sync: str, user_uid: str) -> dict | None:
         with self.engine.connect() as connection:
@@ -420,7 +467,8 @@ class StateStore:
     def record_item_requests(
         self, sync: str, run_id: str, requests: Sequence[tuple[Sequence[ItemOutcome], UserOutcome]]
     ) -> None:
-        """Write delivered-once items and the log row of the request that carried them, in one transaction.
+        """Write delivered-once items and the log row of the request that carried them, in one transaction
+        (retried as a whole if the database aborts it, see `_write`).
 
         A failure counts one more failed run; a failure never undoes an item already delivered (an
         overlapping run that read it earlier may report late).
@@ -431,74 +479,95 @@ class StateStore:
         outcomes = [item for items_of_request, _ in requests for item in items_of_request]
         delivered = {o.item_id: o for o in outcomes if o.ok}
         failed = {o.item_id: o for o in outcomes if not o.ok and o.item_id not in delivered}
-        with self.engine.begin() as connection:
-            if delivered:
-                rows = [
-                    {
-                        "sync": sync,
-                        "item_id": o.item_id,
-                        "user_uid": o.user_uid,
-                        "delivered": True,
-                        "failed_runs": 0,
-                        "last_status": o.status,
-                        "last_error": None,
-                        "updated_at": now,
-                    }
-                    for o in delivered.values()
-                ]
-                self._upsert(
-                    connection,
-                    items,
-                    rows,
-                    ["sync", "item_id"],
-                    ["user_uid", "delivered", "failed_runs", "last_status", "last_error", "updated_at"],
+        rows = sorted(  # every run locks rows in item order
+            [_item_row(sync, o, now) for o in delivered.values()]
+            + [_item_row(sync, o, now) for o in failed.values()],
+            key=lambda row: row["item_id"],
+        )
+        log_rows = [_log_row(sync, run_id, log, now) for _, log in requests]
+
+        def write(connection: sa.Connection) -> None:
+            self._write_item_rows(connection, sync, rows)
+            connection.execute(sync_log.insert(), log_rows)
+
+        self._write(write)
+
+    def _write_item_rows(self, connection: sa.Connection, sync: str, rows: list[dict]) -> None:
+        """Delivered and failed items (rows of `_item_row`, in item order), on SQLite and PostgreSQL as one
+        upsert: a delivery sets the row; a failure inserts it, or counts one more failed run on a row not
+        delivered, and leaves a delivered one alone."""
+        statement = self._insert(items)
+        if statement is None:
+            self._write_item_rows_portably(connection, sync, rows)
+            return
+        new = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[items.c.sync, items.c.item_id],
+            set_={
+                "user_uid": sa.case((new.delivered, new.user_uid), else_=items.c.user_uid),
+                "delivered": new.delivered,
+                "failed_runs": sa.case((new.delivered, new.failed_runs), else_=items.c.failed_runs + 1),
+                "last_status": new.last_status,
+                "last_error": new.last_error,
+                "updated_at": new.updated_at,
+            },
+            where=sa.or_(new.delivered, sa.not_(items.c.delivered)),
+        )
+        for start in range(0, len(rows), 2000):
+            connection.execute(statement, rows[start : start + 2000])
+
+    def _write_item_rows_portably(self, connection: sa.Connection, sync: str, rows: list[dict]) -> None:
+        delivered = [row for row in rows if row["delivered"]]
+        if delivered:
+            self._upsert(
+                connection,
+                items,
+                delivered,
+                ["sync", "item_id"],
+                ["user_uid", "delivered", "failed_runs", "last_status", "last_error", "updated_at"],
+            )
+        failed = [row for row in rows if not row["delivered"]]
+        if not failed:
+            return
+        known: dict[str, bool] = {}
+        ids = [row["item_id"] for row in failed]
+        for start in range(0, len(ids), 1000):
+            statement = (
+                sa.select(items.c.item_id, items.c.delivered)
+                .where(items.c.sync == sync, items.c.item_id.in_(ids[start : start + 1000]))
+                .order_by(items.c.item_id)
+                .with_for_update()
+            )
+            known.update(dict(connection.execute(statement).all()))
+        new_rows = [row for row in failed if row["item_id"] not in known]
+        if new_rows:
+            connection.execute(items.insert(), new_rows)
+        retried = [
+            {
+                "id": row["item_id"],
+                "status": row["last_status"],
+                "error": row["last_error"],
+                "at": row["updated_at"],
+            }
+            for row in failed
+            if known.get(row["item_id"]) is False
+        ]
+        if retried:
+            connection.execute(
+                items.update()
+                .where(
+                    items.c.sync == sync,
+                    items.c.item_id == sa.bindparam("id"),
+                    items.c.delivered.is_(False),
                 )
-            if failed:
-                known: dict[str, bool] = {}
-                ids = list(failed)
-                for start in range(0, len(ids), 1000):
-                    statement = sa.select(items.c.item_id, items.c.delivered).where(
-                        items.c.sync == sync, items.c.item_id.in_(ids[start : start + 1000])
-                    )
-                    known.update(dict(connection.execute(statement).all()))
-                new_rows = [
-                    {
-                        "sync": sync,
-                        "item_id": o.item_id,
-                        "user_uid": o.user_uid,
-                        "delivered": False,
-                        "failed_runs": 1,
-                        "last_status": o.status,
-                        "last_error": o.error,
-                        "updated_at": now,
-                    }
-                    for o in failed.values()
-                    if o.item_id not in known
-                ]
-                if new_rows:
-                    connection.execute(items.insert(), new_rows)
-                retried = [
-                    {"id": o.item_id, "status": o.status, "error": o.error}
-                    for o in failed.values()
-                    if known.get(o.item_id) is False
-                ]
-                if retried:
-                    connection.execute(
-                        items.update()
-                        .where(
-                            items.c.sync == sync,
-                            items.c.item_id == sa.bindparam("id"),
-                            items.c.delivered.is_(False),
-                        )
-                        .values(
-                            failed_runs=items.c.failed_runs + 1,
-                            last_status=sa.bindparam("status"),
-                            last_error=sa.bindparam("error"),
-                            updated_at=now,
-                        ),
-                        retried,
-                    )
-            connection.execute(sync_log.insert(), [_log_row(sync, run_id, log, now) for _, log in requests])
+                .values(
+                    failed_runs=items.c.failed_runs + 1,
+                    last_status=sa.bindparam("status"),
+                    last_error=sa.bindparam("error"),
+                    updated_at=sa.bindparam("at"),
+                ),
+                retried,
+            )
 
     def undelivered_items(self, sync: str, limit: int | None = None) -> list[dict]:
         """Items whose last attempt failed, oldest first."""
@@ -533,16 +602,19 @@ class StateStore:
             "dry_run": dry_run,
             "counts": "{}",
         }
-        with self.engine.begin() as connection:
-            self._upsert(connection, runs, [row], ["run_id", "sync"], ["started_at", "scope", "dry_run"])
+        self._write(
+            lambda connection: self._upsert(
+                connection, runs, [row], ["run_id", "sync"], ["started_at", "scope", "dry_run"]
+            )
+        )
 
     def finish_run(self, sync: str, run_id: str, counts: dict) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(
-                runs.update()
-                .where(runs.c.run_id == run_id, runs.c.sync == sync)
-                .values(finished_at=utcnow(), counts=json.dumps(counts))
-            )
+        statement = (
+            runs.update()
+            .where(runs.c.run_id == run_id, runs.c.sync == sync)
+            .values(finished_at=utcnow(), counts=json.dumps(counts))
+        )
+        self._write(lambda connection: connection.execute(statement))
 
     def last_finished_run(self, sync: str, scope: str = "all") -> dict | None:
         """The last finished real (not dry) run of this scope, with its counts."""
@@ -580,22 +652,28 @@ class StateStore:
             }
             for r in rejected.itertuples(index=False)
         ]
-        with self.engine.begin() as connection:
+
+        def write(connection: sa.Connection) -> None:
             connection.execute(
                 rejections.delete().where(rejections.c.sync == sync, rejections.c.run_id == run_id)
             )
             for start in range(0, len(rows), 5000):
                 connection.execute(rejections.insert(), rows[start : start + 5000])
 
+        self._write(write)
+
     def prune(self, sync: str, retention_days: int) -> int:
         """Drop log rows and rejections older than the retention; returns log rows removed."""
         cutoff = utcnow() - dt.timedelta(days=retention_days)
-        with self.engine.begin() as connection:
+
+        def write(connection: sa.Connection) -> int:
             removed = connection.execute(
                 sync_log.delete().where(sync_log.c.sync == sync, sync_log.c.at < cutoff)
             ).rowcount
             connection.execute(rejections.delete().where(rejections.c.sync == sync, rejections.c.at < cutoff))
-        return removed or 0
+            return removed or 0
+
+        return self._write(write)
 
     def log_for_user(self, user_uid: str, sync: str | None = None, limit: int = 50) -> list[dict]:
         statement = sa.select(sync_log).where(sync_log.c.user_uid == user_uid)
@@ -623,20 +701,49 @@ class StateStore:
         return pd.DataFrame(rows, columns=[c.name for c in sync_log.columns])
 
     # -- helpers -------------------------------------------------------------------------------
+    def _write(self, write: Callable[[sa.Connection], T], attempts: int = 6) -> T:
+        """Run `write` in a transaction of its own; run it again, from the start, when the database aborts
+        the transaction for a reason that another attempt resolves.
+
+        Two runs writing the same rows at once (overlapping partitions, a run next to a retry, shards of two
+        runs) may see PostgreSQL abort one of them as a deadlock or a serialization failure, or reject an
+        insert of a row the other one inserted first (where there is no upsert), and SQLite reject a write
+        from a snapshot another connection has moved past. Each write method is one such transaction that
+        computes nothing outside it, so the next attempt simply sees the other run's committed rows. Every
+        write also takes its row locks in key order, which makes the deadlocks rare in the first place."""
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as connection:
+                    return write(connection)
+            except sa.exc.DBAPIError as error:
+                if attempt == attempts - 1 or not _retryable(error):
+                    raise
+            time.sleep(0.02 * 2**attempt * random.uniform(0.5, 1.5))  # jittered: the two runs part ways
+        raise AssertionError("unreachable")
+
+    def _insert(self, table: sa.Table) -> Any:
+        """An INSERT that can take ON CONFLICT (SQLite, PostgreSQL), or None on another database."""
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+
+            return insert(table)
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+
+            return insert(table)
+        return None
+
     def _upsert(
         self, connection: sa.Connection, table: sa.Table, rows: list[dict], keys: list[str], update: list[str]
     ) -> None:
-        dialect = self.engine.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
+        rows = sorted(rows, key=lambda row: tuple(row[k] for k in keys))  # locks taken in key order
+        statement = self._insert(table)
+        if statement is not None:
+            statement = statement.on_conflict_do_update(
+                index_elements=keys, set_={column: statement.excluded[column] for column in update}
+            )
             for start in range(0, len(rows), 2000):
-                statement = insert(table)
-                statement = statement.on_conflict_do_update(
-                    index_elements=keys, set_={column: statement.excluded[column] for column in update}
-                )
                 connection.execute(statement, rows[start : start + 2000])
             return
         # other databases: delete and insert inside the caller's transaction
@@ -645,15 +752,75 @@ class StateStore:
         connection.execute(table.insert(), rows)
 
 
-def _driver_rows(connection: sa.Connection, statement: sa.Select) -> list[tuple]:
-    """The rows of a statement as the driver's plain tuples: for columns that need no result processing
-    (text and integers), this skips building a SQLAlchemy Row per row, which is most of the time of
-    reading a million of them."""
-    result = connection.execute(statement)
+_FETCH_CHUNK = 100_000
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large result is read: the rows are tuples of strings and
+    integers, which hold no cycles, but creating a million of them triggers its passes over all of them."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        return result.cursor.fetchall()
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _fingerprint_chunks(
+    connection: sa.Connection, statement: sa.Select
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(user_uid, fingerprint, fingerprint is NULL, failed_runs) column arrays of a statement's rows, a chunk
+    at a time, from the driver's plain tuples: for columns that need no result processing (text and integers)
+    this skips building a SQLAlchemy Row per row. Fingerprints go from Python ints to int64 directly (a NULL
+    as 0 under the mask), never through a float, so 64-bit hashes stay exact."""
+    # not streamed: a streaming result prefetches rows into its own buffer, which the cursor no longer holds
+    result = connection.execution_options(stream_results=False).execute(statement)
+    try:
+        cursor = result.cursor
+        while rows := cursor.fetchmany(_FETCH_CHUNK):
+            table = _object_table(rows)
+            fingerprints = table[:, 1]
+            null = pd.isna(fingerprints)
+            if null.any():
+                fingerprints[null] = 0
+            yield (
+                table[:, 0],  # a view: the concatenation copies it, and lets the table go
+                fingerprints.astype(np.int64),
+                np.asarray(null, dtype=bool),
+                table[:, 2].astype(np.int64),
+            )
     finally:
         result.close()
+
+
+def _object_table(rows: list[tuple]) -> np.ndarray:
+    """Row tuples as a 2-D object array, transposed in C by pandas where it can."""
+    if to_object_array_tuples is not None:
+        return to_object_array_tuples(rows)
+    table = np.empty((len(rows), len(rows[0])), dtype=object)
+    table[:] = rows
+    return table
+
+
+def _fingerprint_frame(
+    chunks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+) -> pd.DataFrame:
+    def column(index: int, dtype: type) -> np.ndarray:
+        parts = [chunk[index] for chunk in chunks]
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype=dtype)
+
+    # built column by column: a frame of rows would infer float64 for fingerprints next to a NULL one and
+    # round 64-bit hashes, which then never match
+    return pd.DataFrame(
+        {
+            "fingerprint": pd.arrays.IntegerArray(column(1, np.int64), column(2, bool)),
+            "failed_runs": column(3, np.int64),
+        },
+        index=pd.Index(column(0, object), name="user_uid", dtype=object),
+        copy=False,  # the columns are fresh arrays of their own
+    )
 
 
 def _without(keys: tuple[str, ...], dialect: str) -> sa.ColumnElement:
@@ -667,6 +834,57 @@ def _without(keys: tuple[str, ...], dialect: str) -> sa.ColumnElement:
     as_jsonb = sa.cast(users.c.delivered, postgresql.JSONB)
     removed = as_jsonb.op("-")(sa.literal(list(keys), type_=postgresql.ARRAY(sa.Text)))
     return sa.cast(removed, sa.Text)
+
+
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "23505"})  # deadlock, serialization failure, unique key
+_SQLITE_BUSY_SNAPSHOT = 517  # a write from a read snapshot another connection has since moved past
+
+
+def _retryable(error: sa.exc.DBAPIError) -> bool:
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
+    return getattr(original, "sqlite_errorcode", None) == _SQLITE_BUSY_SNAPSHOT
+
+
+def _user_row(sync: str, outcome: UserOutcome, now: dt.datetime) -> dict:
+    """A user's row after this outcome, as inserted: a delivery's full values, or a failure counted once
+    (which, on a row already there, keeps its values and fingerprint and adds one failed run)."""
+    if outcome.ok:
+        return {
+            "sync": sync,
+            "user_uid": outcome.user_uid,
+            "fingerprint": outcome.fingerprint,
+            "delivered": json.dumps(outcome.delivered_after, separators=(",", ":")),
+            "failed_runs": 0,
+            "last_status": outcome.status,
+            "last_error": None,
+            "updated_at": now,
+        }
+    return {
+        "sync": sync,
+        "user_uid": outcome.user_uid,
+        "fingerprint": None,
+        "delivered": "{}",
+        "failed_runs": 1,
+        "last_status": outcome.status,
+        "last_error": outcome.error,
+        "updated_at": now,
+    }
+
+
+def _item_row(sync: str, outcome: ItemOutcome, now: dt.datetime) -> dict:
+    return {
+        "sync": sync,
+        "item_id": outcome.item_id,
+        "user_uid": outcome.user_uid,
+        "delivered": outcome.ok,
+        "failed_runs": 0 if outcome.ok else 1,
+        "last_status": outcome.status,
+        "last_error": None if outcome.ok else outcome.error,
+        "updated_at": now,
+    }
 
 
 def _log_row(sync: str, run_id: str, outcome: UserOutcome, now: dt.datetime) -> dict:
