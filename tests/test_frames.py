@@ -1,5 +1,6 @@
 """The frame IO manager's on-disk format: values come back identical (type, text, None vs NaN)."""
 
+import datetime as dt
 import pickle
 
 import numpy as np
@@ -27,18 +28,29 @@ def test_text_columns_are_packed_and_come_back_identical():
             "with_nul": _objects("a\x00b", "c", None, "d"),  # holds the separator: stored as it is
             "mixed": _objects(1, "1", 1.0, float("nan")),  # not all text: stored as it is
             "ints": pd.array([1, None, 3, 4], dtype="Int64"),
+            "stamps": _objects(
+                dt.datetime(2024, 1, 2, 3, 4, 5, 678901),
+                None,
+                dt.datetime(1, 1, 1),
+                dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+            ),
+            "days": _objects(dt.date(2024, 2, 29), dt.date(1, 1, 1), None, dt.date(9999, 12, 31)),
+            "zoned": _objects(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), None, None, None),  # as it is
+            "day_and_stamp": _objects(dt.date(2024, 1, 1), dt.datetime(2024, 1, 1), None, None),  # as it is
         }
     ).set_axis(pd.Index([10, 11, 12, 13]))
     frame.attrs["note"] = "kept"
     packed = _pack(frame)
     kinds = {name: kind for name, kind, _ in packed["columns"]}
     assert kinds == {"uid": "text", "text": "text", "all_null": "text", "one_empty": "text",
-                     "with_nul": "as-is", "mixed": "as-is", "ints": "as-is"}  # fmt: skip
+                     "with_nul": "as-is", "mixed": "as-is", "ints": "as-is", "stamps": "time", "days": "time",
+                     "zoned": "as-is", "day_and_stamp": "as-is"}  # fmt: skip
     back = _round_trip(frame)
     pd.testing.assert_frame_equal(back, frame)
     assert back.attrs == {"note": "kept"}
     for name in frame.columns:
         assert [repr(v) for v in back[name].to_numpy()] == [repr(v) for v in frame[name].to_numpy()], name
+        assert [type(v) for v in back[name].to_numpy()] == [type(v) for v in frame[name].to_numpy()], name
 
 
 @pytest.mark.parametrize("stored", [[1, 2], {"a": 1}, pd.DataFrame({"a": [1]}).iloc[:0]])

@@ -110,6 +110,7 @@ def push_users(
     if scope == "all" and not allow_source_shrink and not full_resync:
         check_source_size(store, sync, rows_read, scope=run_scope)
 
+    store.refresh_statistics()  # after a big first sync, before the lookups below
     valid = valid_rows(mapped)
     rejected = rejected_rows(mapped)
     state = store.load_fingerprints(sync.name, valid["user_uid"] if len(valid) <= 20_000 else None)

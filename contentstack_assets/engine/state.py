@@ -615,6 +615,36 @@ class StateStore:
             .values(finished_at=utcnow(), counts=json.dumps(counts))
         )
         self._write(lambda connection: connection.execute(statement))
+        self.refresh_statistics()
+
+    def refresh_statistics(self) -> list[str]:
+        """PostgreSQL: ANALYZE the state tables that changed much since their statistics were taken.
+
+        A first sync writes a million rows into tables the planner last saw empty, and autovacuum may not
+        have caught up by the next run: the planner then reads `sync = ... AND user_uid IN (...)` through
+        the index on `sync` alone and filters a million rows per lookup (0.25 s per 1,000 users instead of
+        milliseconds). One catalog query decides; the ANALYZE samples, so it costs a fraction of a second
+        even for millions of rows. Returns the tables analyzed."""
+        if self.engine.dialect.name != "postgresql":
+            return []
+        names = [table.name for table in (users, items, sync_log)]
+        with self.engine.connect() as connection:
+            stale = [
+                name
+                for (name,) in connection.execute(
+                    sa.text(
+                        "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+                        "AND relname = ANY(:names) AND n_mod_since_analyze > 1000 "
+                        "AND n_mod_since_analyze > 0.1 * n_live_tup"
+                    ),
+                    {"names": names},
+                )
+            ]
+        if stale:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                for name in sorted(stale):
+                    connection.execute(sa.text(f'ANALYZE "{name}"'))  # a name of ours, not from the spec
+        return stale
 
     def last_finished_run(self, sync: str, scope: str = "all") -> dict | None:
         """The last finished real (not dry) run of this scope, with its counts."""
