@@ -487,3 +487,31 @@ def test_the_portable_writes_match_the_upserts(state_url):
     assert [(row[0], row[2], row[3]) for row in found_items] == [
         ("e1", False, 2), ("e2", True, 0), ("e3", True, 0), ("e4", False, 1)
     ]  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_state_tables_a_run_grew_get_fresh_planner_statistics(postgres_url):
+    """After a big first sync the planner must not think cs_users is empty (it would scan a million rows
+    per lookup): the store ANALYZEs the state tables that changed much since their statistics were taken."""
+    import time
+
+    from contentstack_assets.engine.state import UserOutcome
+
+    store = StateStore(postgres_url)
+    store.record_user_outcomes(
+        "users",
+        "run-1",
+        [UserOutcome(f"u{i:05d}", ("plan",), True, 200, 1, 1.0, None, {"plan": "p"}, i) for i in range(3000)],
+    )
+    analyzed: list[str] = []
+    deadline = time.monotonic() + 10  # the server publishes its table counters about once a second
+    while not analyzed and time.monotonic() < deadline:
+        analyzed = store.refresh_statistics()
+        time.sleep(0.2)
+    assert sorted(analyzed) == ["cs_sync_log", "cs_users"]
+    assert store.refresh_statistics() == []  # nothing changed since
+    with store.engine.connect() as connection:
+        live = connection.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE relname = 'cs_users'")
+        ).scalar()
+    assert live == 3000
