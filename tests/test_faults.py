@@ -7,6 +7,7 @@ retries are counted honestly, and nothing that was confirmed is sent twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from contentstack_assets.personalize.client import EdgeClient
+from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.resources import PersonalizeResource
 from tests.helpers import PROJECT_UID, push_metadata, run_job, users_sync, write_spec, write_sqlite_table
@@ -245,6 +246,16 @@ def test_an_outage_longer_than_the_retry_budget_fails_clearly_and_the_next_run_f
         print(f"\nlong outage: {figures}")
 
 
+def one_update(client: EdgeClient) -> Response:
+    """One PATCH of user u1 through the client, in an event loop of its own."""
+
+    async def call() -> Response:
+        async with client as edge:
+            return await edge.update_attributes("u1", {"plan": "gold"})
+
+    return asyncio.run(call())
+
+
 @pytest.mark.parametrize(
     ("fault", "minimum_s", "maximum_s"),
     [("429", 0.95, 5.0), ("429_no_retry_after", 0.0, 0.5)],
@@ -252,10 +263,9 @@ def test_an_outage_longer_than_the_retry_budget_fails_clearly_and_the_next_run_f
 def test_retry_after_is_honoured_when_present(fault, minimum_s, maximum_s):
     with run_emulator_in_thread(EmulatorConfig(faults={fault: 1.0})) as emulator:
         client = EdgeClient(emulator.url, PROJECT_UID, max_retries=1, backoff_factor=0.01, backoff_max_s=0.05)
-        with client:
-            started = time.monotonic()
-            response = client.update_attributes("u1", {"plan": "gold"})
-            elapsed = time.monotonic() - started
+        started = time.monotonic()
+        response = one_update(client)
+        elapsed = time.monotonic() - started
     assert not response.ok and response.status == 429 and response.attempts == 2
     assert "429" in response.error
     assert minimum_s <= elapsed < maximum_s, elapsed  # the emulator's Retry-After is 1 s
@@ -263,12 +273,10 @@ def test_retry_after_is_honoured_when_present(fault, minimum_s, maximum_s):
 
 def test_a_timeout_is_reported_as_a_timeout():
     config = EmulatorConfig(faults={"slow": 1.0}, slow_ms=2000)
-    with (
-        run_emulator_in_thread(config) as emulator,
-        EdgeClient(emulator.url, PROJECT_UID, timeout_s=0.2, max_retries=1, backoff_factor=0.01) as client,
-    ):
+    with run_emulator_in_thread(config) as emulator:
+        client = EdgeClient(emulator.url, PROJECT_UID, timeout_s=0.2, max_retries=1, backoff_factor=0.01)
         started = time.monotonic()
-        response = client.update_attributes("u1", {"plan": "gold"})
+        response = one_update(client)
         elapsed = time.monotonic() - started
     assert not response.ok and response.status is None and response.attempts == 2
     assert "timed out" in response.error
@@ -277,8 +285,7 @@ def test_a_timeout_is_reported_as_a_timeout():
 
 def test_a_dropped_connection_is_reported_as_a_connection_failure():
     with run_emulator_in_thread(EmulatorConfig(faults={"drop": 1.0})) as emulator:
-        with EdgeClient(emulator.url, PROJECT_UID, max_retries=2, backoff_factor=0.01) as client:
-            response = client.update_attributes("u1", {"plan": "gold"})
+        response = one_update(EdgeClient(emulator.url, PROJECT_UID, max_retries=2, backoff_factor=0.01))
         assert emulator.stats()["requests_total"] == 3
     assert not response.ok and response.status is None and response.attempts == 3
     assert "connection failed" in response.error

@@ -1,22 +1,30 @@
-"""Delivery: requests in flight, outcomes confirmed in small batches.
+"""Delivery: requests in flight on one event loop, outcomes written to the state as they are confirmed.
 
-A thread pool of `concurrency` workers shares one pooled HTTP session (retries happen inside each call).
-At most `2 x concurrency` requests are queued ahead, so a million-user plan never sits in memory as
-futures. The calling thread alone records outcomes: every `flush_every_s` (or `flush_max` outcomes) it hands
-the confirmed batch to `record`, which writes the state in one transaction. A process killed at any moment
-therefore resends at most the requests in flight plus the last unflushed fraction of a second of them.
+`deliver` runs an event loop (uvloop when installed) that keeps `concurrency` requests in flight over the
+client's pool and takes the next request from the plan only when one lands, so a million-user plan never
+sits in memory as tasks. State writes run on one writer thread, in order:
+
+- before a batch of requests goes out, `before_send(batch)` is written (the write-ahead: the state forgets
+  what is about to change, so a lost answer or a killed process can never leave it claiming a value the API
+  may not hold), and nothing of the batch is sent until that write is done;
+- every confirmed outcome goes to `record` in the next write: while one write runs, the outcomes that land
+  pile up and go together in the one after it (group commit). A run killed at any moment has therefore
+  recorded everything but the requests in flight and the confirmations of the write in progress.
 
 A destination that refuses everything (a wrong project uid: the Edge's 404; 401/403) is not a per-user
 problem: when the first `stop_after_refusals` answers are all such refusals and nothing was delivered,
-delivery stops queuing, lets what is in flight land, and says why in `DeliveryReport.stopped`, instead of
-sending a million requests that cannot succeed. The users not sent stay unsent and go out next run.
+delivery stops taking requests, lets what is in flight land, and says why in `DeliveryReport.stopped`,
+instead of sending a million requests that cannot succeed. The users not sent go out next run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from array import array
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -26,6 +34,7 @@ from contentstack_assets.personalize.client import Response
 
 RequestT = TypeVar("RequestT")
 REFUSALS = frozenset({401, 403, 404})  # the destination, not the user: every request would get the same
+WRITE_AHEAD_BATCH = 256
 
 
 @dataclass
@@ -33,7 +42,7 @@ class DeliveryReport(Generic[RequestT]):
     delivered: int = 0
     failed: int = 0
     requests_sent: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: array = field(default_factory=lambda: array("d"))
     failures: list[tuple[RequestT, Response]] = field(default_factory=list)  # a sample, for the report
     failures_kept: int = 50
     stopped: str | None = None  # why delivery stopped before sending everything
@@ -48,86 +57,167 @@ class DeliveryReport(Generic[RequestT]):
             if len(self.failures) < self.failures_kept:
                 self.failures.append((request, response))
 
+    def merge(self, other: DeliveryReport[RequestT]) -> None:
+        """Add another report's figures to this one (deliveries in several waves)."""
+        self.delivered += other.delivered
+        self.failed += other.failed
+        self.requests_sent += other.requests_sent
+        self.latencies_ms.extend(other.latencies_ms)
+        self.failures.extend(other.failures[: max(0, self.failures_kept - len(self.failures))])
+        self.stopped = self.stopped or other.stopped
+
     def percentile_ms(self, q: float) -> float:
-        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else 0.0
+        return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else 0.0
 
 
 def deliver(
     requests: Iterable[RequestT],
-    call: Callable[[RequestT], Response],
+    send: Callable[[RequestT], Awaitable[Response]],
     *,
+    client: AbstractAsyncContextManager,
     concurrency: int,
     record: Callable[[list[tuple[RequestT, Response]]], None],
+    before_send: Callable[[list[RequestT]], None] | None = None,
     total: int | None = None,
     on_progress: Callable[[int, int | None, DeliveryReport], None] | None = None,
     progress_every_s: float = 5.0,
-    flush_every_s: float = 0.2,
-    flush_max: int = 500,
     stop_after_refusals: int = 25,
 ) -> DeliveryReport[RequestT]:
-    """Send every request with `concurrency` in flight; every outcome reaches `record` before this returns."""
-    report: DeliveryReport[RequestT] = DeliveryReport()
-    confirmed: list[tuple[RequestT, Response]] = []
-    last_flush = last_progress = time.monotonic()
-    done_count = 0
-
-    def flush() -> None:
-        nonlocal last_flush
-        if confirmed:
-            record(list(confirmed))
-            confirmed.clear()
-        last_flush = time.monotonic()
-
-    pending: dict[Future, RequestT] = {}
-    queue: Iterator[RequestT] = iter(requests)
-    exhausted = False
-    refusals = 0
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="personalize") as pool:
+    """Send every request with `concurrency` in flight through `client` (opened here, in the loop that uses
+    it); every outcome reaches `record` before this returns, or the error that stopped recording is raised."""
+    delivery = _Delivery(
+        send, record, before_send, concurrency, total, on_progress, progress_every_s, stop_after_refusals
+    )
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:
-            while True:
-                while not exhausted and len(pending) < 2 * concurrency:
-                    request = next(queue, None)
-                    if request is None:
-                        exhausted = True
-                        break
-                    pending[pool.submit(call, request)] = request
-                if not pending:
-                    break
-                finished, _ = wait(pending, timeout=flush_every_s, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    request = pending.pop(future)
-                    response = future.result()  # the client returns failures; it does not raise
-                    report.add(request, response)
-                    confirmed.append((request, response))
-                    done_count += 1
-                    if response.status in REFUSALS and report.delivered == 0:
-                        refusals += 1
-                        if refusals >= stop_after_refusals and not exhausted:
-                            exhausted = True  # queue nothing more; what is in flight still lands
-                            report.stopped = (
-                                f"the first {refusals} answers were all refusals (HTTP {response.status}) and "
-                                f"none succeeded, so delivery stopped after {len(pending) + done_count} of "
-                                f"{total if total is not None else 'all'} users ({response.error})"
-                            )
-                now = time.monotonic()
-                if len(confirmed) >= flush_max or now - last_flush >= flush_every_s:
-                    flush()
-                if on_progress and now - last_progress >= progress_every_s:
-                    on_progress(done_count, total, report)
-                    last_progress = now
+            return runner.run(delivery.run(requests, client))
         finally:
-            # on an error (or interrupt) stop queuing, let what is in flight land, and record it
-            for future in pending:
-                future.cancel()
-            for future, request in list(pending.items()):
-                if not future.cancelled():
-                    try:
-                        response = future.result()
-                    except Exception:  # noqa: BLE001 - the run is already failing; keep what we know
-                        continue
-                    report.add(request, response)
-                    confirmed.append((request, response))
-            flush()
-    if on_progress:
-        on_progress(done_count, total, report)
-    return report
+            delivery.writer.shutdown(wait=True)  # a write handed over before an interrupt still completes
+
+
+class _Delivery(Generic[RequestT]):
+    def __init__(
+        self,
+        send: Callable[[RequestT], Awaitable[Response]],
+        record: Callable[[list[tuple[RequestT, Response]]], None],
+        before_send: Callable[[list[RequestT]], None] | None,
+        concurrency: int,
+        total: int | None,
+        on_progress: Callable[[int, int | None, DeliveryReport], None] | None,
+        progress_every_s: float,
+        stop_after_refusals: int,
+    ):
+        self.send, self.record, self.before_send = send, record, before_send
+        self.concurrency, self.total = concurrency, total
+        self.on_progress, self.progress_every_s = on_progress, progress_every_s
+        self.stop_after_refusals = stop_after_refusals
+        self.report: DeliveryReport[RequestT] = DeliveryReport()
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-state-writer")
+        self.confirmed: list[tuple[RequestT, Response]] = []
+        self.writing: asyncio.Future | None = None
+        self.error: BaseException | None = None  # the first error of a write or a send: stops delivery
+        self.refusals = 0
+        self.refused: Response | None = None  # the refusal that stopped delivery
+        self.done = 0
+        self.last_progress = time.monotonic()
+
+    async def run(self, requests: Iterable[RequestT], client: AbstractAsyncContextManager) -> DeliveryReport:
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.concurrency)
+        in_flight: set[asyncio.Task] = set()
+
+        async def launch(batch: list[RequestT]) -> None:
+            if self.before_send is not None:
+                await loop.run_in_executor(self.writer, self.before_send, batch)
+            for request in batch:
+                await slots.acquire()
+                if self._stopping:
+                    slots.release()
+                    return
+                task = asyncio.create_task(self._one(request, slots))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+
+        async with client:
+            try:
+                batch: list[RequestT] = []
+                for request in requests:
+                    batch.append(request)
+                    if len(batch) >= WRITE_AHEAD_BATCH:
+                        await launch(batch)
+                        batch = []
+                    if self._stopping:
+                        break
+                if batch and not self._stopping:
+                    await launch(batch)
+            finally:
+                # on an error too: let what is in flight land, and record it
+                if in_flight:
+                    await asyncio.wait(set(in_flight))
+                await self._drain_writes()
+        if self.refused is not None:
+            self.report.stopped = (
+                f"the first {self.stop_after_refusals} answers were all refusals (HTTP {self.refused.status}) and "
+                f"none succeeded, so delivery stopped after {self.done} of "
+                f"{self.total if self.total is not None else 'all'} users ({self.refused.error})"
+            )
+        if self.on_progress:
+            self.on_progress(self.done, self.total, self.report)
+        if self.error is not None:
+            raise self.error
+        return self.report
+
+    @property
+    def _stopping(self) -> bool:
+        return self.refused is not None or self.error is not None
+
+    async def _one(self, request: RequestT, slots: asyncio.Semaphore) -> None:
+        try:
+            response = await self.send(request)
+        except Exception as error:  # noqa: BLE001 - the client returns failures; this is a bug: stop, keep it
+            self.error = self.error or error
+            return
+        finally:
+            slots.release()
+        report = self.report
+        report.add(request, response)
+        self.confirmed.append((request, response))
+        self.done += 1
+        if response.status in REFUSALS and report.delivered == 0:
+            self.refusals += 1
+            if self.refusals >= self.stop_after_refusals and self.refused is None:
+                self.refused = response
+        self._write_confirmed()
+        if self.on_progress and time.monotonic() - self.last_progress >= self.progress_every_s:
+            self.last_progress = time.monotonic()
+            self.on_progress(self.done, self.total, report)
+
+    def _write_confirmed(self) -> None:
+        """Hand what was confirmed to the writer, unless a write is running (it is taken when that ends)."""
+        if self.writing is not None or not self.confirmed or self.error is not None:
+            return
+        batch, self.confirmed = self.confirmed, []
+        self.writing = asyncio.get_running_loop().run_in_executor(self.writer, self.record, batch)
+        self.writing.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future) -> None:
+        self.writing = None
+        if future.cancelled() or future.exception() is not None:
+            self.error = self.error or (future.exception() if not future.cancelled() else None)
+            return
+        self._write_confirmed()
+
+    async def _drain_writes(self) -> None:
+        while self.error is None and (self.writing is not None or self.confirmed):
+            if self.writing is None:
+                self._write_confirmed()
+            if self.writing is not None:
+                await asyncio.wait([self.writing])
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds (not on Windows)
+        return None
+    return uvloop.new_event_loop

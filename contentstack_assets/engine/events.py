@@ -318,6 +318,7 @@ def push_events(
         result.report = deliver(
             plan.requests,
             lambda request: client.track_events(request.user_uid, list(request.event_keys)),
+            client=client,
             concurrency=sync.concurrency,
             record=record,
             total=len(plan.requests),

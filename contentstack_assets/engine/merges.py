@@ -216,11 +216,12 @@ def push_merges(
         report = deliver(
             wave,
             lambda request: client.merge_users(request.source_uid, request.target_uid),
+            client=client,
             concurrency=sync.concurrency,
             record=record,
             total=len(wave),
         )
-        _add(result.report, report)
+        result.report.merge(report)
         log(f"{sync.name}: {result.report.delivered} pairs merged, {result.report.failed} failed")
     timings["deliver"] = time.perf_counter() - delivery_started
     store.finish_run(sync.name, run_id, result.counts)
@@ -243,11 +244,3 @@ def _outcomes(request: MergeRequest, response: Response) -> tuple[list[ItemOutco
         request="merge",
     )
     return [item], logged
-
-
-def _add(total: DeliveryReport, part: DeliveryReport) -> None:
-    total.delivered += part.delivered
-    total.failed += part.failed
-    total.requests_sent += part.requests_sent
-    total.latencies_ms.extend(part.latencies_ms)
-    total.failures.extend(part.failures[: max(0, total.failures_kept - len(total.failures))])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -18,22 +18,6 @@ from contentstack_assets.spec import UsersSync
 
 class SourceShrankError(RuntimeError):
     """The source returned far fewer rows than before: stop rather than act on a broken read."""
-
-
-def _written_ahead(
-    requests: Iterable[UserRequest], forget: Callable[[list[UserRequest]], None], batch_size: int = 256
-) -> Iterator[UserRequest]:
-    """The requests, each batch announced to the state (`StateStore.forget_in_flight`) before it goes out."""
-    batch: list[UserRequest] = []
-    for request in requests:
-        batch.append(request)
-        if len(batch) >= batch_size:
-            forget(batch)
-            yield from batch
-            batch = []
-    if batch:
-        forget(batch)
-        yield from batch
 
 
 @dataclass
@@ -164,19 +148,20 @@ def push_users(
             f"{sync.name}: {done} of {total} users sent ({report.delivered} delivered, {report.failed} failed)"
         )
 
+    def forget(batch: list[UserRequest]) -> None:
+        # the write-ahead: users already in the state lose the keys about to be sent until confirmed
+        store.forget_in_flight(sync.name, [(r.user_uid, r.keys) for r in batch if r.reason != NEW])
+
     delivery_started = time.perf_counter()
     if plan.users_to_send:
         assert client is not None, "a real push needs an Edge client"
-
-        def forget(batch: list[UserRequest]) -> None:
-            in_state = [(r.user_uid, r.keys) for r in batch if r.reason != NEW]
-            store.forget_in_flight(sync.name, in_state)
-
         report = deliver(
-            _written_ahead(plan.requests(), forget),
+            plan.requests(),
             lambda request: client.update_attributes(request.user_uid, request.body),
+            client=client,
             concurrency=concurrency or sync.concurrency,
             record=record,
+            before_send=forget,
             total=plan.users_to_send,
             on_progress=progress,
         )

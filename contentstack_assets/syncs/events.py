@@ -94,24 +94,20 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
             listed = personalize.list_events(sync.destination)
         known_keys = None if listed is None else {item.get("key") for item in listed}
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
-        try:
-            with user_errors():
-                result = push_events(
-                    sync,
-                    source_events,
-                    client=client,
-                    store=sync_state.store(),
-                    run_id=context.run.run_id,
-                    scope=scope_of(context),
-                    known_keys=known_keys,
-                    # a run over some days also retries the failed events of other days
-                    read_pending=(lambda ids: read_events_by_id(sync, ids)) if window is not None else None,
-                    dry_run=config.dry_run,
-                    log=context.log.info,
-                )
-        finally:
-            if client is not None:
-                client.close()
+        with user_errors():
+            result = push_events(
+                sync,
+                source_events,
+                client=client,
+                store=sync_state.store(),
+                run_id=context.run.run_id,
+                scope=scope_of(context),
+                known_keys=known_keys,
+                # a run over some days also retries the failed events of other days
+                read_pending=(lambda ids: read_events_by_id(sync, ids)) if window is not None else None,
+                dry_run=config.dry_run,
+                log=context.log.info,
+            )
         report = result.report
         failures = failures_sample(report.failures, lambda request: request.user_uid)
         metadata = {

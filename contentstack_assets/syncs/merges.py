@@ -67,20 +67,16 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
     ):
         started = time.perf_counter()
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
-        try:
-            with user_errors():
-                result = push_merges(
-                    sync,
-                    source_merges,
-                    client=client,
-                    store=sync_state.store(),
-                    run_id=context.run.run_id,
-                    dry_run=config.dry_run,
-                    log=context.log.info,
-                )
-        finally:
-            if client is not None:
-                client.close()
+        with user_errors():
+            result = push_merges(
+                sync,
+                source_merges,
+                client=client,
+                store=sync_state.store(),
+                run_id=context.run.run_id,
+                dry_run=config.dry_run,
+                log=context.log.info,
+            )
         report = result.report
         failures = markdown_table(
             [

@@ -209,9 +209,6 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
                 )
         except SourceShrankError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
-        finally:
-            if client is not None:
-                client.close()
         counts = result.counts
         context.add_output_metadata({**counts, "shard": f"{index + 1}/{shards}", "concurrency": concurrency})
         return ShardSummary(

@@ -164,9 +164,6 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 )
         except SourceShrankError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
-        finally:
-            if client is not None:
-                client.close()
         report = result.report
         counts = result.counts
         metadata = {
