@@ -8,8 +8,11 @@ One SQLAlchemy database (SQLite by default, PostgreSQL in production) holds, per
 - `cs_rejections`: the rows each run set aside, with their reasons;
 - `cs_runs`: one row per run with its counts (the empty-source guard reads the last one).
 
-The schema evolves through numbered migrations recorded in `cs_schema_version`; opening a store applies the
-missing ones inside one transaction, so an old store is upgraded in place and a new one is built the same way.
+The schema evolves through numbered migrations recorded in `cs_schema_version`. Each migration is frozen: it
+holds its own DDL as of its version, never the tables below (which describe the newest schema), so a change
+to a table is a new migration and an old store is upgraded step by step. Opening a store applies the missing
+ones inside one transaction that holds the store's schema lock, so an old store is upgraded in place, a new
+one is built the same way, and processes opening a new store at once take turns.
 Secrets never enter: the log keeps keys sent, not values, and error texts come from the API's response body.
 """
 
@@ -112,10 +115,90 @@ runs = sa.Table(
     sa.Column("counts", sa.Text, nullable=False, default="{}"),
 )
 
-# Each migration is a list of tables to create (and, later, statements to run) on top of the previous version.
-MIGRATIONS: list[Sequence[sa.Table]] = [
-    [users, sync_log, rejections, runs],  # 1: users syncs
-    [items],  # 2: delivered-once items of events and merges syncs
+
+# -- migrations ----------------------------------------------------------------------------------------
+# Frozen: each one builds what its version added, from table definitions of its own (a snapshot), never from
+# the tables above. To change a table, change it above AND add a migration that brings a store of the
+# previous version there (an ALTER TABLE, a new table, a data fix); never edit a migration that has shipped.
+# tests/test_state_schema.py checks that the migrations, run in order, end exactly at the tables above.
+def _migration_1_users_syncs(connection: sa.Connection) -> None:
+    """Version 1: the users syncs' state, the sync log, rejections, runs."""
+    snapshot = sa.MetaData()
+    sa.Table(
+        "cs_users",
+        snapshot,
+        sa.Column("sync", sa.String(128), primary_key=True),
+        sa.Column("user_uid", sa.String(256), primary_key=True),
+        sa.Column("fingerprint", sa.BigInteger, nullable=True),
+        sa.Column("delivered", sa.Text, nullable=False),
+        sa.Column("failed_runs", sa.Integer, nullable=False),
+        sa.Column("last_status", sa.Integer, nullable=True),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    sa.Table(
+        "cs_sync_log",
+        snapshot,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("sync", sa.String(128), nullable=False),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("user_uid", sa.String(256), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("request", sa.String(32), nullable=False),
+        sa.Column("keys", sa.Text, nullable=False),
+        sa.Column("status", sa.Integer, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Index("ix_cs_sync_log_user", "sync", "user_uid"),
+        sa.Index("ix_cs_sync_log_at", "sync", "at"),
+    )
+    sa.Table(
+        "cs_rejections",
+        snapshot,
+        sa.Column("sync", sa.String(128), nullable=False),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("row_number", sa.Integer, nullable=False),
+        sa.Column("user_uid", sa.String(300), nullable=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Index("ix_cs_rejections_run", "sync", "run_id"),
+    )
+    sa.Table(
+        "cs_runs",
+        snapshot,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("sync", sa.String(128), primary_key=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("scope", sa.String(64), nullable=False),
+        sa.Column("dry_run", sa.Boolean, nullable=False),
+        sa.Column("counts", sa.Text, nullable=False),
+    )
+    snapshot.create_all(connection)
+
+
+def _migration_2_items(connection: sa.Connection) -> None:
+    """Version 2: delivered-once items of events and merges syncs."""
+    snapshot = sa.MetaData()
+    sa.Table(
+        "cs_items",
+        snapshot,
+        sa.Column("sync", sa.String(128), primary_key=True),
+        sa.Column("item_id", sa.String(600), primary_key=True),
+        sa.Column("user_uid", sa.String(256), nullable=True),
+        sa.Column("delivered", sa.Boolean, nullable=False),
+        sa.Column("failed_runs", sa.Integer, nullable=False),
+        sa.Column("last_status", sa.Integer, nullable=True),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    snapshot.create_all(connection)
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [
+    _migration_1_users_syncs,
+    _migration_2_items,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -165,6 +248,10 @@ class ItemOutcome:
     error: str | None
 
 
+class StateSchemaError(RuntimeError):
+    """The store cannot be used by this code (its schema is newer): the message says what to do."""
+
+
 class StateStore:
     def __init__(self, url: str | None = None):
         self.url = url or default_state_url()
@@ -176,23 +263,59 @@ class StateStore:
 
     # -- schema -------------------------------------------------------------------------------------
     def migrate(self) -> int:
-        """Bring the store to SCHEMA_VERSION; returns the version found before."""
-        with self.engine.begin() as connection:
-            if self.engine.dialect.name == "postgresql":
-                # two processes opening a new store at once must not both create the tables
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7240117)"))
+        """Bring the store to SCHEMA_VERSION; returns the version found before.
+
+        A store already at this version is only read. Otherwise the migrations run in one transaction that
+        holds the schema lock, and the version is read again under it: a process that waited finds the work
+        done by the one before it."""
+        with self.engine.connect() as connection:
+            found = self._schema_version(connection)
+        if found == SCHEMA_VERSION:
+            return found
+        with self._schema_lock() as connection:
             schema_version.create(connection, checkfirst=True)
-            found = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
-            if found > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"the sync state store {display_url(self.url)} has schema version {found}, newer than this "
-                    f"code's {SCHEMA_VERSION}: upgrade contentstack_assets"
-                )
+            found = self._schema_version(connection)
+            self._check_not_newer(found)
             for version in range(found + 1, SCHEMA_VERSION + 1):
-                for table in MIGRATIONS[version - 1]:
-                    table.create(connection, checkfirst=True)
+                MIGRATIONS[version - 1](connection)
                 connection.execute(schema_version.insert().values(version=version))
         return found
+
+    @staticmethod
+    def _schema_version(connection: sa.Connection) -> int:
+        if not sa.inspect(connection).has_table(schema_version.name):
+            return 0
+        return connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+
+    def _check_not_newer(self, found: int) -> None:
+        if found > SCHEMA_VERSION:
+            raise StateSchemaError(
+                f"the sync state store {display_url(self.url)} has schema version {found}, newer than the "
+                f"{SCHEMA_VERSION} this contentstack_assets knows: a newer release wrote it. Upgrade "
+                f"contentstack_assets where this runs (or point {STATE_URL_ENV} at another store); "
+                "the store was left as it is."
+            )
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[sa.Connection]:
+        """A transaction that holds the store's schema lock from its first statement.
+
+        PostgreSQL: a transaction-scoped advisory lock. SQLite: `BEGIN IMMEDIATE`, which takes the database's
+        write lock at once (waiting up to the busy timeout for a process that holds it); the driver's own
+        lazy BEGIN would start a read transaction, in which two processes both find no tables and both
+        create them (`table ... already exists`)."""
+        dialect = self.engine.dialect.name
+        with self.engine.connect() as connection:
+            if dialect == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            elif dialect == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7240117)"))
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
 
     # -- users --------------------------------------------------------------------------------------
     def load_fingerprints(self, sync: str, user_uids: pd.Series | None = None) -> pd.DataFrame:
@@ -940,10 +1063,11 @@ def _make_engine(url: str) -> sa.Engine:
         def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
             # WAL lets a reader (the UI, the log CLI) and a writer (a run) work at once; NORMAL is still
             # crash-safe in WAL mode; the busy timeout lets overlapping runs wait for each other's commits
+            # (the timeout first: switching a new file to WAL takes a lock another process may hold)
             cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
     return engine
