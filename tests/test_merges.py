@@ -181,6 +181,107 @@ def test_merges_run_before_the_users_push_and_the_warehouse_wins(tmp_path, emula
     assert emulator.users()["u2"] == {"plan": "free", "ltv": 0.0, "orders": 0, "vip": False}
 
 
+def _patch(emulator, uid: str, attributes: dict) -> None:
+    response = requests.patch(
+        f"{emulator.url}/user-attributes",
+        json=attributes,
+        headers={"x-project-uid": PROJECT_UID, "x-cs-personalize-user-uid": uid},
+        timeout=5,
+    )
+    assert response.ok
+
+
+@pytest.mark.parametrize(
+    ("partitioned", "shards"),
+    [(False, 1), (True, 1), (True, 3)],
+    ids=["unpartitioned_users", "partitioned_users", "partitioned_sharded_users"],
+)
+def test_a_user_synced_before_the_merge_is_resent_whole(tmp_path, emulator, instance, partitioned, shards):
+    """u1 got its warehouse values in an earlier run; the merge of anon1 then gives it anon1's values (the
+    source wins), and the users push of the same run must resend every attribute of u1, even when the run's
+    day is not u1's (partitioned: u1 is read again from the source by uid)."""
+    u1_day, run_day = "2024-05-01", "2024-05-02"
+    users = [
+        dict(
+            user_uid="u1",
+            plan_name="gold",
+            lifetime_value=12.5,
+            order_count=3,
+            is_vip=None,
+            updated_at=f"{u1_day} 10:00:00",
+        ),
+        dict(
+            user_uid="u2", plan_name="free", lifetime_value=0, order_count=0, updated_at=f"{run_day} 09:00:00"
+        ),
+    ]
+    url = write_sqlite_table(tmp_path / "src.db", users)
+    _links(tmp_path, [("anon1", "u1")])
+    user_spec = users_sync(url, emulator.url, depends_on=["identities"])
+    if partitioned:
+        user_spec["source"].update(updated_at="updated_at", start_date="2024-01-01")
+    if shards > 1:
+        user_spec["shards"] = shards
+    spec = write_spec(tmp_path / "syncs.yaml", [user_spec, merges_sync(url, emulator.url)])
+    defs = build_definitions(load_spec(spec))
+
+    # run 1: the users sync alone (in the partitioned case, u1's day only)
+    first = run_job(spec, "users_sync", instance, partition_range=(u1_day, u1_day) if partitioned else None)
+    assert first.success and emulator.users()["u1"]["plan"] == "gold"
+    # the visitor collected values on the site as anon1, then signed in as u1
+    _patch(emulator, "anon1", {"plan": "trial", "ltv": 1.0, "vip": True})
+
+    # run 2: merges and users together (partitioned: over a day that does not hold u1)
+    second = dg.materialize(
+        list(defs.assets),
+        instance=instance,
+        resources=defs.resources,
+        partition_key=run_day if partitioned else None,
+    )
+    assert second.success
+    assert _merges(emulator) == [("anon1", "u1")]
+    assert emulator.users()["u1"] == {
+        "plan": "gold",
+        "ltv": 12.5,
+        "orders": 3,
+        "vip": True,
+    }  # vip: null in the warehouse
+    metadata = push_metadata(second)
+    assert metadata["users_resent_after_merge"] == 1
+    assert metadata["rows_reread"] == (1 if partitioned else 0)
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    sent = store.run_log("users", second.run_id)
+    assert dict(zip(sent["user_uid"], sent["keys"], strict=True))["u1"] == "plan,ltv,orders"  # the full body
+    assert metadata["requests_sent"] == (2 if partitioned else 1)  # (partitioned: u2 is new on its day)
+    assert store.pending_resends("users") == {}
+    assert store.user_state("users", "u1")["delivered"] == {"plan": "gold", "ltv": 12.5, "orders": 3}
+
+    # run 3: nothing left to resend, nothing read again, nothing sent
+    third = dg.materialize(
+        list(defs.assets),
+        instance=instance,
+        resources=defs.resources,
+        partition_key=run_day if partitioned else None,
+    )
+    assert third.success
+    assert push_metadata(third)["requests_sent"] == 0 and push_metadata(third)["rows_reread"] == 0
+    assert emulator.users()["u1"]["plan"] == "gold"
+
+
+def test_a_mark_made_while_a_push_ran_is_kept_for_the_next_push(tmp_path):
+    """A push settles only the marks it read; a merge of another run marking the user again meanwhile (or a
+    failed delivery) keeps the mark, and the user's state is forgotten again by the next push."""
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    store.mark_for_resend("users", {"u1": "identities: anon1 -> u1", "u2": "identities: anon2 -> u2"})
+    read = store.pending_resends("users")
+    assert read == {"u1": 1, "u2": 1}
+    store.mark_for_resend("users", {"u1": "identities: anon3 -> u1"})  # while the push runs
+    store.settle_resends("users", read, regardless=["u1", "u2"])
+    assert store.pending_resends("users") == {"u1": 2}
+    # not delivered in the state (no row, or a failure since): the mark stays
+    store.settle_resends("users", {"u1": 2})
+    assert store.pending_resends("users") == {"u1": 2}
+
+
 # -- the engine alone --------------------------------------------------------------------------------------
 def test_chains_are_merged_in_order_and_cycles_last():
     requests_ = [

@@ -14,7 +14,7 @@ pair (a -> b is merged before b -> c, so what a knew reaches c); within a wave, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,7 +182,13 @@ def push_merges(
     run_id: str,
     dry_run: bool = False,
     log: Callable[[str], None] = print,
+    resend_in: Sequence[str] = (),
 ) -> MergesPushResult:
+    """Map, plan and merge the pairs of `raw` (the source rows of the run).
+
+    `resend_in`: the users syncs (same project) that depend on this merges sync. Each confirmed merge marks
+    its target there, in the transaction that records it, to be resent whole by their next push
+    (engine/resend.py): the merge gave the known user the anonymous user's values."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     mapped = map_merges(raw, sync)
@@ -207,7 +213,10 @@ def push_merges(
 
     def record(batch: list[tuple[MergeRequest, Response]]) -> None:
         store.record_item_requests(
-            sync.name, run_id, [_outcomes(request, response) for request, response in batch]
+            sync.name,
+            run_id,
+            [_outcomes(request, response) for request, response in batch],
+            resend_in=resend_in,
         )
 
     delivery_started = time.perf_counter()

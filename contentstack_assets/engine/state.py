@@ -6,7 +6,9 @@ One SQLAlchemy database (SQLite by default, PostgreSQL in production) holds, per
 - `cs_items`: per delivered-once item (an event id, a merge pair), whether it was delivered or failed;
 - `cs_sync_log`: one row per request: user uid, keys sent, status, attempts, latency, error;
 - `cs_rejections`: the rows each run set aside, with their reasons;
-- `cs_runs`: one row per run with its counts (the empty-source guard reads the last one).
+- `cs_runs`: one row per run with its counts (the empty-source guard reads the last one);
+- `cs_resend`: per users sync, the users to resend whole because a merge overwrote their values in
+  Personalize (engine/resend.py).
 
 The schema evolves through numbered migrations recorded in `cs_schema_version`. Each migration is frozen: it
 holds its own DDL as of its version, never the tables below (which describe the newest schema), so a change
@@ -116,6 +118,18 @@ runs = sa.Table(
 )
 
 
+resend = sa.Table(
+    "cs_resend",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),  # a users sync
+    sa.Column("user_uid", sa.String(256), primary_key=True),
+    # how many times the user was marked: a push removes a mark only if nobody marked it again meanwhile
+    sa.Column("marks", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),  # the last mark's, e.g. "identities: anon1 -> u1"
+    sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 # -- migrations ----------------------------------------------------------------------------------------
 # Frozen: each one builds what its version added, from table definitions of its own (a snapshot), never from
 # the tables above. To change a table, change it above AND add a migration that brings a store of the
@@ -196,9 +210,25 @@ def _migration_2_items(connection: sa.Connection) -> None:
     snapshot.create_all(connection)
 
 
+def _migration_3_resend(connection: sa.Connection) -> None:
+    """Version 3: users to resend whole after a merge."""
+    snapshot = sa.MetaData()
+    sa.Table(
+        "cs_resend",
+        snapshot,
+        sa.Column("sync", sa.String(128), primary_key=True),
+        sa.Column("user_uid", sa.String(256), primary_key=True),
+        sa.Column("marks", sa.Integer, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    snapshot.create_all(connection)
+
+
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     _migration_1_users_syncs,
     _migration_2_items,
+    _migration_3_resend,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -569,6 +599,122 @@ class StateStore:
             ).all()
         return total, [dict(row._mapping) for row in sample]
 
+    # -- users to resend whole ------------------------------------------------------------------
+    def mark_for_resend(self, sync: str, reasons: dict[str, str]) -> None:
+        """These users of users sync `sync` (uid -> why) are to be resent whole (engine/resend.py)."""
+        if reasons:
+            self._write(lambda connection: self._mark_for_resend(connection, sync, reasons, utcnow()))
+
+    def _mark_for_resend(
+        self, connection: sa.Connection, sync: str, reasons: dict[str, str], now: dt.datetime
+    ) -> None:
+        """In the caller's transaction: the users' state forgets what was delivered to them (the next push
+        plans them as changed with nothing delivered, so it sends every non-null attribute), and each
+        counts one more mark in `cs_resend` (so a push whose window does not hold them reads them again)."""
+        uids = sorted(reasons)
+        self._forget_delivered(connection, sync, uids)
+        rows = [
+            {"sync": sync, "user_uid": uid, "marks": 1, "reason": reasons[uid], "marked_at": now}
+            for uid in uids
+        ]
+        statement = self._insert(resend)
+        if statement is not None:
+            statement = statement.on_conflict_do_update(
+                index_elements=[resend.c.sync, resend.c.user_uid],
+                set_={
+                    "marks": resend.c.marks + 1,
+                    "reason": statement.excluded.reason,
+                    "marked_at": statement.excluded.marked_at,
+                },
+            )
+            for start in range(0, len(rows), 2000):
+                connection.execute(statement, rows[start : start + 2000])
+            return
+        existing: set[str] = set()
+        for start in range(0, len(uids), 1000):
+            existing.update(
+                uid
+                for (uid,) in connection.execute(
+                    sa.select(resend.c.user_uid)
+                    .where(resend.c.sync == sync, resend.c.user_uid.in_(uids[start : start + 1000]))
+                    .order_by(resend.c.user_uid)
+                    .with_for_update()
+                )
+            )
+        new_rows = [row for row in rows if row["user_uid"] not in existing]
+        if new_rows:
+            connection.execute(resend.insert(), new_rows)
+        again = [
+            {"uid": r["user_uid"], "why": r["reason"], "at": now} for r in rows if r["user_uid"] in existing
+        ]
+        if again:
+            connection.execute(
+                resend.update()
+                .where(resend.c.sync == sync, resend.c.user_uid == sa.bindparam("uid"))
+                .values(marks=resend.c.marks + 1, reason=sa.bindparam("why"), marked_at=sa.bindparam("at")),
+                again,
+            )
+
+    def forget_delivered(self, sync: str, user_uids: Iterable[str]) -> None:
+        """The state of these users stops claiming any delivered value: the next plan sends them whole."""
+        uids = sorted(set(user_uids))
+        if uids:
+            self._write(lambda connection: self._forget_delivered(connection, sync, uids))
+
+    def _forget_delivered(self, connection: sa.Connection, sync: str, uids: list[str]) -> None:
+        for start in range(0, len(uids), 1000):
+            where = (users.c.sync == sync) & users.c.user_uid.in_(uids[start : start + 1000])
+            if self.engine.dialect.name == "postgresql":  # lock in uid order, as every other write does
+                connection.execute(
+                    sa.select(users.c.user_uid).where(where).order_by(users.c.user_uid).with_for_update()
+                ).all()
+            connection.execute(users.update().where(where).values(fingerprint=None, delivered="{}"))
+
+    def pending_resends(self, sync: str, limit: int | None = None) -> dict[str, int]:
+        """The users of users sync `sync` to resend whole, oldest mark first: uid -> marks."""
+        statement = (
+            sa.select(resend.c.user_uid, resend.c.marks)
+            .where(resend.c.sync == sync)
+            .order_by(resend.c.marked_at, resend.c.user_uid)
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        with self.engine.connect() as connection:
+            return dict(connection.execute(statement).all())
+
+    def settle_resends(self, sync: str, marks: dict[str, int], regardless: Iterable[str] = ()) -> None:
+        """After a push: remove the marks it took care of.
+
+        `marks` are the ones read before the push (uid -> count); a mark counted again meanwhile (a merge of
+        another run) stays for the next push. A mark goes when the user's state now holds a delivery
+        (values and fingerprint, no failure since): the push sent it whole, or found nothing to send. The
+        users in `regardless` (gone from the source, or with nothing to send) lose their marks anyway."""
+        if not marks:
+            return
+        forced = set(regardless) & set(marks)
+        state = users.alias("state")
+        delivered = sa.exists().where(
+            state.c.sync == sync,
+            state.c.user_uid == resend.c.user_uid,
+            state.c.fingerprint.is_not(None),
+            state.c.failed_runs == 0,
+        )
+        same_mark = (
+            (resend.c.sync == sync)
+            & (resend.c.user_uid == sa.bindparam("uid"))
+            & (resend.c.marks == sa.bindparam("count"))
+        )
+        settled = [{"uid": uid, "count": marks[uid]} for uid in sorted(marks) if uid not in forced]
+        dropped = [{"uid": uid, "count": marks[uid]} for uid in sorted(forced)]
+
+        def write(connection: sa.Connection) -> None:
+            if settled:
+                connection.execute(resend.delete().where(same_mark, delivered), settled)
+            if dropped:
+                connection.execute(resend.delete().where(same_mark), dropped)
+
+        self._write(write)
+
     # -- delivered-once items -------------------------------------------------------------------
     def delivered_items(self, sync: str, item_ids: Iterable[str]) -> set[str]:
         ids = list(item_ids)
@@ -588,13 +734,19 @@ class StateStore:
         return found
 
     def record_item_requests(
-        self, sync: str, run_id: str, requests: Sequence[tuple[Sequence[ItemOutcome], UserOutcome]]
+        self,
+        sync: str,
+        run_id: str,
+        requests: Sequence[tuple[Sequence[ItemOutcome], UserOutcome]],
+        resend_in: Sequence[str] = (),
     ) -> None:
         """Write delivered-once items and the log row of the request that carried them, in one transaction
         (retried as a whole if the database aborts it, see `_write`).
 
         A failure counts one more failed run; a failure never undoes an item already delivered (an
-        overlapping run that read it earlier may report late).
+        overlapping run that read it earlier may report late). `resend_in` (a merges sync: the users syncs
+        that depend on it): the user of each delivered item is marked to be resent whole in each of them,
+        in the same transaction (`mark_for_resend`), so a confirmed merge is never without its mark.
         """
         if not requests:
             return
@@ -608,10 +760,13 @@ class StateStore:
             key=lambda row: row["item_id"],
         )
         log_rows = [_log_row(sync, run_id, log, now) for _, log in requests]
+        marked = {o.user_uid: f"{sync}: {o.item_id.replace(chr(9), ' -> ')}" for o in delivered.values()}
 
         def write(connection: sa.Connection) -> None:
             self._write_item_rows(connection, sync, rows)
             connection.execute(sync_log.insert(), log_rows)
+            for users_sync in sorted(set(resend_in)) if marked else ():
+                self._mark_for_resend(connection, users_sync, marked, now)
 
         self._write(write)
 

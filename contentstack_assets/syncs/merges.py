@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from contentstack_assets.engine.merges import TARGET_UID, merges_source_columns, push_merges
+from contentstack_assets.engine.resend import resend_syncs
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import MergesSync, SyncsSpec
@@ -27,6 +28,7 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
     source_key = dg.AssetKey([name, "source_merges"])
     push_key = dg.AssetKey([name, "personalize_merges"])
     columns = merges_source_columns(sync)
+    resend_in = resend_syncs(spec, name)  # users syncs whose merged users are resent whole afterwards
 
     @dg.asset(
         key=source_key,
@@ -77,6 +79,7 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
                     run_id=context.run.run_id,
                     dry_run=config.dry_run,
                     log=context.log.info,
+                    resend_in=resend_in,
                 )
         finally:
             if client is not None:

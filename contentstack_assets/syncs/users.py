@@ -7,13 +7,20 @@ import pandas as pd
 import pandera.pandas as pa
 
 from contentstack_assets.engine.mapping import map_users, rejected_rows, source_columns, valid_rows
-from contentstack_assets.engine.push import SourceShrankError, push_users
+from contentstack_assets.engine.push import SourceShrankError
+from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.schema import validate_valid_rows
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SyncsSpec, UsersSync
 from contentstack_assets.syncs import cadence
-from contentstack_assets.syncs.partitions import backfill_policy, daily_partitions, scope_of, window_of
+from contentstack_assets.syncs.partitions import (
+    backfill_policy,
+    daily_partitions,
+    is_partitioned_run,
+    scope_of,
+    window_of,
+)
 from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample, user_errors
 
 
@@ -150,11 +157,13 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
         try:
             with user_errors():
-                result = push_users(
+                # users a merge overwrote are resent whole, read again when this run's days miss them
+                result, resends = push_users_resending(
                     sync,
                     mapped_attributes,
-                    client=client,
                     store=sync_state.store(),
+                    partitioned=is_partitioned_run(context),
+                    client=client,
                     run_id=context.run.run_id,
                     scope=scope_of(context),
                     dry_run=config.dry_run,
@@ -172,6 +181,8 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         metadata = {
             **counts,
             "users_to_send": result.plan.users_to_send,
+            "users_resent_after_merge": len(resends.present),
+            "rows_reread": resends.rows_reread,
             "duration_s": round(time.perf_counter() - started, 3),
             "latency_p50_ms": round(report.percentile_ms(50), 2),
             "latency_p95_ms": round(report.percentile_ms(95), 2),
