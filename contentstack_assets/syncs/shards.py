@@ -43,7 +43,13 @@ from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SpecError, SyncsSpec, UsersSync
 from contentstack_assets.syncs.partitions import is_partitioned_run, scope_of
 from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample, user_errors
-from contentstack_assets.syncs.users import PushConfig, delivery_check, delivery_failure, push_asset_key
+from contentstack_assets.syncs.users import (
+    PushConfig,
+    delivery_check,
+    delivery_failure,
+    push_asset_key,
+    require_attribute_keys,
+)
 
 # Shard summaries are small objects handed from the shard steps to the summary step. They go through a
 # filesystem IO manager (under $DAGSTER_HOME/storage, like the frames under $DAGSTER_HOME/frames), which
@@ -193,6 +199,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
     ) -> ShardSummary:
         started_at = time.time()
         rows = shard_rows(mapped_attributes, index, shards)
+        require_attribute_keys(sync, personalize)  # also when mapped_attributes was not part of this run
         client = None if config.dry_run else personalize.edge(sync.destination, concurrency)
         try:
             with user_errors():

@@ -154,6 +154,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         sync_state: SyncStateResource,
     ):
         started = time.perf_counter()
+        require_attribute_keys(sync, personalize)  # also when mapped_attributes was not part of this run
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
         try:
             with user_errors():
@@ -290,6 +291,37 @@ def _schema_failures(valid: pd.DataFrame, sync: UsersSync) -> dg.MetadataValue |
     return None
 
 
+def missing_attribute_keys(sync: UsersSync, listed: list[dict]) -> list[str]:
+    """The spec's attribute keys that the project's attribute list (Management API) lacks."""
+    known = {item.get("key") for item in listed}
+    return sorted(key for key in sync.attributes if key not in known)
+
+
+def missing_keys_message(sync: UsersSync, missing: list[str]) -> str:
+    return (
+        f"missing in project {sync.destination.project_uid}: {', '.join(missing)}: create them in Personalize "
+        "(Attributes) with these exact keys, or fix the spec"
+    )
+
+
+def require_attribute_keys(sync: UsersSync, personalize: PersonalizeResource) -> None:
+    """The push's own guard, before any client exists: with a management token, a spec key missing from the
+    project fails the step with the check's message.
+
+    The blocking `attribute_keys_exist` check stops the push in a run that also maps the rows, but
+    mapped_attributes is stored before its check fails, and a later run of the push alone ("Materialize
+    selected" in the UI) loads that stored frame without running the check."""
+    with user_errors():
+        listed = personalize.list_attributes(sync.destination)
+    missing = [] if listed is None else missing_attribute_keys(sync, listed)
+    if missing:
+        raise dg.Failure(
+            description=missing_keys_message(sync, missing),
+            metadata={"missing_keys": missing},
+            allow_retries=False,
+        )
+
+
 def _attribute_check(sync: UsersSync, listed: list[dict] | None) -> dg.AssetCheckResult:
     if listed is None:
         return dg.AssetCheckResult(
@@ -297,17 +329,15 @@ def _attribute_check(sync: UsersSync, listed: list[dict] | None) -> dg.AssetChec
             passed=True,
             metadata={"checked": False, "reason": "no management token configured: keys not checked"},
         )
-    known = {item.get("key") for item in listed}
-    missing = sorted(key for key in sync.attributes if key not in known)
+    missing = missing_attribute_keys(sync, listed)
     return dg.AssetCheckResult(
         check_name="attribute_keys_exist",
         passed=not missing,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"missing in project {sync.destination.project_uid}: {', '.join(missing)}: create them in Personalize "
-            "(Attributes) with these exact keys, or fix the spec"
-            if missing
-            else None
-        ),
-        metadata={"checked": True, "missing_keys": missing, "project_attributes": len(known)},
+        description=missing_keys_message(sync, missing) if missing else None,
+        metadata={
+            "checked": True,
+            "missing_keys": missing,
+            "project_attributes": len({item.get("key") for item in listed}),
+        },
     )
