@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ import sqlalchemy as sa
 from contentstack_assets.definitions import build_definitions
 from contentstack_assets.engine.merges import MergeRequest, map_merges, merge_waves
 from contentstack_assets.engine.state import StateStore, rejections
+from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.spec import MergesSync, load_spec
 from tests.helpers import (
     PROJECT_UID,
@@ -280,6 +283,86 @@ def test_a_mark_made_while_a_push_ran_is_kept_for_the_next_push(tmp_path):
     # not delivered in the state (no row, or a failure since): the mark stays
     store.settle_resends("users", {"u1": 2})
     assert store.pending_resends("users") == {"u1": 2}
+
+
+def _users_and_merges(tmp_path, users_edge: str, merges_edge: str, pairs: list[tuple], **merges_overrides):
+    """A users sync that depends on a merges sync; each on its own emulator, so faults hit the merges only."""
+    url = write_sqlite_table(
+        tmp_path / "src.db", [dict(user_uid="u1", plan_name="gold"), dict(user_uid="u2", plan_name="free")]
+    )
+    _links(tmp_path, pairs)
+    spec = write_spec(
+        tmp_path / "syncs.yaml",
+        [
+            users_sync(url, users_edge, depends_on=["identities"]),
+            merges_sync(url, merges_edge, concurrency=1, **merges_overrides),
+        ],
+    )
+    return build_definitions(load_spec(spec), resources=fast_retries(0))
+
+
+def _faults_drawn(seed: int, share: float, requests: int) -> int:
+    draws = random.Random(seed)
+    return sum(draws.random() < share for _ in range(requests))
+
+
+def _merges_check(result) -> dg.AssetCheckEvaluation:
+    [check] = [c for c in result.get_asset_check_evaluations() if c.asset_key.path[0] == "identities"]
+    return check
+
+
+def test_a_few_failed_merges_warn_and_the_users_push_still_runs(tmp_path, emulator, instance):
+    """One pair in 40 fails (below max_failed_share 5%): the merges step warns instead of failing, so the users
+    push of the same run still runs; the next run merges the pair and resends its target whole."""
+    # the emulator draws one number per request from its seeded RNG: pick a seed that fails exactly one of
+    # 40, and (one request at a time, in source order) put u1 at the place of that request
+    seed = next(seed for seed in range(10_000) if _faults_drawn(seed, share=0.02, requests=40) == 1)
+    draws = random.Random(seed)
+    failing = next(index for index in range(40) if draws.random() < 0.02)
+    pairs = [(f"anon{index}", "u1" if index == failing else f"k{index}") for index in range(40)]
+    with run_emulator_in_thread(
+        EmulatorConfig(project_uid=PROJECT_UID, faults={"500": 0.02}, seed=seed)
+    ) as merges_api:
+        defs = _users_and_merges(tmp_path, emulator.url, merges_api.url, pairs)
+        first = dg.materialize(list(defs.assets), instance=instance, resources=defs.resources)
+        assert first.success
+        metadata = push_metadata(first, "identities", "personalize_merges")
+        assert metadata["merges_failed"] == 1 and metadata["merges_delivered"] == 39
+        check = _merges_check(first)
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+        assert check.metadata["failed_share"].value == 0.025
+        assert emulator.users() == {"u1": {"plan": "gold"}, "u2": {"plan": "free"}}  # the users push ran
+        assert set(pairs) - {tuple(p) for p in merges_api.stats()["merges"]} == {(f"anon{failing}", "u1")}
+
+        merges_api.configure(faults={})
+        second = dg.materialize(list(defs.assets), instance=instance, resources=defs.resources)
+        assert second.success
+        assert push_metadata(second, "identities", "personalize_merges")["merges_delivered"] == 1
+        assert (f"anon{failing}", "u1") in {tuple(p) for p in merges_api.stats()["merges"]}
+        assert push_metadata(second)["users_resent_after_merge"] == 1  # merged late, then resent whole
+
+
+def test_a_pair_refused_run_after_run_stops_holding_up_the_run_once_stuck(tmp_path, emulator, instance):
+    with run_emulator_in_thread(EmulatorConfig(project_uid=PROJECT_UID, faults={"500": 1.0})) as merges_api:
+        defs = _users_and_merges(
+            tmp_path, emulator.url, merges_api.url, [("anon1", "u1")], stuck_after_runs=2
+        )
+        first = dg.materialize(
+            list(defs.assets), instance=instance, resources=defs.resources, raise_on_error=False
+        )
+        assert not first.success  # every pair tried failed: the destination may be the problem
+        assert _merges_check(first).severity == dg.AssetCheckSeverity.ERROR
+        assert not first.is_node_success("users__personalize_users") and emulator.users() == {}
+
+        second = dg.materialize(list(defs.assets), instance=instance, resources=defs.resources)
+        assert (
+            second.success
+        )  # the pair failed in 2 runs now: stuck, reported, retried, not holding up the run
+        metadata = push_metadata(second, "identities", "personalize_merges")
+        assert metadata["merges_failed"] == 1 and metadata["merges_stuck"] == 1
+        check = _merges_check(second)
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+        assert emulator.users() == {"u1": {"plan": "gold"}, "u2": {"plan": "free"}}
 
 
 # -- the engine alone --------------------------------------------------------------------------------------

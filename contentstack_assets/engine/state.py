@@ -847,6 +847,23 @@ class StateStore:
                 retried,
             )
 
+    def item_failed_runs(self, sync: str, item_ids: Iterable[str]) -> dict[str, int]:
+        """For these items not delivered: the number of runs in a row whose attempt failed."""
+        ids = sorted(set(item_ids))
+        found: dict[str, int] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 1000):
+                found.update(
+                    connection.execute(
+                        sa.select(items.c.item_id, items.c.failed_runs).where(
+                            items.c.sync == sync,
+                            items.c.delivered.is_(False),
+                            items.c.item_id.in_(ids[start : start + 1000]),
+                        )
+                    ).all()
+                )
+        return found
+
     def undelivered_items(self, sync: str, limit: int | None = None) -> list[dict]:
         """Items whose last attempt failed, oldest first."""
         statement = (
