@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from contentstack_assets.engine.state import StateStore, default_state_url, display_url
+from contentstack_assets.engine.state import StateSchemaError, StateStore, default_state_url, display_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
 
-    store = StateStore(args.state_url or default_state_url())
+    try:
+        store = StateStore(args.state_url or default_state_url())
+    except StateSchemaError as error:
+        print(error, file=sys.stderr)
+        return 2
     requests = store.log_for_user(args.user_uid, args.sync, args.limit)
     rejections = store.rejections_for_user(args.user_uid, args.sync, args.limit)
     states = [

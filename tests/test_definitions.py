@@ -223,6 +223,47 @@ def test_a_missing_attribute_key_stops_the_sync_before_any_user_is_sent(tmp_path
         assert stats["applied"]["patch"] == 0 and "PATCH /user-attributes" not in stats["by_endpoint"]
 
 
+@pytest.mark.parametrize("shards", [1, 2], ids=["one_push", "sharded_push"])
+def test_the_push_alone_with_a_missing_key_sends_nothing(tmp_path, instance, shards):
+    """mapped_attributes is stored before its blocking check fails; a later run of the push alone (the UI's
+    "Materialize selected") loads the stored frame without that check, and the push's own guard stops it."""
+    url = write_sqlite_table(tmp_path / "src.db", ROWS)
+    config = EmulatorConfig(
+        project_uid=PROJECT_UID, management_token="mgmt-token", attributes=["plan", "ltv", "vip"]
+    )
+    with run_emulator_in_thread(config) as emu:
+        spec = write_spec(tmp_path / "syncs.yaml", [{**_with_management(url, emu.url), "shards": shards}])
+        first = run_job(spec, "users_sync", instance)  # the check fails, the push is skipped, the frame stays
+        assert not first.is_node_success("users__personalize_users")
+        assert not _check(first, "attribute_keys_exist").passed
+
+        defs = definitions.build_definitions(load_spec(spec))
+        push_only = dg.materialize(
+            list(defs.assets),
+            selection=[PUSH],
+            instance=instance,
+            resources=defs.resources,
+            raise_on_error=False,
+        )
+        assert not push_only.success
+        started = {e.step_key for e in push_only.all_events if e.event_type == dg.DagsterEventType.STEP_START}
+        assert "users__mapped_attributes" not in started  # the stored frame, unchecked in this run
+        failures = push_only.get_step_failure_events()
+        assert failures and all(
+            f.step_failure_data.user_failure_data.description
+            == f"missing in project {PROJECT_UID}: birthday, orders, signup_at: create them in Personalize "
+            "(Attributes) with these exact keys, or fix the spec"
+            for f in failures
+        )
+        assert failures[0].step_failure_data.user_failure_data.metadata["missing_keys"].value == [
+            "birthday",
+            "orders",
+            "signup_at",
+        ]
+        stats = emu.stats()
+        assert stats["applied"]["patch"] == 0 and "PATCH /user-attributes" not in stats["by_endpoint"]
+
+
 def test_the_attribute_check_passes_when_every_key_exists(tmp_path, instance):
     url = write_sqlite_table(tmp_path / "src.db", ROWS)
     keys = ["plan", "ltv", "orders", "vip", "signup_at", "birthday", "unused"]

@@ -14,7 +14,7 @@ pair (a -> b is merged before b -> c, so what a knew reaches c); within a wave, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -158,6 +158,15 @@ class MergesPushResult:
     rejected: pd.DataFrame
     dry_run: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
+    merges_stuck: int = 0  # pairs that failed in this run and in at least `stuck_after_runs` runs in all
+
+    @property
+    def failed_share(self) -> float:
+        """The share of failed pairs among those tried, stuck pairs left out of both: a pair the API has
+        refused run after run is reported (and still retried), but no longer holds up every run."""
+        fresh = self.report.failed - self.merges_stuck
+        tried = self.report.delivered + fresh
+        return fresh / tried if tried else 0.0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -169,6 +178,7 @@ class MergesPushResult:
             "merges_already_delivered": self.plan.merges_already_delivered,
             "merges_delivered": self.report.delivered,
             "merges_failed": self.report.failed,
+            "merges_stuck": self.merges_stuck,
             "requests_sent": self.report.requests_sent,
         }
 
@@ -182,7 +192,13 @@ def push_merges(
     run_id: str,
     dry_run: bool = False,
     log: Callable[[str], None] = print,
+    resend_in: Sequence[str] = (),
 ) -> MergesPushResult:
+    """Map, plan and merge the pairs of `raw` (the source rows of the run).
+
+    `resend_in`: the users syncs (same project) that depend on this merges sync. Each confirmed merge marks
+    its target there, in the transaction that records it, to be resent whole by their next push
+    (engine/resend.py): the merge gave the known user the anonymous user's values."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     mapped = map_merges(raw, sync)
@@ -205,9 +221,15 @@ def push_merges(
     store.prune(sync.name, sync.log_retention_days)
     store.record_rejections(sync.name, run_id, rejected.drop(columns=[TARGET_UID]))
 
+    failed: list[str] = []
+
     def record(batch: list[tuple[MergeRequest, Response]]) -> None:
+        failed.extend(request.item_id for request, response in batch if not response.ok)
         store.record_item_requests(
-            sync.name, run_id, [_outcomes(request, response) for request, response in batch]
+            sync.name,
+            run_id,
+            [_outcomes(request, response) for request, response in batch],
+            resend_in=resend_in,
         )
 
     delivery_started = time.perf_counter()
@@ -224,6 +246,9 @@ def push_merges(
         result.report.merge(report)
         log(f"{sync.name}: {result.report.delivered} pairs merged, {result.report.failed} failed")
     timings["deliver"] = time.perf_counter() - delivery_started
+    if failed:
+        failed_runs = store.item_failed_runs(sync.name, failed)
+        result.merges_stuck = sum(1 for item in failed if failed_runs.get(item, 0) >= sync.stuck_after_runs)
     store.finish_run(sync.name, run_id, result.counts)
     return result
 

@@ -6,10 +6,15 @@ One SQLAlchemy database (SQLite by default, PostgreSQL in production) holds, per
 - `cs_items`: per delivered-once item (an event id, a merge pair), whether it was delivered or failed;
 - `cs_sync_log`: one row per request: user uid, keys sent, status, attempts, latency, error;
 - `cs_rejections`: the rows each run set aside, with their reasons;
-- `cs_runs`: one row per run with its counts (the empty-source guard reads the last one).
+- `cs_runs`: one row per run with its counts (the empty-source guard reads the last one);
+- `cs_resend`: per users sync, the users to resend whole because a merge overwrote their values in
+  Personalize (engine/resend.py).
 
-The schema evolves through numbered migrations recorded in `cs_schema_version`; opening a store applies the
-missing ones inside one transaction, so an old store is upgraded in place and a new one is built the same way.
+The schema evolves through numbered migrations recorded in `cs_schema_version`. Each migration is frozen: it
+holds its own DDL as of its version, never the tables below (which describe the newest schema), so a change
+to a table is a new migration and an old store is upgraded step by step. Opening a store applies the missing
+ones inside one transaction that holds the store's schema lock, so an old store is upgraded in place, a new
+one is built the same way, and processes opening a new store at once take turns.
 Secrets never enter: the log keeps keys sent, not values, and error texts come from the API's response body.
 """
 
@@ -113,10 +118,118 @@ runs = sa.Table(
     sa.Column("counts", sa.Text, nullable=False, default="{}"),
 )
 
-# Each migration is a list of tables to create (and, later, statements to run) on top of the previous version.
-MIGRATIONS: list[Sequence[sa.Table]] = [
-    [users, sync_log, rejections, runs],  # 1: users syncs
-    [items],  # 2: delivered-once items of events and merges syncs
+
+resend = sa.Table(
+    "cs_resend",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),  # a users sync
+    sa.Column("user_uid", sa.String(256), primary_key=True),
+    # how many times the user was marked: a push removes a mark only if nobody marked it again meanwhile
+    sa.Column("marks", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),  # the last mark's, e.g. "identities: anon1 -> u1"
+    sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+# -- migrations ----------------------------------------------------------------------------------------
+# Frozen: each one builds what its version added, from table definitions of its own (a snapshot), never from
+# the tables above. To change a table, change it above AND add a migration that brings a store of the
+# previous version there (an ALTER TABLE, a new table, a data fix); never edit a migration that has shipped.
+# tests/test_state_schema.py checks that the migrations, run in order, end exactly at the tables above.
+def _migration_1_users_syncs(connection: sa.Connection) -> None:
+    """Version 1: the users syncs' state, the sync log, rejections, runs."""
+    snapshot = sa.MetaData()
+    sa.Table(
+        "cs_users",
+        snapshot,
+        sa.Column("sync", sa.String(128), primary_key=True),
+        sa.Column("user_uid", sa.String(256), primary_key=True),
+        sa.Column("fingerprint", sa.BigInteger, nullable=True),
+        sa.Column("delivered", sa.Text, nullable=False),
+        sa.Column("failed_runs", sa.Integer, nullable=False),
+        sa.Column("last_status", sa.Integer, nullable=True),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    sa.Table(
+        "cs_sync_log",
+        snapshot,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("sync", sa.String(128), nullable=False),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("user_uid", sa.String(256), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("request", sa.String(32), nullable=False),
+        sa.Column("keys", sa.Text, nullable=False),
+        sa.Column("status", sa.Integer, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Index("ix_cs_sync_log_user", "sync", "user_uid"),
+        sa.Index("ix_cs_sync_log_at", "sync", "at"),
+    )
+    sa.Table(
+        "cs_rejections",
+        snapshot,
+        sa.Column("sync", sa.String(128), nullable=False),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("row_number", sa.Integer, nullable=False),
+        sa.Column("user_uid", sa.String(300), nullable=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Index("ix_cs_rejections_run", "sync", "run_id"),
+    )
+    sa.Table(
+        "cs_runs",
+        snapshot,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("sync", sa.String(128), primary_key=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("scope", sa.String(64), nullable=False),
+        sa.Column("dry_run", sa.Boolean, nullable=False),
+        sa.Column("counts", sa.Text, nullable=False),
+    )
+    snapshot.create_all(connection)
+
+
+def _migration_2_items(connection: sa.Connection) -> None:
+    """Version 2: delivered-once items of events and merges syncs."""
+    snapshot = sa.MetaData()
+    sa.Table(
+        "cs_items",
+        snapshot,
+        sa.Column("sync", sa.String(128), primary_key=True),
+        sa.Column("item_id", sa.String(600), primary_key=True),
+        sa.Column("user_uid", sa.String(256), nullable=True),
+        sa.Column("delivered", sa.Boolean, nullable=False),
+        sa.Column("failed_runs", sa.Integer, nullable=False),
+        sa.Column("last_status", sa.Integer, nullable=True),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    snapshot.create_all(connection)
+
+
+def _migration_3_resend(connection: sa.Connection) -> None:
+    """Version 3: users to resend whole after a merge."""
+    snapshot = sa.MetaData()
+    sa.Table(
+        "cs_resend",
+        snapshot,
+        sa.Column("sync", sa.String(128), primary_key=True),
+        sa.Column("user_uid", sa.String(256), primary_key=True),
+        sa.Column("marks", sa.Integer, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    snapshot.create_all(connection)
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [
+    _migration_1_users_syncs,
+    _migration_2_items,
+    _migration_3_resend,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -166,6 +279,10 @@ class ItemOutcome:
     error: str | None
 
 
+class StateSchemaError(RuntimeError):
+    """The store cannot be used by this code (its schema is newer): the message says what to do."""
+
+
 class StateStore:
     def __init__(self, url: str | None = None):
         self.url = url or default_state_url()
@@ -177,23 +294,59 @@ class StateStore:
 
     # -- schema -------------------------------------------------------------------------------------
     def migrate(self) -> int:
-        """Bring the store to SCHEMA_VERSION; returns the version found before."""
-        with self.engine.begin() as connection:
-            if self.engine.dialect.name == "postgresql":
-                # two processes opening a new store at once must not both create the tables
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7240117)"))
+        """Bring the store to SCHEMA_VERSION; returns the version found before.
+
+        A store already at this version is only read. Otherwise the migrations run in one transaction that
+        holds the schema lock, and the version is read again under it: a process that waited finds the work
+        done by the one before it."""
+        with self.engine.connect() as connection:
+            found = self._schema_version(connection)
+        if found == SCHEMA_VERSION:
+            return found
+        with self._schema_lock() as connection:
             schema_version.create(connection, checkfirst=True)
-            found = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
-            if found > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"the sync state store {display_url(self.url)} has schema version {found}, newer than this "
-                    f"code's {SCHEMA_VERSION}: upgrade contentstack_assets"
-                )
+            found = self._schema_version(connection)
+            self._check_not_newer(found)
             for version in range(found + 1, SCHEMA_VERSION + 1):
-                for table in MIGRATIONS[version - 1]:
-                    table.create(connection, checkfirst=True)
+                MIGRATIONS[version - 1](connection)
                 connection.execute(schema_version.insert().values(version=version))
         return found
+
+    @staticmethod
+    def _schema_version(connection: sa.Connection) -> int:
+        if not sa.inspect(connection).has_table(schema_version.name):
+            return 0
+        return connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+
+    def _check_not_newer(self, found: int) -> None:
+        if found > SCHEMA_VERSION:
+            raise StateSchemaError(
+                f"the sync state store {display_url(self.url)} has schema version {found}, newer than the "
+                f"{SCHEMA_VERSION} this contentstack_assets knows: a newer release wrote it. Upgrade "
+                f"contentstack_assets where this runs (or point {STATE_URL_ENV} at another store); "
+                "the store was left as it is."
+            )
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[sa.Connection]:
+        """A transaction that holds the store's schema lock from its first statement.
+
+        PostgreSQL: a transaction-scoped advisory lock. SQLite: `BEGIN IMMEDIATE`, which takes the database's
+        write lock at once (waiting up to the busy timeout for a process that holds it); the driver's own
+        lazy BEGIN would start a read transaction, in which two processes both find no tables and both
+        create them (`table ... already exists`)."""
+        dialect = self.engine.dialect.name
+        with self.engine.connect() as connection:
+            if dialect == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            elif dialect == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7240117)"))
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
 
     # -- users --------------------------------------------------------------------------------------
     def load_fingerprints(self, sync: str, user_uids: pd.Series | None = None) -> pd.DataFrame:
@@ -430,6 +583,122 @@ class StateStore:
             ).all()
         return total, [dict(row._mapping) for row in sample]
 
+    # -- users to resend whole ------------------------------------------------------------------
+    def mark_for_resend(self, sync: str, reasons: dict[str, str]) -> None:
+        """These users of users sync `sync` (uid -> why) are to be resent whole (engine/resend.py)."""
+        if reasons:
+            self._write(lambda connection: self._mark_for_resend(connection, sync, reasons, utcnow()))
+
+    def _mark_for_resend(
+        self, connection: sa.Connection, sync: str, reasons: dict[str, str], now: dt.datetime
+    ) -> None:
+        """In the caller's transaction: the users' state forgets what was delivered to them (the next push
+        plans them as changed with nothing delivered, so it sends every non-null attribute), and each
+        counts one more mark in `cs_resend` (so a push whose window does not hold them reads them again)."""
+        uids = sorted(reasons)
+        self._forget_delivered(connection, sync, uids)
+        rows = [
+            {"sync": sync, "user_uid": uid, "marks": 1, "reason": reasons[uid], "marked_at": now}
+            for uid in uids
+        ]
+        statement = self._insert(resend)
+        if statement is not None:
+            statement = statement.on_conflict_do_update(
+                index_elements=[resend.c.sync, resend.c.user_uid],
+                set_={
+                    "marks": resend.c.marks + 1,
+                    "reason": statement.excluded.reason,
+                    "marked_at": statement.excluded.marked_at,
+                },
+            )
+            for start in range(0, len(rows), 2000):
+                connection.execute(statement, rows[start : start + 2000])
+            return
+        existing: set[str] = set()
+        for start in range(0, len(uids), 1000):
+            existing.update(
+                uid
+                for (uid,) in connection.execute(
+                    sa.select(resend.c.user_uid)
+                    .where(resend.c.sync == sync, resend.c.user_uid.in_(uids[start : start + 1000]))
+                    .order_by(resend.c.user_uid)
+                    .with_for_update()
+                )
+            )
+        new_rows = [row for row in rows if row["user_uid"] not in existing]
+        if new_rows:
+            connection.execute(resend.insert(), new_rows)
+        again = [
+            {"uid": r["user_uid"], "why": r["reason"], "at": now} for r in rows if r["user_uid"] in existing
+        ]
+        if again:
+            connection.execute(
+                resend.update()
+                .where(resend.c.sync == sync, resend.c.user_uid == sa.bindparam("uid"))
+                .values(marks=resend.c.marks + 1, reason=sa.bindparam("why"), marked_at=sa.bindparam("at")),
+                again,
+            )
+
+    def forget_delivered(self, sync: str, user_uids: Iterable[str]) -> None:
+        """The state of these users stops claiming any delivered value: the next plan sends them whole."""
+        uids = sorted(set(user_uids))
+        if uids:
+            self._write(lambda connection: self._forget_delivered(connection, sync, uids))
+
+    def _forget_delivered(self, connection: sa.Connection, sync: str, uids: list[str]) -> None:
+        for start in range(0, len(uids), 1000):
+            where = (users.c.sync == sync) & users.c.user_uid.in_(uids[start : start + 1000])
+            if self.engine.dialect.name == "postgresql":  # lock in uid order, as every other write does
+                connection.execute(
+                    sa.select(users.c.user_uid).where(where).order_by(users.c.user_uid).with_for_update()
+                ).all()
+            connection.execute(users.update().where(where).values(fingerprint=None, delivered="{}"))
+
+    def pending_resends(self, sync: str, limit: int | None = None) -> dict[str, int]:
+        """The users of users sync `sync` to resend whole, oldest mark first: uid -> marks."""
+        statement = (
+            sa.select(resend.c.user_uid, resend.c.marks)
+            .where(resend.c.sync == sync)
+            .order_by(resend.c.marked_at, resend.c.user_uid)
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        with self.engine.connect() as connection:
+            return dict(connection.execute(statement).all())
+
+    def settle_resends(self, sync: str, marks: dict[str, int], regardless: Iterable[str] = ()) -> None:
+        """After a push: remove the marks it took care of.
+
+        `marks` are the ones read before the push (uid -> count); a mark counted again meanwhile (a merge of
+        another run) stays for the next push. A mark goes when the user's state now holds a delivery
+        (values and fingerprint, no failure since): the push sent it whole, or found nothing to send. The
+        users in `regardless` (gone from the source, or with nothing to send) lose their marks anyway."""
+        if not marks:
+            return
+        forced = set(regardless) & set(marks)
+        state = users.alias("state")
+        delivered = sa.exists().where(
+            state.c.sync == sync,
+            state.c.user_uid == resend.c.user_uid,
+            state.c.fingerprint.is_not(None),
+            state.c.failed_runs == 0,
+        )
+        same_mark = (
+            (resend.c.sync == sync)
+            & (resend.c.user_uid == sa.bindparam("uid"))
+            & (resend.c.marks == sa.bindparam("count"))
+        )
+        settled = [{"uid": uid, "count": marks[uid]} for uid in sorted(marks) if uid not in forced]
+        dropped = [{"uid": uid, "count": marks[uid]} for uid in sorted(forced)]
+
+        def write(connection: sa.Connection) -> None:
+            if settled:
+                connection.execute(resend.delete().where(same_mark, delivered), settled)
+            if dropped:
+                connection.execute(resend.delete().where(same_mark), dropped)
+
+        self._write(write)
+
     # -- delivered-once items -------------------------------------------------------------------
     def delivered_items(self, sync: str, item_ids: Iterable[str]) -> set[str]:
         ids = list(item_ids)
@@ -449,13 +718,19 @@ class StateStore:
         return found
 
     def record_item_requests(
-        self, sync: str, run_id: str, requests: Sequence[tuple[Sequence[ItemOutcome], UserOutcome]]
+        self,
+        sync: str,
+        run_id: str,
+        requests: Sequence[tuple[Sequence[ItemOutcome], UserOutcome]],
+        resend_in: Sequence[str] = (),
     ) -> None:
         """Write delivered-once items and the log row of the request that carried them, in one transaction
         (retried as a whole if the database aborts it, see `_write`).
 
         A failure counts one more failed run; a failure never undoes an item already delivered (an
-        overlapping run that read it earlier may report late).
+        overlapping run that read it earlier may report late). `resend_in` (a merges sync: the users syncs
+        that depend on it): the user of each delivered item is marked to be resent whole in each of them,
+        in the same transaction (`mark_for_resend`), so a confirmed merge is never without its mark.
         """
         if not requests:
             return
@@ -469,10 +744,13 @@ class StateStore:
             key=lambda row: row["item_id"],
         )
         log_rows = [_log_row(sync, run_id, log, now) for _, log in requests]
+        marked = {o.user_uid: f"{sync}: {o.item_id.replace(chr(9), ' -> ')}" for o in delivered.values()}
 
         def write(connection: sa.Connection) -> None:
             self._write_item_rows(connection, sync, rows)
             _insert_many(connection, sync_log, log_rows) or connection.execute(sync_log.insert(), log_rows)
+            for users_sync in sorted(set(resend_in)) if marked else ():
+                self._mark_for_resend(connection, users_sync, marked, now)
 
         self._write(write)
 
@@ -535,6 +813,23 @@ class StateStore:
                 ),
                 retried,
             )
+
+    def item_failed_runs(self, sync: str, item_ids: Iterable[str]) -> dict[str, int]:
+        """For these items not delivered: the number of runs in a row whose attempt failed."""
+        ids = sorted(set(item_ids))
+        found: dict[str, int] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 1000):
+                found.update(
+                    connection.execute(
+                        sa.select(items.c.item_id, items.c.failed_runs).where(
+                            items.c.sync == sync,
+                            items.c.delivered.is_(False),
+                            items.c.item_id.in_(ids[start : start + 1000]),
+                        )
+                    ).all()
+                )
+        return found
 
     def undelivered_items(self, sync: str, limit: int | None = None) -> list[dict]:
         """Items whose last attempt failed, oldest first."""
@@ -1025,10 +1320,11 @@ def _make_engine(url: str) -> sa.Engine:
         def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
             # WAL lets a reader (the UI, the log CLI) and a writer (a run) work at once; NORMAL is still
             # crash-safe in WAL mode; the busy timeout lets overlapping runs wait for each other's commits
+            # (the timeout first: switching a new file to WAL takes a lock another process may hold)
             cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
     return engine

@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from contentstack_assets.engine.merges import TARGET_UID, merges_source_columns, push_merges
+from contentstack_assets.engine.resend import resend_syncs
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import MergesSync, SyncsSpec
@@ -27,6 +28,7 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
     source_key = dg.AssetKey([name, "source_merges"])
     push_key = dg.AssetKey([name, "personalize_merges"])
     columns = merges_source_columns(sync)
+    resend_in = resend_syncs(spec, name)  # users syncs whose merged users are resent whole afterwards
 
     @dg.asset(
         key=source_key,
@@ -57,6 +59,14 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
             f"Anonymous users of the {name} sync merged into known ones in Personalize project "
             f"{sync.destination.project_uid}: each pair once"
         ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "delivery_failures",
+                asset=push_key,
+                description=f"Share of pairs whose merge failed (error above {sync.max_failed_share:.0%}, "
+                f"stuck pairs, failed in {sync.stuck_after_runs}+ runs, left out)",
+            )
+        ],
     )
     def personalize_merges(
         context: dg.AssetExecutionContext,
@@ -76,6 +86,7 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
                 run_id=context.run.run_id,
                 dry_run=config.dry_run,
                 log=context.log.info,
+                resend_in=resend_in,
             )
         report = result.report
         failures = markdown_table(
@@ -107,16 +118,48 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
         }
         if config.dry_run:
             metadata["plan_sample"] = markdown_table(result.plan.sample(), ["source_uid", "target_uid"])
-        yield dg.MaterializeResult(metadata=metadata)
+        # A few failed pairs warn and let the run go on: a users push that depends on this sync still runs
+        # (a pair merged by a later run marks its user to be resent whole, engine/resend.py). Above
+        # `max_failed_share`, or when delivery stopped on refusals, the destination is the problem: fail.
+        fails_step = bool(report.stopped) or result.failed_share > sync.max_failed_share
+        yield dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="delivery_failures",
+                    passed=report.failed == 0,
+                    severity=dg.AssetCheckSeverity.ERROR if fails_step else dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "num_failures": report.failed,
+                        "failed_share": round(result.failed_share, 4),
+                        "threshold": sync.max_failed_share,
+                        "merges_stuck": result.merges_stuck,
+                        "failures": failures,
+                    },
+                )
+            ],
+        )
         if report.failed:
             first_request, first = report.failures[0] if report.failures else (None, None)
+            summary = (
+                f"{name}: {report.failed} of {report.delivered + report.failed} merges failed after retries "
+                f"(first: {first_request.source_uid + ' -> ' + first_request.target_uid if first_request else '?'}: "
+                f"{first.error if first else '?'}); {report.delivered} were merged"
+                + (
+                    f", {result.merges_stuck} failed in {sync.stuck_after_runs}+ runs (stuck)"
+                    if result.merges_stuck
+                    else ""
+                )
+                + ". The failed pairs are retried by the next run."
+            )
+            if not fails_step:
+                context.log.warning(
+                    f"{summary} Below max_failed_share ({sync.max_failed_share:.0%}, stuck pairs left out): "
+                    "the run goes on."
+                )
+                return
             raise dg.Failure(
-                description=(
-                    f"{name}: {report.failed} of {report.delivered + report.failed} merges failed after retries "
-                    f"(first: {first_request.source_uid + ' -> ' + first_request.target_uid if first_request else '?'}: "
-                    f"{first.error if first else '?'}); {report.delivered} were merged. "
-                    "The failed pairs are retried by the next run."
-                ),
+                description=(f"{name}: {report.stopped}. " if report.stopped else "") + summary,
                 metadata={"failures": failures},
             )
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from contentstack_assets.engine.convert import shorten
 from contentstack_assets.engine.source import SourceError
+from contentstack_assets.engine.state import StateSchemaError
 from contentstack_assets.personalize.client import PersonalizeError
 
 T = TypeVar("T")
@@ -57,8 +58,9 @@ def failures_sample(
 
 @contextmanager
 def user_errors():
-    """Errors the user must fix (source, API configuration) become one clear Dagster failure, not a traceback."""
+    """Errors the user must fix (source, API configuration, a state store newer than the code) become one
+    clear Dagster failure, not a traceback."""
     try:
         yield
-    except (SourceError, PersonalizeError) as error:
+    except (SourceError, PersonalizeError, StateSchemaError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None

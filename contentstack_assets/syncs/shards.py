@@ -36,13 +36,20 @@ import pandas as pd
 
 from contentstack_assets.engine.mapping import REJECTION, UID
 from contentstack_assets.engine.plan import UserRequest
-from contentstack_assets.engine.push import SourceShrankError, push_users
+from contentstack_assets.engine.push import SourceShrankError
+from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.personalize.client import Response
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SpecError, SyncsSpec, UsersSync
-from contentstack_assets.syncs.partitions import scope_of
+from contentstack_assets.syncs.partitions import is_partitioned_run, scope_of
 from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample, user_errors
-from contentstack_assets.syncs.users import PushConfig, delivery_check, delivery_failure, push_asset_key
+from contentstack_assets.syncs.users import (
+    PushConfig,
+    delivery_check,
+    delivery_failure,
+    push_asset_key,
+    require_attribute_keys,
+)
 
 # Shard summaries are small objects handed from the shard steps to the summary step. They go through a
 # filesystem IO manager (under $DAGSTER_HOME/storage, like the frames under $DAGSTER_HOME/frames), which
@@ -107,6 +114,8 @@ SUMMED = (
     "users_delivered",
     "users_failed",
     "requests_sent",
+    "users_resent_after_merge",
+    "rows_reread",
 )
 
 
@@ -190,14 +199,18 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
     ) -> ShardSummary:
         started_at = time.time()
         rows = shard_rows(mapped_attributes, index, shards)
+        require_attribute_keys(sync, personalize)  # also when mapped_attributes was not part of this run
         client = None if config.dry_run else personalize.edge(sync.destination, concurrency)
         try:
             with user_errors():
-                result = push_users(
+                # this shard's users a merge overwrote are resent whole (read again outside the run's days)
+                result, resends = push_users_resending(
                     sync,
                     rows,
-                    client=client,
                     store=sync_state.store(),
+                    partitioned=is_partitioned_run(context),
+                    owns=lambda uids: shard_of(uids, shards) == index,
+                    client=client,
                     run_id=context.run.run_id,
                     scope=scope_of(context),
                     dry_run=config.dry_run,
@@ -209,7 +222,11 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
                 )
         except SourceShrankError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
-        counts = result.counts
+        counts = {
+            **result.counts,
+            "users_resent_after_merge": len(resends.present),
+            "rows_reread": resends.rows_reread,
+        }
         context.add_output_metadata({**counts, "shard": f"{index + 1}/{shards}", "concurrency": concurrency})
         return ShardSummary(
             index=index,

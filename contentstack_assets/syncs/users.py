@@ -7,13 +7,20 @@ import pandas as pd
 import pandera.pandas as pa
 
 from contentstack_assets.engine.mapping import map_users, rejected_rows, source_columns, valid_rows
-from contentstack_assets.engine.push import SourceShrankError, push_users
+from contentstack_assets.engine.push import SourceShrankError
+from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.schema import validate_valid_rows
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SyncsSpec, UsersSync
 from contentstack_assets.syncs import cadence
-from contentstack_assets.syncs.partitions import backfill_policy, daily_partitions, scope_of, window_of
+from contentstack_assets.syncs.partitions import (
+    backfill_policy,
+    daily_partitions,
+    is_partitioned_run,
+    scope_of,
+    window_of,
+)
 from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample, user_errors
 
 
@@ -147,14 +154,17 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         sync_state: SyncStateResource,
     ):
         started = time.perf_counter()
+        require_attribute_keys(sync, personalize)  # also when mapped_attributes was not part of this run
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
         try:
             with user_errors():
-                result = push_users(
+                # users a merge overwrote are resent whole, read again when this run's days miss them
+                result, resends = push_users_resending(
                     sync,
                     mapped_attributes,
-                    client=client,
                     store=sync_state.store(),
+                    partitioned=is_partitioned_run(context),
+                    client=client,
                     run_id=context.run.run_id,
                     scope=scope_of(context),
                     dry_run=config.dry_run,
@@ -169,6 +179,8 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         metadata = {
             **counts,
             "users_to_send": result.plan.users_to_send,
+            "users_resent_after_merge": len(resends.present),
+            "rows_reread": resends.rows_reread,
             "duration_s": round(time.perf_counter() - started, 3),
             "latency_p50_ms": round(report.percentile_ms(50), 2),
             "latency_p95_ms": round(report.percentile_ms(95), 2),
@@ -276,6 +288,37 @@ def _schema_failures(valid: pd.DataFrame, sync: UsersSync) -> dg.MetadataValue |
     return None
 
 
+def missing_attribute_keys(sync: UsersSync, listed: list[dict]) -> list[str]:
+    """The spec's attribute keys that the project's attribute list (Management API) lacks."""
+    known = {item.get("key") for item in listed}
+    return sorted(key for key in sync.attributes if key not in known)
+
+
+def missing_keys_message(sync: UsersSync, missing: list[str]) -> str:
+    return (
+        f"missing in project {sync.destination.project_uid}: {', '.join(missing)}: create them in Personalize "
+        "(Attributes) with these exact keys, or fix the spec"
+    )
+
+
+def require_attribute_keys(sync: UsersSync, personalize: PersonalizeResource) -> None:
+    """The push's own guard, before any client exists: with a management token, a spec key missing from the
+    project fails the step with the check's message.
+
+    The blocking `attribute_keys_exist` check stops the push in a run that also maps the rows, but
+    mapped_attributes is stored before its check fails, and a later run of the push alone ("Materialize
+    selected" in the UI) loads that stored frame without running the check."""
+    with user_errors():
+        listed = personalize.list_attributes(sync.destination)
+    missing = [] if listed is None else missing_attribute_keys(sync, listed)
+    if missing:
+        raise dg.Failure(
+            description=missing_keys_message(sync, missing),
+            metadata={"missing_keys": missing},
+            allow_retries=False,
+        )
+
+
 def _attribute_check(sync: UsersSync, listed: list[dict] | None) -> dg.AssetCheckResult:
     if listed is None:
         return dg.AssetCheckResult(
@@ -283,17 +326,15 @@ def _attribute_check(sync: UsersSync, listed: list[dict] | None) -> dg.AssetChec
             passed=True,
             metadata={"checked": False, "reason": "no management token configured: keys not checked"},
         )
-    known = {item.get("key") for item in listed}
-    missing = sorted(key for key in sync.attributes if key not in known)
+    missing = missing_attribute_keys(sync, listed)
     return dg.AssetCheckResult(
         check_name="attribute_keys_exist",
         passed=not missing,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"missing in project {sync.destination.project_uid}: {', '.join(missing)}: create them in Personalize "
-            "(Attributes) with these exact keys, or fix the spec"
-            if missing
-            else None
-        ),
-        metadata={"checked": True, "missing_keys": missing, "project_attributes": len(known)},
+        description=missing_keys_message(sync, missing) if missing else None,
+        metadata={
+            "checked": True,
+            "missing_keys": missing,
+            "project_attributes": len({item.get("key") for item in listed}),
+        },
     )

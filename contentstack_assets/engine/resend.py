@@ -1,0 +1,161 @@
+"""Users a merge overwrote: the next push of each users sync that depends on the merges sync resends them whole.
+
+On a merge the Edge keeps the anonymous (source) user's value wherever both users have one, so after it the
+known user's values in Personalize are no longer those the users sync's state says it delivered, and a push
+that compares the warehouse with that state would send nothing. When a merge is confirmed, the merges push
+marks its target in every users sync of the same project that `depends_on` the merges sync, in the same
+transaction (`StateStore.record_item_requests(..., resend_in=...)`): the user's state forgets what it was
+sent, and `cs_resend` keeps the user's uid. The users push then plans that user as changed with nothing
+delivered, and sends every non-null attribute of its row.
+
+What this module adds is the push's side of it:
+- `find_resends`: the marked users this push owns; a partitioned run reads the users updated in its days, so
+  a marked user of other days is read again from the source by uid, and its mapped row joins the run's rows
+  (the same row rules, the same plan, the same delivery);
+- before delivery the push forgets those users' state again (`StateStore.forget_delivered`): a users push
+  of another run may have recorded a delivery planned before the merge landed;
+- `StateStore.settle_resends` after the push removes the marks it took care of (the user is delivered in the
+  state, has nothing to send, or is no longer in the source). A marked user whose row is rejected keeps
+  its mark, and is read again by each run until its row is valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from contentstack_assets.engine.mapping import REJECTION, ROW, UID, map_users, source_columns
+from contentstack_assets.engine.push import PushResult, push_users
+from contentstack_assets.engine.source import SourceReader
+from contentstack_assets.engine.state import StateStore
+from contentstack_assets.spec import SyncsSpec, UsersSync
+
+MAX_REREAD = 20_000  # marked users read again per run, oldest marks first; the others wait for the next run
+
+
+def resend_syncs(spec: SyncsSpec, merges_sync: str) -> list[str]:
+    """The users syncs whose users a merge by `merges_sync` overwrites: same project, `depends_on` it."""
+    merges = spec.get(merges_sync)
+    return [
+        sync.name
+        for sync in spec.syncs
+        if sync.kind == "users"
+        and merges_sync in sync.depends_on
+        and sync.destination.project_uid == merges.destination.project_uid
+    ]
+
+
+def read_users_by_uid(sync: UsersSync, uids: Sequence[str], batch: int = 5000) -> pd.DataFrame:
+    """The source rows of these user uids (any day), in the columns `source_columns` names."""
+    columns = source_columns(sync)
+    frames = [
+        SourceReader(sync.source, columns).read(
+            text_in=(sync.match.column, list(uids[start : start + batch]))
+        )
+        for start in range(0, len(uids), batch)
+    ]
+    if not frames:
+        return pd.DataFrame({column: pd.Series([], dtype=object) for column in columns})
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class Resends:
+    """The marked users one push owns, and what it found of them."""
+
+    marks: dict[str, int] = field(default_factory=dict)  # uid -> marks, as read before the push
+    rows: pd.DataFrame | None = None  # mapped rows of marked users read again outside the run's window
+    gone: list[str] = field(default_factory=list)  # marked users the source no longer holds
+    nothing_to_send: list[str] = field(default_factory=list)  # valid rows whose every attribute is null
+
+    @property
+    def rows_reread(self) -> int:
+        return 0 if self.rows is None else len(self.rows)
+
+    @property
+    def present(self) -> list[str]:
+        gone = set(self.gone)
+        return [uid for uid in self.marks if uid not in gone]
+
+    def with_rows(self, mapped: pd.DataFrame) -> pd.DataFrame:
+        """The run's mapped rows followed by the rows read again."""
+        if not self.rows_reread:
+            return mapped
+        return pd.concat([mapped.reset_index(drop=True), self.rows], ignore_index=True)
+
+
+def find_resends(
+    sync: UsersSync,
+    mapped: pd.DataFrame,
+    store: StateStore,
+    *,
+    partitioned: bool,
+    owns: Callable[[list[str]], np.ndarray] | None = None,
+    read: Callable[[UsersSync, Sequence[str]], pd.DataFrame] = read_users_by_uid,
+) -> Resends:
+    """The marked users of this push (`owns(uids)`: a mask of those a shard owns), with the rows of those
+    outside `mapped` read again when the run is `partitioned` (an unpartitioned run read the whole source,
+    so a marked user missing from it is gone)."""
+    marks = store.pending_resends(sync.name, limit=MAX_REREAD)
+    if owns is not None and marks:
+        uids = list(marks)
+        marks = {uid: marks[uid] for uid, owned in zip(uids, owns(uids), strict=True) if owned}
+    if not marks:
+        return Resends()
+    in_run = mapped.loc[mapped[UID].isin(list(marks))]
+    present = set(in_run[UID])
+    rows = None
+    outside = sorted(set(marks) - present)
+    if outside and partitioned:
+        raw = read(sync, outside)
+        if len(raw):
+            rows = map_users(raw, sync)
+            rows[ROW] += len(mapped)  # numbered after the run's own rows
+            present.update(rows[UID].dropna())
+    marked_rows = in_run if rows is None else pd.concat([in_run, rows], ignore_index=True)
+    return Resends(
+        marks=marks,
+        rows=rows,
+        gone=sorted(set(marks) - present),
+        nothing_to_send=_nothing_to_send(sync, marked_rows),
+    )
+
+
+def _nothing_to_send(sync: UsersSync, rows: pd.DataFrame) -> list[str]:
+    """Valid rows whose attributes are all null under `nulls: skip`: no request can carry them."""
+    if sync.nulls == "send" or rows.empty:
+        return []
+    valid = rows.loc[rows[REJECTION].isna()]
+    empty = valid[list(sync.attributes)].isna().all(axis=1).to_numpy()
+    return sorted(valid.loc[empty, UID])
+
+
+def push_users_resending(
+    sync: UsersSync,
+    mapped: pd.DataFrame,
+    *,
+    store: StateStore,
+    partitioned: bool,
+    owns: Callable[[list[str]], np.ndarray] | None = None,
+    log: Callable[[str], None] = print,
+    **push: Any,
+) -> tuple[PushResult, Resends]:
+    """`push_users` (same keyword arguments) with the marked users of this push resent whole: read again
+    if outside the run's rows, forgotten in the state before delivery, their marks settled after it."""
+    resends = find_resends(sync, mapped, store, partitioned=partitioned, owns=owns)
+    if resends.marks:
+        log(
+            f"{sync.name}: {len(resends.marks)} users marked for a full resend after a merge "
+            f"({resends.rows_reread} rows read again from the source, {len(resends.gone)} no longer in it)"
+        )
+    dry_run = push.get("dry_run", False)
+    if not dry_run:
+        store.forget_delivered(sync.name, resends.present)
+    result = push_users(sync, resends.with_rows(mapped), store=store, log=log, **push)
+    if not dry_run:
+        store.settle_resends(sync.name, resends.marks, regardless=[*resends.gone, *resends.nothing_to_send])
+    return result, resends
