@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,26 @@ def _engine(url: str) -> sa.Engine:
 
 
 def engine_for(source: SourceSpec) -> sa.Engine:
+    _check_sqlite_file(source)
     return _engine(source.url.get_secret_value())
+
+
+def _check_sqlite_file(source: SourceSpec) -> None:
+    """A SQLite source must name an existing file: SQLite would create an empty one on connect, and the read
+    would then blame a missing table for what is a mistyped path."""
+    url = sa.engine.make_url(source.url.get_secret_value())
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return
+    if database.startswith("file:"):  # a URI filename (`?uri=true`): file:PATH?mode=...
+        if url.query.get("mode") == "memory" or "mode=memory" in database:
+            return
+        database = database.removeprefix("file:").split("?", 1)[0]
+    if not Path(database).exists():
+        raise SourceError(
+            f"source {source.display_url}: the SQLite database file {database} does not exist "
+            "(check source.url; a relative path is relative to the spec file)"
+        )
 
 
 def _scrub(source: SourceSpec, text: str) -> str:
