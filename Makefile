@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 EMULATOR_PORT ?= 8787
+# the emulator's management token in the demo (one copy, in demo.py): with it the attribute-key checks run
+DEMO_MANAGEMENT_TOKEN := $(shell sed -n 's/^DEMO_MANAGEMENT_TOKEN = "\(.*\)"$$/\1/p' contentstack_assets/demo.py)
 
-.PHONY: install demo test test-fast dev emulator lint format bench clean
+.PHONY: install demo test test-fast dev log emulator lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +33,15 @@ dev: install
 	@[ -f demo/users.db ] || $(BIN)/python -c "from contentstack_assets.demo import create_demo_database; create_demo_database()"
 	@$(BIN)/python -m contentstack_assets.emulator --port $(EMULATOR_PORT) --project-uid demo00000000000000000001 \
 		--attributes plan,ltv,orders,vip,signup_at,birthday --events purchase,signup,newsletter_opt_in \
-		--latency-ms 5 & echo $$! > $(DAGSTER_HOME)/emulator.pid
-	PERSONALIZE_EDGE_URL=http://127.0.0.1:$(EMULATOR_PORT) $(BIN)/dagster dev -w workspace.yaml; \
+		--management-token $(DEMO_MANAGEMENT_TOKEN) --latency-ms 5 & echo $$! > $(DAGSTER_HOME)/emulator.pid
+	PERSONALIZE_EDGE_URL=http://127.0.0.1:$(EMULATOR_PORT) PERSONALIZE_MANAGEMENT_URL=http://127.0.0.1:$(EMULATOR_PORT) \
+		PERSONALIZE_MANAGEMENT_TOKEN=$(DEMO_MANAGEMENT_TOKEN) $(BIN)/dagster dev -w workspace.yaml; \
 		kill $$(cat $(DAGSTER_HOME)/emulator.pid) 2>/dev/null || true
+
+# the sync log of one user in the state of `make demo` / `make dev` (`make log UID=usr_000042`)
+log: install
+	@[ -n "$(UID)" ] || { echo "usage: make log UID=<user uid>"; exit 2; }
+	@DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m contentstack_assets.log '$(UID)'
 
 emulator: install
 	$(BIN)/python -m contentstack_assets.emulator --port $(EMULATOR_PORT)

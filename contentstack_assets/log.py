@@ -10,14 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+import sqlalchemy as sa
 
 from contentstack_assets.engine.state import StateSchemaError, StateStore, default_state_url, display_url
 
+PROG = "python -m contentstack_assets.log"
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m contentstack_assets.log", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("user_uid")
     parser.add_argument("--sync", help="only this sync")
     parser.add_argument("--limit", type=int, default=20)
@@ -25,18 +28,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
 
+    url = args.state_url or default_state_url()
     try:
-        store = StateStore(args.state_url or default_state_url())
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return _error(
+            "--state-url is not a SQLAlchemy URL (e.g. sqlite:///.dagster_home/contentstack_state.db)"
+        )
+    shown = parsed.render_as_string(hide_password=True)
+    if _missing_sqlite_file(parsed):
+        return _error(
+            f"no sync state at {shown}: the file does not exist (run with the DAGSTER_HOME or "
+            "CONTENTSTACK_STATE_URL of the syncs, e.g. `make log UID=...` for the demo)"
+        )
+    try:
+        store = StateStore(url)
+        requests = store.log_for_user(args.user_uid, args.sync, args.limit)
+        rejections = store.rejections_for_user(args.user_uid, args.sync, args.limit)
+        states = [
+            state
+            for sync in sorted({row["sync"] for row in requests} | ({args.sync} if args.sync else set()))
+            if (state := store.user_state(sync, args.user_uid))
+        ]
     except StateSchemaError as error:
-        print(error, file=sys.stderr)
-        return 2
-    requests = store.log_for_user(args.user_uid, args.sync, args.limit)
-    rejections = store.rejections_for_user(args.user_uid, args.sync, args.limit)
-    states = [
-        state
-        for sync in sorted({row["sync"] for row in requests} | ({args.sync} if args.sync else set()))
-        if (state := store.user_state(sync, args.user_uid))
-    ]
+        return _error(str(error))
+    except (sa.exc.SQLAlchemyError, ImportError) as error:
+        return _error(f"cannot read the sync state at {shown}: {_first_line(error, parsed.password)}")
     if args.json:
         for record in [
             *({"state": s} for s in states),
@@ -68,6 +85,27 @@ def main(argv: list[str] | None = None) -> int:
         print("  nothing recorded for this user")
         return 1
     return 0
+
+
+def _error(message: str) -> int:
+    """One line on stderr, no traceback: the user needs the problem, not the stack."""
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return 2
+
+
+def _missing_sqlite_file(url: sa.URL) -> bool:
+    # SQLite would create an empty store there and report nothing recorded, hiding the mistyped path
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return False
+    return not Path(database).exists()
+
+
+def _first_line(error: BaseException, password: str | None) -> str:
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    line = lines[0] if lines else type(original).__name__
+    return line.replace(password, "***") if password else line
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from contentstack_assets.engine.convert import ATTRIBUTE_TYPES
+from contentstack_assets.engine.mapping import UID
 from contentstack_assets.personalize import regions
 
 SYNCS_FILE_ENV = "CONTENTSTACK_SYNCS_FILE"
@@ -178,6 +179,19 @@ class UsersSync(_SyncBase):
         description="stop when an unpartitioned read returns fewer rows than this share of the last run's",
     )
     shards: int = Field(1, ge=1, le=256)
+
+    @field_validator("attributes")
+    @classmethod
+    def _check_attribute_keys(cls, attributes: dict[str, AttributeSpec]) -> dict[str, AttributeSpec]:
+        # the mapped frame holds the attributes beside the uid and the engine's own `_`-prefixed columns:
+        # such a key would overwrite one of them and send data under the wrong user
+        for key in attributes:
+            if key == UID or key.startswith("_"):
+                raise ValueError(
+                    f"attribute key {key!r} is reserved ({UID!r} and keys starting with '_' name the "
+                    "sync's own columns): rename the attribute"
+                )
+        return attributes
 
     @model_validator(mode="after")
     def _check_source(self) -> UsersSync:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
@@ -27,6 +28,12 @@ def _reachable(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def postgres_address(url: str) -> tuple[str, int]:
+    """Where the test PostgreSQL listens: the host and port of its URL (TEST_POSTGRES_URL may move it)."""
+    parsed = sa.engine.make_url(url)
+    return parsed.host or "127.0.0.1", parsed.port or 5432
 
 
 def require_service(name: str, host: str, port: int) -> None:
@@ -74,7 +81,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_service("PostgreSQL", *postgres_address(POSTGRES_ADMIN_URL))
     name = f"cs_test_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -87,3 +94,22 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures tests recorded with `record_property` (faults injected, kills survived, ...): one line each
+    at the end of the run, so that CI logs show them and not only a JUnit XML nobody opens."""
+    recorded: dict[str, list[tuple[str, object]]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            properties = getattr(report, "user_properties", None)
+            # each phase's report carries what was recorded so far: keep the fullest
+            if properties and len(properties) > len(recorded.get(report.nodeid, [])):
+                recorded[report.nodeid] = list(properties)
+    if not recorded:
+        return
+    terminalreporter.write_sep("-", "figures recorded by tests")
+    for nodeid, properties in sorted(recorded.items()):
+        for name, value in properties:
+            shown = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+            terminalreporter.write_line(f"{nodeid} {name}={shown}")

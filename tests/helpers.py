@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 from collections.abc import Sequence
@@ -14,6 +15,13 @@ from contentstack_assets.definitions import build_definitions
 from contentstack_assets.spec import load_spec
 
 PROJECT_UID = "test0000000000000000proj"
+
+
+def json_text(value: object) -> str:
+    """A value as JSON text, to compare what reached the API: in Python `True == 1` and `1000 == 1000.0`,
+    so `==` on parsed values would pass a boolean sent as 1 or an integer sent as 1000.0."""
+    return json.dumps(value, sort_keys=True)
+
 
 # -- source tables ---------------------------------------------------------------------------------
 USER_COLUMNS = [

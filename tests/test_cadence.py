@@ -217,21 +217,106 @@ def test_sensor_of_a_partitioned_sync_requests_the_changed_days(tmp_path, instan
     )
     changed = _sense(defs, instance, first.cursor)
     [request] = changed.run_requests
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-02-10", "2024-02-13")
+    # from the watermark's day (rows at the watermark are re-read: one may have come in the same second)
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-05", "2024-02-13")
     assert json.loads(changed.cursor)["max_updated"] == "2024-02-12T23:30:00-02:00"
     emulator.reset()
-    result = run_job(spec, "users_sync", instance, partition_range=("2024-02-10", "2024-02-13"))
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-01-05", "2024-02-13"))
     assert result.success
-    assert push_metadata(result)["rows_read"] == 2
+    assert push_metadata(result)["rows_read"] == 3  # d05 again, unchanged: the plan sends nothing for it
     assert set(emulator.users()) == {"d02", "late"}
 
-    # one changed day: a single-partition run
+    # the watermark's row is read on its text's day (SQLite compares text) as well as on its UTC day
     with sqlite3.connect(path) as connection:
         connection.execute(
             "UPDATE users SET plan_name = 'max', updated_at = '2024-02-14 01:00:00' WHERE user_uid = 'd03'"
         )
+    changed = _sense(defs, instance, changed.cursor)
+    [request] = changed.run_requests
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-02-12", "2024-02-14")
+
+    # one changed day: a single-partition run
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "UPDATE users SET plan_name = 'max', updated_at = '2024-02-14 02:00:00' WHERE user_uid = 'd04'"
+        )
     [request] = _sense(defs, instance, changed.cursor).run_requests
     assert request.partition_key == "2024-02-14" and RANGE_START_TAG not in request.tags
+
+
+def test_sensor_sees_rows_loaded_in_the_same_second_as_the_watermark(tmp_path, instance):
+    path = tmp_path / "src.db"
+    defs = _defs(tmp_path, _partitioned(write_sqlite_table(path, ROWS)))
+    first = _sense(defs, instance, None)
+    assert json.loads(first.cursor)["max_updated"] == "2024-01-05 10:00:00"
+
+    # a batch load finishing within the second of the last probe's max(updated_at)
+    _insert(path, [dict(user_uid="same_second", plan_name="pro", updated_at="2024-01-05 10:00:00")])
+    changed = _sense(defs, instance, first.cursor)
+    [request] = changed.run_requests
+    assert request.partition_key == "2024-01-05"
+
+    # an idle source: the probe (max, count) is the same, so no run, although rows sit at the watermark
+    idle = _sense(defs, instance, changed.cursor)
+    assert not idle.run_requests and "unchanged" in idle.skip_message
+
+
+def test_sensor_with_a_probe_query_on_a_partitioned_sync_keeps_a_watermark(tmp_path, instance):
+    path = tmp_path / "src.db"
+    sync = _partitioned(write_sqlite_table(path, ROWS))
+    sync["source"]["probe_query"] = "SELECT group_concat(plan_name) FROM users"
+    defs = _defs(tmp_path, sync)
+    first = _sense(defs, instance, None)
+    [request] = first.run_requests
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-01", "2024-01-05")
+    assert json.loads(first.cursor) == {
+        "probe": "free,free,free,free,free",
+        "max_updated": "2024-01-05 10:00:00",
+    }
+
+    # only the probe decides: a touched updated_at with the same probe value starts nothing
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE users SET updated_at = '2024-01-06 09:00:00' WHERE user_uid = 'd01'")
+    assert "unchanged" in _sense(defs, instance, first.cursor).skip_message
+
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "UPDATE users SET plan_name = 'pro', updated_at = '2024-01-08 09:00:00' WHERE user_uid = 'd05'"
+        )
+    changed = _sense(defs, instance, first.cursor)
+    [request] = changed.run_requests
+    # the days since the last watermark, not start_date..today
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-06", "2024-01-08")
+    assert json.loads(changed.cursor)["max_updated"] == "2024-01-08 09:00:00"
+
+
+def test_the_sensor_reads_aggregates_only(tmp_path, instance):
+    """The changed days come from min/max in SQL: no statement brings the partition column's values over."""
+    path = tmp_path / "src.db"
+    defs = _defs(
+        tmp_path,
+        _partitioned(write_sqlite_table(path, ROWS + [dict(user_uid="x", updated_at="2024-01-09")])),
+    )
+    statements: list[str] = []
+
+    def capture(connection, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if connection.engine.url.database == str(path):  # the source's, not the Dagster instance's
+            statements.append(" ".join(statement.split()))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)
+    try:
+        first = _sense(defs, instance, None)
+        _insert(path, [dict(user_uid="later", plan_name="pro", updated_at="2024-01-10 10:00:00")])
+        [request] = _sense(defs, instance, first.cursor).run_requests
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", capture)
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-09", "2024-01-10")
+    reads = [statement for statement in statements if statement.upper().startswith("SELECT")]
+    assert any("min(" in statement and ">= ?" in statement for statement in reads), reads
+    for statement in reads:
+        selected = statement[len("SELECT ") : statement.upper().index(" FROM ")]
+        for item in selected.split(", "):
+            assert item.startswith(("count(", "min(", "max(")), statement
 
 
 def test_sensor_skips_what_it_cannot_probe_and_while_the_sync_runs(tmp_path, instance):
@@ -285,7 +370,13 @@ def test_sensor_on_postgres_timestamps(tmp_path, instance, postgres_url, column_
     assert "unchanged" in _sense(defs, instance, first.cursor).skip_message
     with engine.begin() as connection:
         connection.execute(sa.text("INSERT INTO users VALUES ('c', 'pro', '2024-01-07 12:00+00')"))
-    [request] = _sense(defs, instance, first.cursor).run_requests
+    changed = _sense(defs, instance, first.cursor)
+    [request] = changed.run_requests
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-04", "2024-01-07")
+    # a row at the very instant of the watermark (the cursor's text, read back as a timestamp) is seen
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO users VALUES ('d', 'pro', '2024-01-07 12:00+00')"))
+    [request] = _sense(defs, instance, changed.cursor).run_requests
     assert request.partition_key == "2024-01-07"
     engine.dispose()
 

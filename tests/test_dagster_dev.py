@@ -327,3 +327,23 @@ def test_dagster_dev_shows_the_demo_and_runs_a_backfill(tmp_path):
         assert emulator.stats()["by_endpoint"].get("GET /attributes") == 4
     assert time.monotonic() - started < 120
     assert living_in_group(server.pgid) == [], "processes of dagster dev outlived it"
+
+
+def test_make_dev_runs_the_key_checks_and_make_log_reads_the_demo_state():
+    """`make dev` gives the emulator and dagster dev the demo's management token; `make log` reads the state of
+    the demo's DAGSTER_HOME (printed with `make -n`: nothing runs)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+
+    def planned(*arguments: str) -> str:
+        env = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
+        return subprocess.run(
+            ["make", "-n", *arguments], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True
+        ).stdout
+
+    dev = planned("dev")
+    assert f"--management-token {DEMO_MANAGEMENT_TOKEN}" in dev
+    assert f"PERSONALIZE_MANAGEMENT_TOKEN={DEMO_MANAGEMENT_TOKEN}" in dev
+    log = planned("log", "UID=usr_000042")
+    assert f"DAGSTER_HOME={PROJECT_ROOT / '.dagster_home'} " in log
+    assert "-m contentstack_assets.log 'usr_000042'" in log

@@ -280,6 +280,30 @@ def test_a_source_database_that_does_not_exist_masks_the_password(tmp_path, inst
     assert_one_clear_paragraph(_step_failure(result), ":***@127.0.0.1", "no_such_database", "does not exist")
 
 
+def test_a_mistyped_sqlite_path_says_the_file_does_not_exist_and_creates_none(tmp_path, instance):
+    (tmp_path / "demo").mkdir()
+    write_sqlite_table(tmp_path / "demo" / "users.db", _rows(3))
+    with run_emulator_in_thread(EmulatorConfig()) as emulator:
+        sync = users_sync("sqlite:///demo/nope.db", emulator.url)  # relative to the spec file
+        result = run_job(write_spec(tmp_path / "syncs.yaml", [sync]), "users_sync", instance)
+        assert emulator.stats()["requests_total"] == 0
+    assert not result.success
+    missing = tmp_path / "demo" / "nope.db"
+    assert_one_clear_paragraph(
+        _step_failure(result), f"source sqlite:///{missing}", f"SQLite database file {missing} does not exist"
+    )
+    assert not missing.exists()  # SQLite would have created an empty file
+
+
+def test_an_in_memory_sqlite_source_is_not_taken_for_a_missing_file():
+    from contentstack_assets.engine.source import SourceError, SourceReader
+    from contentstack_assets.spec import SourceSpec
+
+    source = SourceSpec.model_validate({"url": "sqlite:///:memory:", "table": "users"})
+    with pytest.raises(SourceError, match="table 'users' does not exist"):
+        SourceReader(source, ["user_uid"]).read()
+
+
 def test_a_wrong_project_uid_stops_delivery_instead_of_sending_every_user(tmp_path, instance):
     """A thousand users and a project the Edge does not know: the sync stops after the first refusals
     (plus what was in flight) rather than sending a thousand requests that cannot succeed."""

@@ -234,6 +234,29 @@ def test_sync_log_is_queryable_from_python_and_the_cli(state_url, sync_env, emul
     assert "status=200 attempts=1" in human
 
 
+@pytest.mark.parametrize(
+    ("state_url", "words"),
+    [
+        ("not a url", "--state-url is not a SQLAlchemy URL"),
+        ("sqlite:///{tmp_path}/typo.db", "no sync state at sqlite:///{tmp_path}/typo.db: the file does not exist"),
+        ("postgresql+psycopg://etl:pw-s3cret@127.0.0.1:1/state", "cannot read the sync state at "
+         "postgresql+psycopg://etl:***@127.0.0.1:1/state: connection failed"),
+        ("nosuchdialect://host/db", "cannot read the sync state at nosuchdialect://host/db"),
+    ],
+)  # fmt: skip
+def test_the_sync_log_cli_reports_a_bad_state_url_in_one_line(tmp_path, capsys, state_url, words):
+    from contentstack_assets import log
+
+    assert log.main(["u0001", "--state-url", state_url.format(tmp_path=tmp_path)]) == 2
+    output = capsys.readouterr()
+    assert output.out == "" and output.err.count("\n") == 1, output
+    assert (
+        output.err.startswith("python -m contentstack_assets.log: ")
+        and words.format(tmp_path=tmp_path) in output.err
+    )
+    assert "pw-s3cret" not in output.err and not (tmp_path / "typo.db").exists()
+
+
 def test_latency_percentiles_and_failure_table_in_metadata(sync_env, emulator, instance):
     spec = sync_env(_rows(10))
     emulator.configure(fail_rate=1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import dagster as dg
@@ -149,31 +150,41 @@ def test_merges_run_before_the_users_push_and_the_warehouse_wins(tmp_path, emula
         )
         assert response.ok
 
-    user_spec = users_sync(url, emulator.url, depends_on=["identities"])
+    # named to sort after `users`: the in-process executor starts ready steps in name order, so only the
+    # depends_on edge can put the merges first
+    user_spec = users_sync(url, emulator.url, depends_on=["zz_links"])
     if partitioned:
         user_spec["source"].update(updated_at="updated_at", start_date="2024-01-01")
-    spec = write_spec(tmp_path / "syncs.yaml", [user_spec, merges_sync(url, emulator.url)])
+    spec = write_spec(tmp_path / "syncs.yaml", [user_spec, merges_sync(url, emulator.url, name="zz_links")])
     defs = build_definitions(load_spec(spec))
 
     graph = defs.resolve_asset_graph()
     users_push, merges_push = (
         dg.AssetKey(["users", "personalize_users"]),
-        dg.AssetKey(["identities", "personalize_merges"]),
+        dg.AssetKey(["zz_links", "personalize_merges"]),
     )
     assert merges_push in graph.get(users_push).parent_keys  # the lineage shows the edge
 
-    # one run of everything (what `dagster asset materialize --select '*'` does)
-    result = dg.materialize(
+    # The in-process executor starts ready steps in the order they became ready, by name within a level: in
+    # one run of everything the merges push (two steps deep) is ready before the users push (three) and would
+    # go first without the edge. So the users' frame is made first, and the run of both pushes starts with the
+    # users push ready and first by name (`users` < `zz_links`): only the depends_on edge can hold it back.
+    partition_key = day if partitioned else None
+    upstream = [dg.AssetKey(["users", "source_users"]), dg.AssetKey(["users", "mapped_attributes"])]
+    materialize = functools.partial(
+        dg.materialize,
         list(defs.assets),
         instance=instance,
         resources=defs.resources,
-        partition_key=day if partitioned else None,
+        partition_key=partition_key,
     )
+    assert materialize(selection=upstream).success
+    result = materialize(selection=[users_push, dg.AssetKey(["zz_links", "source_merges"]), merges_push])
     assert result.success
     steps = [
         event.step_key for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_START
     ]
-    assert steps.index("identities__personalize_merges") < steps.index("users__personalize_users")
+    assert steps.index("zz_links__personalize_merges") < steps.index("users__personalize_users"), steps
     assert sorted(_merges(emulator)) == [("anon1", "u1"), ("anon2", "u2")]
     assert emulator.users()["u1"] == {
         "plan": "gold",

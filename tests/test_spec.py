@@ -114,6 +114,17 @@ def test_errors_name_the_file_sync_and_key(tmp_path, changes, key, words):
         assert f"key '{key}'" in message and ("sync 'users'" in message or "sync 'Users'" in message), message
 
 
+@pytest.mark.parametrize("key", ["user_uid", "_row", "_rejection", "_fingerprint", "_reason", "_anything"])
+def test_an_attribute_key_that_names_an_internal_column_is_a_spec_error(tmp_path, key):
+    """`user_uid: {column: email}` would overwrite the uid column of the mapped frame: users under wrong uids."""
+    path = _write(tmp_path, _merged(**{f"attributes__{key}": {"column": "email", "type": "string"}}))
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    message = str(error.value)
+    assert str(path) in message and "sync 'users'" in message and "key 'attributes'" in message, message
+    assert f"attribute key {key!r} is reserved" in message, message
+
+
 def test_duplicate_names_and_malformed_files(tmp_path):
     with pytest.raises(SpecError, match="used twice"):
         load_spec(_write(tmp_path, BASE, BASE))

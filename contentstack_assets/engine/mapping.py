@@ -7,11 +7,15 @@ The result is one frame: `user_uid`, one column per attribute key holding its wi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_column, convert_uids
-from contentstack_assets.spec import UsersSync
+
+if TYPE_CHECKING:  # the spec reads UID from here to keep attribute keys off the frame's own columns
+    from contentstack_assets.spec import UsersSync
 
 UID = "user_uid"
 ROW = "_row"

@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,26 @@ def _engine(url: str) -> sa.Engine:
 
 
 def engine_for(source: SourceSpec) -> sa.Engine:
+    _check_sqlite_file(source)
     return _engine(source.url.get_secret_value())
+
+
+def _check_sqlite_file(source: SourceSpec) -> None:
+    """A SQLite source must name an existing file: SQLite would create an empty one on connect, and the read
+    would then blame a missing table for what is a mistyped path."""
+    url = sa.engine.make_url(source.url.get_secret_value())
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return
+    if database.startswith("file:"):  # a URI filename (`?uri=true`): file:PATH?mode=...
+        if url.query.get("mode") == "memory" or "mode=memory" in database:
+            return
+        database = database.removeprefix("file:").split("?", 1)[0]
+    if not Path(database).exists():
+        raise SourceError(
+            f"source {source.display_url}: the SQLite database file {database} does not exist "
+            "(check source.url; a relative path is relative to the spec file)"
+        )
 
 
 def _scrub(source: SourceSpec, text: str) -> str:
@@ -217,11 +237,13 @@ class SourceReader:
                 f"source {source.display_url} ({source.relation}): {_reason(source, error)}"
             ) from None
 
-    def partition_values_since(self, watermark: str | dt.datetime | None) -> pd.Series:
-        """The partition column's values above a watermark (the max a probe returned, as text or datetime).
+    def partition_range_since(self, watermark: str | dt.datetime | None) -> tuple[object, object] | None:
+        """The lowest and highest partition-column values at or above a watermark (the max a probe
+        returned, as text or datetime), computed by the database; None when no row is that recent.
 
-        SQLite compares the text it stored with the text it returned; a typed column (PostgreSQL refuses
-        `timestamptz > varchar`) gets a datetime.
+        At or above: rows loaded in the same second as the watermark's row are still ahead of it. SQLite
+        compares the text it stored with the text it returned; a typed column (PostgreSQL refuses
+        `timestamptz >= varchar`) gets a datetime.
         """
         column_name = self.source.partition_column
         reader = SourceReader(self.source, [column_name])
@@ -229,18 +251,18 @@ class SourceReader:
             with engine_for(self.source).connect() as connection:
                 relation = reader._relation(connection)
                 column = relation.c[column_name]
-                statement = sa.select(column).where(column.is_not(None))
+                statement = sa.select(sa.func.min(column), sa.func.max(column)).where(column.is_not(None))
                 if watermark is not None:
                     bound = reader._typed_watermark(watermark, connection.dialect.name)
-                    statement = statement.where(column > sa.bindparam("watermark", bound))
-                values = [row[0] for row in connection.execute(statement)]
+                    statement = statement.where(column >= sa.bindparam("watermark", bound))
+                lowest, highest = connection.execute(statement).one()
         except SourceError:
             raise
         except sa.exc.SQLAlchemyError as error:
             raise SourceError(
                 f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
             ) from None
-        return pd.Series(values, dtype=object)
+        return None if highest is None else (lowest, highest)
 
 
 def _prefetched(result: sa.CursorResult) -> list[tuple]:

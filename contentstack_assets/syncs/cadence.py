@@ -7,10 +7,10 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 from urllib.parse import urlsplit
 
 import dagster as dg
-import pandas as pd
 import requests
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._utils.schedules import get_latest_completed_cron_tick
@@ -31,6 +31,7 @@ SYNC_TAG = "contentstack/sync"
 PROBE_TAG = "contentstack/probe"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 # -- which sync a run belongs to ---------------------------------------------------------------------
@@ -145,7 +146,8 @@ def source_changed_sensor(
         except SourceError as error:
             return dg.SkipReason(f"cannot probe the source: {error}")
         previous = _read_cursor(context.cursor)
-        if previous == probe:
+        # the probe alone says whether the source changed; a cursor may also carry the watermark beside it
+        if previous is not None and all(previous.get(key) == value for key, value in probe.items()):
             return dg.SkipReason(f"source unchanged since the last probe ({_describe(probe)})")
         run_key = hashlib.sha256(json.dumps(probe, sort_keys=True).encode()).hexdigest()[:16]
         tags = {PROBE_TAG: _describe(probe)[:200]}
@@ -155,21 +157,24 @@ def source_changed_sensor(
             )
         watermark = (previous or {}).get("max_updated")
         try:
-            days = changed_days(reader, watermark, partitions)
+            found = reader.partition_range_since(watermark)
         except SourceError as error:
             return dg.SkipReason(f"cannot read the changed days: {error}")
-        if not days:
+        # the next watermark: the probe's max(updated_at), or with a probe_query the max just found
+        cursor = json.dumps({"max_updated": str(found[1]) if found else watermark, **probe})
+        days = changed_day_range(found, partitions)
+        if days is None:
             return dg.SensorResult(
                 skip_reason=dg.SkipReason(
-                    f"the source changed ({_describe(probe)}) but no partition day has rows updated after "
+                    f"the source changed ({_describe(probe)}) but no partition day has rows updated since "
                     f"{watermark or 'the start'}"
                 ),
-                cursor=json.dumps(probe),
+                cursor=cursor,
             )
         # one run over the range of changed days: one read, one plan, one delivery
+        first, last = days
         return dg.SensorResult(
-            run_requests=[_range_request(f"{run_key}:{days[0]}...{days[-1]}", days[0], days[-1], tags)],
-            cursor=json.dumps(probe),
+            run_requests=[_range_request(f"{run_key}:{first}...{last}", first, last, tags)], cursor=cursor
         )
 
     return _sensor
@@ -185,19 +190,38 @@ def _read_cursor(cursor: str | None) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def changed_days(
-    reader: SourceReader, watermark: str | None, partitions: dg.PartitionsDefinition
-) -> list[str]:
-    """The partition keys (UTC days) of rows updated after the watermark, within the partitions' range."""
-    values = reader.partition_values_since(watermark)
-    if values.empty:
-        return []
-    stamps = pd.to_datetime(values.astype(str), utc=True, errors="coerce", format="ISO8601").dropna()
-    keys = sorted({stamp.strftime("%Y-%m-%d") for stamp in stamps})
-    first = partitions.get_first_partition_key()
+def changed_day_range(
+    found: tuple[object, object] | None, partitions: dg.PartitionsDefinition
+) -> tuple[str, str] | None:
+    """The first and last partition keys (UTC days) to re-read for the lowest and highest updated_at found,
+    within the partitions' range; None when there is nothing to read."""
+    if found is None:
+        return None
+    first_partition = partitions.get_first_partition_key()
     with dg.partition_loading_context(effective_dt=dt.datetime.now(dt.UTC)):
-        last = partitions.get_last_partition_key()
-    return [key for key in keys if first <= key <= last]
+        last_partition = partitions.get_last_partition_key()
+    lowest, highest = found
+    # an endpoint of no day (text that is no timestamp) leaves that side open: read to the partitions' bound
+    first = max(min(_days_read(lowest), default=first_partition), first_partition)
+    last = min(max(_days_read(highest), default=last_partition), last_partition)
+    return (first, last) if first <= last else None
+
+
+def _days_read(value: object) -> list[str]:
+    """The days whose partition reads a value of the partition column: its UTC day, and for text also the date
+    it starts with, since SQLite compares the stored text ('2024-02-12T23:30:00-02:00', UTC 2024-02-13, sorts
+    among 2024-02-12's rows)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return [value.isoformat()]
+    text = str(value).strip()
+    days = [text[:10]] if isinstance(value, str) and _DATE_PREFIX.match(text) else []
+    try:
+        moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(text)
+    except ValueError:
+        return days
+    if moment.tzinfo is not None:  # naive = UTC (contract)
+        moment = moment.astimezone(dt.UTC)
+    return [*days, moment.date().isoformat()]
 
 
 def _describe(probe: dict) -> str:
