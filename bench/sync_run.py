@@ -8,7 +8,7 @@ It does what a user's run does: `build_definitions(load_spec(spec)).resolve_job_
 run's own, read by the parent from `os.wait4`.
 
 Phases: `read_s` and `map_s` come from the assets' metadata; `plan_s` and `deliver_s` from the push's own
-timings (`PushResult.timings_s`, also in the metadata when the push asset reports them); `steps` holds each
+timings (`plan_s`, `deliver_s` in the push's metadata); `steps` holds each
 Dagster step's wall time from the event log (so the IO manager's store/load and Dagster's overhead show as
 the step time not covered by the phases).
 """
@@ -66,22 +66,10 @@ def main() -> None:
     imports_started = time.perf_counter()
     import dagster as dg
 
-    import contentstack_assets.syncs.users as users_module
     from contentstack_assets.definitions import build_definitions
     from contentstack_assets.spec import load_spec
 
     imports_s = time.perf_counter() - imports_started
-
-    # the push's phase timings, whether or not the asset puts them in its metadata
-    push_timings: dict[str, float] = {}
-    real_push_users = users_module.push_users
-
-    def timed_push_users(*a, **kw):
-        result = real_push_users(*a, **kw)
-        push_timings.update(result.timings_s)
-        return result
-
-    users_module.push_users = timed_push_users
 
     run_config = {}
     if args.full_resync:
@@ -114,8 +102,8 @@ def main() -> None:
         "imports_s": round(imports_s, 3),
         "read_s": read.get("read_s"),
         "map_s": mapped.get("map_s"),
-        "plan_s": round(push_timings.get("plan", push.get("plan_s", 0.0)), 3),
-        "deliver_s": round(push_timings.get("deliver", push.get("deliver_s", 0.0)), 3),
+        "plan_s": push.get("plan_s", 0.0),
+        "deliver_s": push.get("deliver_s", 0.0),
         "push_s": push.get("duration_s"),
         "steps": _step_durations(instance, result.run_id),
         "metadata": {"source_users": read, "mapped_attributes": mapped, "personalize_users": push},

@@ -776,3 +776,54 @@ def test_property_typed_columns_agree_with_objects(case: tuple[list[Any], str]) 
         assert_same(res, _convert_column_slow(objects, type_name))
         assert_same(res, convert_column(pd.Series(inputs, dtype=object), type_name))
     assert rows(convert_uids(typed)) == rows(_convert_uids_slow(objects))
+
+
+# ISO text of one shape per column, as databases return it, read as a byte matrix (`_iso_bytes_seconds`):
+# fields drawn around and beyond their bounds (month 13, day 32, hour 24, second 60, offset +24:00), in
+# every shape that path reads, and any character of the text possibly swapped for another
+ISO_TAILS = ["", "Z", "z", ".123456", ",5", ".1234567Z", "+HH:MM", "-HH:MM", "+HHMM", "-HH", ".5+HH:MM"]
+iso_fields = st.tuples(
+    st.one_of(st.integers(0, 9999), st.sampled_from([1, 1900, 2000, 2023, 2024, 9999])),  # leap years or not
+    st.one_of(st.integers(0, 13), st.just(2)),
+    st.one_of(st.integers(0, 32), st.integers(28, 31)),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.integers(0, 25),
+    st.integers(0, 61),
+)
+iso_shape_columns = st.tuples(
+    st.sampled_from(["date"] + [f"{separator}{tail}" for separator in " Tt" for tail in ISO_TAILS]),
+    st.lists(
+        st.tuples(iso_fields, st.integers(0, 40), st.sampled_from(list("0123456789-:+. TtZz,/\x00é"))),
+        min_size=1,
+        max_size=30,
+    ),
+    st.booleans(),
+)
+
+
+def _iso_of_shape(shape: str, fields: tuple[int, ...]) -> str:
+    year, month, day, hour, minute, second, offset_hours, offset_minutes = fields
+    date = f"{year:04d}-{month:02d}-{day:02d}"
+    if shape == "date":
+        return date
+    tail = shape[1:].replace("HH", f"{offset_hours:02d}").replace("MM", f"{offset_minutes:02d}")
+    return f"{date}{shape[0]}{hour:02d}:{minute:02d}:{second:02d}{tail}"
+
+
+@HYPOTHESIS
+@given(iso_shape_columns)
+def test_property_iso_text_of_one_shape_reads_as_the_element_rule(case) -> None:
+    shape, drawn, mixed = case
+    texts = []
+    for index, (fields, position, character) in enumerate(drawn):
+        text = _iso_of_shape(shape, fields)
+        if index % 3 == 2:  # now and then one character swapped
+            text = text[: position % len(text)] + character + text[position % len(text) + 1 :]
+        texts.append(text)
+    if mixed:  # another shape among them: the rows of each length are gathered on their own
+        texts += ["2024-02-29", "2024-02-29 23:59:59", "2024-02-29T23:59:59+05:30"]
+    series = pd.Series(texts, dtype=object)
+    for type_name in ("datetime", "date"):
+        assert_same(convert_column(series, type_name), _convert_column_slow(series, type_name))

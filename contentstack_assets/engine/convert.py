@@ -448,8 +448,9 @@ _ONE: dict[str, Callable[[object], _Result]] = {
 
 
 def _civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Proleptic Gregorian (year, month, day) of days since 1970-01-01 (H. Hinnant's algorithm)."""
-    z = days + 719468
+    """Proleptic Gregorian (year, month, day) of days since 1970-01-01 (H. Hinnant's algorithm), in int32:
+    years 0001-9999 are within +-3.7 million days."""
+    z = days.astype(np.int32) + 719468
     era = np.floor_divide(z, 146097)
     doe = z - era * 146097
     yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
@@ -461,38 +462,40 @@ def _civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return y, m, d
 
 
-_PAIRS = np.array([[48 + i // 10, 48 + i % 10] for i in range(100)], dtype=np.uint8)  # "00".."99"
-
-
 def _format_seconds(secs: np.ndarray, width: int = 20) -> list[str]:
     """'YYYY-MM-DDTHH:MM:SSZ' of epoch seconds already checked to be in range; the first ``width``
-    characters of it: 10 for the date, 19 for the naive ISO text."""
+    characters of it: 10 for the date, 19 for the naive ISO text. Written digit by digit into one byte
+    matrix (a row per value and a "\n"), decoded and split once."""
     secs = np.asarray(secs, dtype=np.int64)
     n = len(secs)
     if n == 0:
         return []
-    days, sod = np.divmod(secs, 86400)
-    y, m, d = _civil_from_days(days)
-    cp = np.empty((n, width + 1), dtype=np.uint8)  # ASCII, one "\n" per row
-    cp[:, 0:2] = _PAIRS[y // 100]
-    cp[:, 2:4] = _PAIRS[y % 100]
-    cp[:, 4] = ord("-")
-    cp[:, 5:7] = _PAIRS[m]
-    cp[:, 7] = ord("-")
-    cp[:, 8:10] = _PAIRS[d]
+    days, seconds_of_day = np.divmod(secs, 86400)
+    year, month, day = _civil_from_days(days)
+    chars = np.empty((n, width + 1), dtype=np.uint8)
+
+    def put(column: int, value: np.ndarray, digits: int) -> None:
+        for position in range(column + digits - 1, column - 1, -1):
+            value, digit = np.divmod(value, 10)
+            chars[:, position] = digit
+        chars[:, column : column + digits] += 48  # "0"
+
+    put(0, year, 4)
+    chars[:, 4] = chars[:, 7] = ord("-")
+    put(5, month, 2)
+    put(8, day, 2)
     if width > 10:
-        hh, rem = np.divmod(sod, 3600)
-        mi, ss = np.divmod(rem, 60)
-        cp[:, 10] = ord("T")
-        cp[:, 11:13] = _PAIRS[hh]
-        cp[:, 13] = ord(":")
-        cp[:, 14:16] = _PAIRS[mi]
-        cp[:, 16] = ord(":")
-        cp[:, 17:19] = _PAIRS[ss]
+        hour, rest = np.divmod(seconds_of_day.astype(np.int32), 3600)
+        minute, second = np.divmod(rest, 60)
+        chars[:, 10] = ord("T")
+        chars[:, 13] = chars[:, 16] = ord(":")
+        put(11, hour, 2)
+        put(14, minute, 2)
+        put(17, second, 2)
     if width > 19:
-        cp[:, 19] = ord("Z")
-    cp[:, width] = ord("\n")
-    return cp.tobytes()[:-1].decode("ascii").split("\n")
+        chars[:, 19] = ord("Z")
+    chars[:, width] = ord("\n")
+    return chars.tobytes()[:-1].decode("ascii").split("\n")
 
 
 def _datetime64_seconds(a: np.ndarray) -> np.ndarray:
@@ -518,7 +521,7 @@ def _in_range(secs: np.ndarray) -> np.ndarray:
 
 
 def _all_type(sub: np.ndarray, cls: type) -> bool:
-    return all(type(v) is cls for v in sub.tolist())
+    return set(map(type, sub.tolist())) <= {cls}
 
 
 def _gate(sub: np.ndarray, rx: re.Pattern[str]) -> np.ndarray:
@@ -598,34 +601,161 @@ def _sub_text(ctx: _Ctx) -> np.ndarray | None:
     return None
 
 
-def _iso_text_seconds(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(handled mask, epoch seconds) of ISO text via pandas' ISO-8601 parser, on the strict subset."""
-    gate = _gate(text, _ISO_FAST_RX)
-    ok = np.zeros(len(text), dtype=bool)
-    secs = np.zeros(len(text), dtype=np.int64)
+def _iso_text_seconds(text: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(handled mask, epoch seconds, text lengths) of ISO text: the common fixed-width shapes read as bytes
+    (`_iso_bytes_seconds`), the rest of the strict subset through pandas' ISO-8601 parser."""
+    ok, secs, lengths = _iso_bytes_seconds(text)
+    rest = np.flatnonzero(~ok)
+    if not len(rest):
+        return ok, secs, lengths
+    sub = text[rest]
+    gate = _gate(sub, _ISO_FAST_RX)
     if gate.any():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                parsed = pd.to_datetime(text[gate], format="ISO8601", utc=True, errors="coerce")
+                parsed = pd.to_datetime(sub[gate], format="ISO8601", utc=True, errors="coerce")
             s = _index_seconds(pd.DatetimeIndex(parsed))
         except Exception:
-            return ok, secs
+            return ok, secs, lengths
         good = _in_range(s)
-        pos = np.flatnonzero(gate)[good]
+        pos = rest[np.flatnonzero(gate)[good]]
         ok[pos] = True
         secs[pos] = s[good]
-    return ok, secs
+    return ok, secs, lengths
 
 
-def _datetime_like_seconds(ctx: _Ctx) -> tuple[np.ndarray, np.ndarray] | None:
-    """(handled mask, epoch seconds) for datetime64 columns, object columns of datetimes or dates,
-    and ISO text columns."""
+# Text a database returns for its timestamps and dates has one shape per column: "2024-05-01",
+# "2024-05-01 12:30:00", with "T", a fraction, "Z" or an offset. Each length is read as a matrix of bytes,
+# one column per character, checked and converted by numpy; what does not fit the shape of its length (or is
+# not ASCII) is left to the regular expression and the element rule.
+_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334], dtype=np.int32)
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
+
+
+def _iso_bytes_seconds(text: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(read mask, epoch seconds, lengths) of the texts of the fixed-width shapes `_iso_shape` reads.
+
+    The texts are joined by newlines into one ASCII buffer: the newlines give every length, and when all
+    have one length L the buffer is already a matrix of rows of L + 1 bytes."""
+    n = len(text)
+    ok = np.zeros(n, dtype=bool)
+    secs = np.zeros(n, dtype=np.int64)
+    values = text.tolist()
+    try:
+        buffer = np.frombuffer(("\n".join(values) + "\n").encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:  # some text is not ASCII: no shape here takes it, nor its neighbours
+        return ok, secs, np.fromiter(map(len, values), dtype=np.int64, count=n)
+    ends = np.flatnonzero(buffer == 10)
+    if len(ends) != n:  # a text holds a newline itself
+        return ok, secs, np.fromiter(map(len, values), dtype=np.int64, count=n)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts
+    shapes = np.unique(lengths)
+    for length in shapes.tolist():
+        if length != 10 and length < 19:
+            continue
+        if len(shapes) == 1:
+            rows = np.arange(n)
+            chars = buffer.reshape(n, length + 1)[:, :length]
+        else:
+            rows = np.flatnonzero(lengths == length)
+            chars = buffer[starts[rows, None] + np.arange(length)]
+        good, seconds = _iso_shape(chars)
+        ok[rows[good]] = True
+        secs[rows[good]] = seconds[good]
+    return ok, secs, lengths
+
+
+def _number(chars: np.ndarray, start: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(all digits, their decimal value) of the characters start..start+width of each row, one character
+    column at a time (a column of a byte matrix is a cheap view; a fancy selection of several is not)."""
+    ok = np.ones(len(chars), dtype=bool)
+    value = np.zeros(len(chars), dtype=np.int32)
+    for column in range(start, start + width):
+        digit = chars[:, column] - np.uint8(48)  # below "0" wraps around to above 9
+        ok &= digit <= 9
+        value = value * 10 + digit
+    return ok, value
+
+
+def _iso_shape(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows this shape reads, epoch seconds) of rows of equal length: a date (10 characters), or a date and
+    time to the second (19) followed by nothing, "Z", a fraction, an offset, or a fraction then "Z" or an
+    offset; the same values `_parse_iso` gives, fractions truncated, offsets applied."""
+    length = chars.shape[1]
+    year_ok, year = _number(chars, 0, 4)
+    month_ok, month = _number(chars, 5, 2)
+    day_ok, day = _number(chars, 8, 2)
+    good = year_ok & month_ok & day_ok & (chars[:, 4] == 45) & (chars[:, 7] == 45)  # "-"
+    good &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
+    month = np.clip(month, 1, 12)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    good &= day <= _DAYS_IN_MONTH[month] + (leap & (month == 2))
+    # days since 1970-01-01 of the proleptic Gregorian date
+    prior = year - 1
+    days = prior * 365 + prior // 4 - prior // 100 + prior // 400 + _DAYS_BEFORE_MONTH[month]
+    days += (leap & (month > 2)) + day - 1 - 719162
+    seconds = days.astype(np.int64) * 86400
+    if length == 10:
+        return good, seconds
+    hour_ok, hour = _number(chars, 11, 2)
+    minute_ok, minute = _number(chars, 14, 2)
+    second_ok, second = _number(chars, 17, 2)
+    separator = chars[:, 10]
+    good &= hour_ok & minute_ok & second_ok
+    good &= (separator == 84) | (separator == 116) | (separator == 32)  # "T", "t", " "
+    good &= (chars[:, 13] == 58) & (chars[:, 16] == 58)  # ":"
+    good &= (hour < 24) & (minute < 60) & (second < 60)
+    seconds += hour * 3600 + minute * 60 + second
+    if length > 19:
+        tail_ok, offset = _iso_tail(chars[:, 19:])
+        good &= tail_ok
+        seconds -= offset
+    return good & _in_range(seconds), seconds
+
+
+def _iso_tail(tail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows whose text after the seconds is one of the shapes, their UTC offset in seconds): a fraction
+    (".", "," and digits) or none, then nothing, "Z"/"z", "+hh", "+hhmm" or "+hh:mm" (or "-")."""
+    n, width = tail.shape
+    good = np.zeros(n, dtype=bool)
+    offset = np.zeros(n, dtype=np.int64)
+    for zone in (0, 1, 3, 5, 6):  # the zone's width; the fraction takes the rest
+        fraction = width - zone
+        if fraction == 1 or fraction < 0:
+            continue
+        rows = np.ones(n, dtype=bool)
+        if fraction:
+            rows &= (tail[:, 0] == 46) | (tail[:, 0] == 44)  # "." or ","
+            for column in range(1, fraction):
+                rows &= tail[:, column] - np.uint8(48) <= 9
+        if zone == 1:
+            rows &= (tail[:, fraction] == 90) | (tail[:, fraction] == 122)  # "Z" or "z"
+        elif zone:
+            sign = tail[:, fraction]
+            rows &= (sign == 43) | (sign == 45)  # "+" or "-"
+            hours_ok, hours = _number(tail, fraction + 1, 2)
+            rows &= hours_ok & (hours <= 23)
+            minutes = 0
+            if zone > 3:
+                minutes_ok, minutes = _number(tail, fraction + zone - 2, 2)
+                rows &= minutes_ok & (minutes <= 59)
+            if zone == 6:
+                rows &= tail[:, fraction + 3] == 58  # ":"
+            offset = np.where(rows, np.where(sign == 43, 1, -1) * (hours * 3600 + minutes * 60), offset)
+        good |= rows
+    return good, offset
+
+
+def _datetime_like_seconds(ctx: _Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """(handled mask, epoch seconds, lengths of the text or None) for datetime64 columns, object columns
+    of datetimes or dates, and ISO text columns."""
     dtype = ctx.dtype
     if not ctx.is_object:
         if pd.api.types.is_datetime64_any_dtype(dtype):
             s = _series_seconds(ctx.values)[ctx.cand]
-            return _in_range(s), s
+            return _in_range(s), s, None
         text = _sub_text(ctx)
         return _iso_text_seconds(text) if text is not None else None
     sub = ctx.sub
@@ -635,7 +765,7 @@ def _datetime_like_seconds(ctx: _Ctx) -> tuple[np.ndarray, np.ndarray] | None:
     if ctx.kind == "date" and _all_type(sub, dt.date):
         ordinals = np.fromiter((v.toordinal() for v in sub.tolist()), dtype=np.int64, count=len(sub))
         s = (ordinals - _EPOCH_ORDINAL) * 86400
-        return _in_range(s), s
+        return _in_range(s), s, None
     if ctx.kind == "datetime":
         try:
             with warnings.catch_warnings():
@@ -644,7 +774,7 @@ def _datetime_like_seconds(ctx: _Ctx) -> tuple[np.ndarray, np.ndarray] | None:
             s = _index_seconds(pd.DatetimeIndex(parsed))
         except Exception:
             return None
-        return _in_range(s), s
+        return _in_range(s), s, None
     return None
 
 
@@ -760,7 +890,7 @@ def _fast_datetime(ctx: _Ctx) -> _Fast:
     r = _datetime_like_seconds(ctx)
     if r is None:
         return None
-    ok, secs = r
+    ok, secs, _ = r
     return ok, _format_seconds(secs[ok])
 
 
@@ -768,8 +898,18 @@ def _fast_date(ctx: _Ctx) -> _Fast:
     r = _datetime_like_seconds(ctx)
     if r is None:
         return None
-    ok, secs = r
-    return ok, _format_seconds(secs[ok], width=10)
+    ok, secs, lengths = r
+    if lengths is None:
+        return ok, _format_seconds(secs[ok], width=10)
+    # text of a date alone that reads as one is its own wire value ("2024-05-01"): no new string
+    verbatim = (lengths == 10)[ok]
+    text = _sub_text(ctx)[ok][verbatim]
+    if not _all_type(text, str):  # a str subclass: made plain below
+        verbatim[:] = False
+    dates = np.empty(len(verbatim), dtype=object)
+    dates[verbatim] = text if verbatim.any() else []
+    dates[~verbatim] = _format_seconds(secs[ok][~verbatim], width=10)
+    return ok, dates
 
 
 _FAST: dict[str, Callable[[_Ctx], _Fast]] = {

@@ -20,6 +20,7 @@ instead of sending a million requests that cannot succeed. The users not sent go
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterable
@@ -122,38 +123,35 @@ class _Delivery(Generic[RequestT]):
         self.last_progress = time.monotonic()
 
     async def run(self, requests: Iterable[RequestT], client: AbstractAsyncContextManager) -> DeliveryReport:
+        """`concurrency` workers take requests from a queue that a feeder fills a batch at a time, each
+        batch only once its write-ahead is done; the queue holds at most two batches."""
         loop = asyncio.get_running_loop()
-        slots = asyncio.Semaphore(self.concurrency)
-        in_flight: set[asyncio.Task] = set()
+        ready: asyncio.Queue[RequestT | None] = asyncio.Queue(maxsize=2 * WRITE_AHEAD_BATCH)
 
-        async def launch(batch: list[RequestT]) -> None:
-            if self.before_send is not None:
-                await loop.run_in_executor(self.writer, self.before_send, batch)
-            for request in batch:
-                await slots.acquire()
-                if self._stopping:
-                    slots.release()
-                    return
-                task = asyncio.create_task(self._one(request, slots))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+        async def feed() -> None:
+            pending = iter(requests)
+            try:
+                while batch := list(itertools.islice(pending, WRITE_AHEAD_BATCH)):
+                    if self._stopping:
+                        break
+                    if self.before_send is not None:
+                        await loop.run_in_executor(self.writer, self.before_send, batch)
+                    for request in batch:
+                        await ready.put(request)
+            finally:
+                for _ in range(self.concurrency):  # one end mark per worker, after what is queued
+                    await ready.put(None)
+
+        async def work() -> None:
+            while (request := await ready.get()) is not None:
+                if not self._stopping:
+                    await self._one(request)
 
         async with client:
             try:
-                batch: list[RequestT] = []
-                for request in requests:
-                    batch.append(request)
-                    if len(batch) >= WRITE_AHEAD_BATCH:
-                        await launch(batch)
-                        batch = []
-                    if self._stopping:
-                        break
-                if batch and not self._stopping:
-                    await launch(batch)
+                await asyncio.gather(feed(), *(work() for _ in range(self.concurrency)))
             finally:
-                # on an error too: let what is in flight land, and record it
-                if in_flight:
-                    await asyncio.wait(set(in_flight))
+                # on an error too: what landed is recorded
                 await self._drain_writes()
         if self.refused is not None:
             self.report.stopped = (
@@ -171,14 +169,12 @@ class _Delivery(Generic[RequestT]):
     def _stopping(self) -> bool:
         return self.refused is not None or self.error is not None
 
-    async def _one(self, request: RequestT, slots: asyncio.Semaphore) -> None:
+    async def _one(self, request: RequestT) -> None:
         try:
             response = await self.send(request)
         except Exception as error:  # noqa: BLE001 - the client returns failures; this is a bug: stop, keep it
             self.error = self.error or error
             return
-        finally:
-            slots.release()
         report = self.report
         report.add(request, response)
         self.confirmed.append((request, response))
