@@ -4,6 +4,8 @@ import datetime as dt
 import functools
 import os
 import pickle
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import dagster as dg
@@ -79,6 +81,11 @@ class FrameIOManager(dg.ConfigurableIOManager):
     Dagster's file IO managers store one file per partition and refuse an output that spans a range; a
     single-run backfill hands one frame for the whole range from step to step, so it is stored under the
     range (`2024-01-01...2024-03-31`) and read back by the step that asks for the same range.
+
+    When the next step runs in the same process (the in-process executor, `execute_in_process`, a sharded
+    push's ops on one worker), it takes the frame just stored from memory instead of reading the file back:
+    the file is still written (for re-execution, a later run of the next asset alone, other processes), and
+    the frame in memory is only handed over while the file is still the one it was stored as.
     """
 
     base_dir: str | None = None
@@ -107,6 +114,7 @@ class FrameIOManager(dg.ConfigurableIOManager):
         with temporary.open("wb") as file:
             pickle.dump(_pack(obj), file, protocol=pickle.HIGHEST_PROTOCOL)
         temporary.replace(path)  # a reader never sees half a file
+        _just_stored.put(path, obj)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         path = self._path(context)
@@ -116,17 +124,57 @@ class FrameIOManager(dg.ConfigurableIOManager):
                 f"({path.stem}): materialize it with the same partitions first",
                 allow_retries=False,
             )
+        kept = _just_stored.take(path)
+        if kept is not None:
+            return kept
         with path.open("rb") as file:
             return _unpack(pickle.load(file))
+
+
+class _JustStored:
+    """The frames this process stored last, each handed over once to a step that loads the same file
+    unchanged since (its identity: inode, size, modification time). A few at most: a frame nobody loads
+    is let go when newer ones come."""
+
+    def __init__(self, keep: int = 4):
+        self._frames: OrderedDict[Path, tuple[tuple[int, int, int], object]] = OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _identity(path: Path) -> tuple[int, int, int]:
+        stat = path.stat()
+        return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+    def put(self, path: Path, obj: object) -> None:
+        with self._lock:
+            self._frames.pop(path, None)
+            self._frames[path] = (self._identity(path), obj)
+            while len(self._frames) > self._keep:
+                self._frames.popitem(last=False)
+
+    def take(self, path: Path) -> object | None:
+        with self._lock:
+            stored = self._frames.pop(path, None)
+        if stored is None:
+            return None
+        identity, obj = stored
+        try:
+            return obj if self._identity(path) == identity else None
+        except OSError:
+            return None
+
+
+_just_stored = _JustStored()
 
 
 # -- frames on disk ----------------------------------------------------------------------------------
 # A million-row frame of raw source values is mostly object columns of Python strings (and, from PostgreSQL,
 # datetimes and dates), which pickle one object at a time. A column whose values are all `str` (or None) is
 # stored instead as one UTF-8 text, the values joined by NUL, plus a null mask; one of naive datetimes or of
-# dates as a numpy datetime64 array plus a null mask: several times faster both ways, and the values come
-# back identical (same type, same value). Any other column, one holding a NUL or a time zone, is pickled as
-# it is.
+# dates as a numpy datetime64 array plus a null mask; one of Python ints or of Python floats (no None) as one
+# numpy array: several times faster both ways, and the values come back identical (same type, same value; a
+# str subclass comes back a str). Any other column, one holding a NUL or a time zone, is pickled as it is.
 _PACKED = "contentstack_assets.frame/1"
 _SEPARATOR = "\x00"
 
@@ -143,11 +191,18 @@ def _pack(obj: object) -> object:
 
 
 def _pack_objects(values: np.ndarray) -> tuple[str, object]:
-    kinds = set(map(type, values))
-    if kinds <= {str, type(None)}:
-        return "text", _pack_text(values, kinds)
+    present = np.not_equal(values, None)  # elementwise in C
+    packed_text = _pack_text(values, present)
+    if packed_text is not None:
+        return "text", packed_text
+    kinds = set(map(type, values.tolist()))
     if kinds <= {dt.datetime, dt.date, type(None)} and len(kinds - {type(None)}) == 1:
         return "time", _pack_times(values, kinds)
+    if kinds in ({int}, {float}):  # Python numbers, no None: one numpy array, the same numbers back
+        try:
+            return "number", values.astype(np.int64 if kinds == {int} else np.float64)
+        except OverflowError:  # an int beyond 64 bits
+            return "as-is", None
     return "as-is", None
 
 
@@ -166,13 +221,14 @@ def _pack_times(values: np.ndarray, kinds: set[type]) -> tuple[np.ndarray, np.nd
     return stamps, present, unit
 
 
-def _pack_text(values: np.ndarray, kinds: set[type]) -> tuple[str, np.ndarray] | None:
-    if type(None) in kinds:
-        present = np.not_equal(values, None)  # elementwise in C; every value is a str or None here
-        texts = values[present]
-    else:
-        present, texts = np.ones(len(values), dtype=bool), values
-    joined = _SEPARATOR.join(texts)
+def _pack_text(values: np.ndarray, present: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """The values joined by NUL, if every one that is not None is text (a str subclass comes back a str)
+    and none holds a NUL itself."""
+    texts = values if present.all() else values[present]
+    try:
+        joined = _SEPARATOR.join(texts.tolist())  # refuses anything but text, in C
+    except TypeError:
+        return None
     if joined.count(_SEPARATOR) != max(len(texts) - 1, 0):
         return None  # a value holds the separator itself
     return joined, present
@@ -185,6 +241,11 @@ def _unpack(obj: object) -> object:
     for name, kind, payload in obj["columns"]:
         if kind == "as-is":
             data[name] = payload
+            continue
+        if kind == "number":
+            numbers = np.empty(len(payload), dtype=object)
+            numbers[:] = payload.tolist()
+            data[name] = pd.Series(numbers, index=obj["index"], dtype=object, copy=False)
             continue
         values = np.full(len(payload[1]), None, dtype=object)
         if kind == "time":

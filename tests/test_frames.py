@@ -27,6 +27,10 @@ def test_text_columns_are_packed_and_come_back_identical():
             "one_empty": _objects("", None, None, None),
             "with_nul": _objects("a\x00b", "c", None, "d"),  # holds the separator: stored as it is
             "mixed": _objects(1, "1", 1.0, float("nan")),  # not all text: stored as it is
+            "python_ints": _objects(1, -(2**63), 2**63 - 1, 0),
+            "python_floats": _objects(1.5, float("nan"), -0.0, float("inf")),
+            "huge_ints": _objects(1, 2**64, 3, 4),  # beyond int64: as it is
+            "ints_and_bools": _objects(1, True, 0, False),  # as it is: True is not 1 on the wire
             "ints": pd.array([1, None, 3, 4], dtype="Int64"),
             "stamps": _objects(
                 dt.datetime(2024, 1, 2, 3, 4, 5, 678901),
@@ -43,7 +47,8 @@ def test_text_columns_are_packed_and_come_back_identical():
     packed = _pack(frame)
     kinds = {name: kind for name, kind, _ in packed["columns"]}
     assert kinds == {"uid": "text", "text": "text", "all_null": "text", "one_empty": "text",
-                     "with_nul": "as-is", "mixed": "as-is", "ints": "as-is", "stamps": "time", "days": "time",
+                     "with_nul": "as-is", "mixed": "as-is", "python_ints": "number", "python_floats": "number",
+                     "huge_ints": "as-is", "ints_and_bools": "as-is", "ints": "as-is", "stamps": "time", "days": "time",
                      "zoned": "as-is", "day_and_stamp": "as-is"}  # fmt: skip
     back = _round_trip(frame)
     pd.testing.assert_frame_equal(back, frame)

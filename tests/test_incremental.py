@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from contentstack_assets.engine.state import SCHEMA_VERSION, StateStore, schema_version, users
+from contentstack_assets.engine.state import MIGRATIONS, SCHEMA_VERSION, StateStore, schema_version, users
 from contentstack_assets.personalize.emulator import EmulatorConfig
 from tests.helpers import (
     PROJECT_UID,
@@ -275,7 +275,7 @@ def test_state_schema_migrates_in_place(tmp_path):
     engine = sa.create_engine(url)
     with engine.begin() as connection:  # a store written by version 1 of the schema
         schema_version.create(connection)
-        users.create(connection)
+        MIGRATIONS[0](connection)
         connection.execute(schema_version.insert().values(version=1))
     store = StateStore(url)
     with store.engine.connect() as connection:

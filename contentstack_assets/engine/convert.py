@@ -925,12 +925,20 @@ _FAST: dict[str, Callable[[_Ctx], _Fast]] = {
 def _fast_uid(ctx: _Ctx) -> _Fast:
     text = _sub_text(ctx)
     if text is not None:
-        out = []
-        for v in text.tolist():
-            t = v.strip()
-            out.append(t if 0 < len(t) <= MAX_UID_LENGTH and t.isascii() and t.isprintable() else None)
-        vals = np.array(out, dtype=object)
-        ok = np.fromiter((v is not None for v in out), dtype=bool, count=len(out))
+        if ctx.is_object and not _all_type(text, str):  # np.str_ -> str, one by one
+            return _uid_texts(text.tolist())
+        plain = _plain_uids(text)
+        if plain is None:
+            return _uid_texts(text.tolist())
+        ok = np.zeros(len(text), dtype=bool)
+        vals = np.empty(len(text), dtype=object)
+        ok[plain] = True
+        vals[plain] = text[plain]  # already a uid as it is: the same string
+        others = np.flatnonzero(~plain)
+        if len(others):
+            others_ok, others_vals = _uid_texts(text[others].tolist())
+            ok[others[others_ok]] = True
+            vals[others[others_ok]] = others_vals
         return ok, vals[ok]
     ints = _sub_as_int(ctx)
     if ints is not None:
@@ -941,6 +949,40 @@ def _fast_uid(ctx: _Ctx) -> _Fast:
             ok = np.isfinite(a) & (np.abs(a) < 2.0**53) & (a == np.trunc(a))
         return ok, [str(i) for i in a[ok].astype(np.int64).tolist()]
     return None
+
+
+def _uid_texts(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(valid mask, the valid uids) of texts, one by one: trimmed, 1-256 printable ASCII characters."""
+    out = []
+    for v in texts:
+        t = str(v).strip()
+        out.append(t if 0 < len(t) <= MAX_UID_LENGTH and t.isascii() and t.isprintable() else None)
+    vals = np.empty(len(out), dtype=object)
+    vals[:] = out
+    ok = np.not_equal(vals, None)
+    return ok, vals[ok]
+
+
+def _plain_uids(text: np.ndarray) -> np.ndarray | None:
+    """Which texts are valid uids as they are (1-256 printable ASCII characters, no surrounding space),
+    from one ASCII buffer of them all; None when the buffer cannot be built (some text is not ASCII or
+    holds a newline): the caller goes one by one."""
+    values = text.tolist()
+    try:
+        buffer = np.frombuffer(("\n".join(values) + "\n").encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        return None
+    ends = np.flatnonzero(buffer == 10)
+    if len(ends) != len(values):
+        return None
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts
+    plain = (lengths > 0) & (lengths <= MAX_UID_LENGTH)
+    nonempty = np.flatnonzero(plain)
+    plain[nonempty] &= (buffer[starts[nonempty]] != 32) & (buffer[ends[nonempty] - 1] != 32)  # " "
+    unprintable = np.flatnonzero(((buffer < 32) | (buffer > 126)) & (buffer != 10))
+    plain[np.searchsorted(ends, unprintable)] = False  # the text each such character is in
+    return plain
 
 
 # --------------------------------------------------------------------------------------------------

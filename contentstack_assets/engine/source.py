@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ import sqlalchemy as sa
 from pandas._libs.lib import to_object_array_tuples  # C transposition of row tuples
 
 from contentstack_assets.spec import SourceSpec
+
+PROGRESS_EVERY_S = 2.0
 
 
 class SourceError(RuntimeError):
@@ -166,9 +169,13 @@ class SourceReader:
         text_in: tuple[str, Sequence[str]] | None = None,
     ) -> pd.DataFrame:
         """Every row of the source (within the window; with `text_in=(column, values)` only the rows whose
-        column, as trimmed text, is one of the values), as object columns of raw driver values."""
+        column, as trimmed text, is one of the values), as object columns of raw driver values.
+
+        `on_progress(rows so far)` is called every `PROGRESS_EVERY_S` seconds at most (each call is a line in
+        the run's log, an event Dagster stores) and once with the total."""
         chunks: list[np.ndarray] = []
-        rows_read = 0
+        rows_read = reported = 0
+        last_report = time.monotonic()
         try:
             with engine_for(self.source).connect() as connection:
                 statement = self._statement(self._relation(connection), window, text_in)
@@ -183,8 +190,9 @@ class SourceReader:
                     while rows:
                         chunks.append(_rows_to_array(rows, len(self.columns)))
                         rows_read += len(rows)
-                        if on_progress:
+                        if on_progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                             on_progress(rows_read)
+                            reported, last_report = rows_read, time.monotonic()
                         rows = cursor.fetchmany(self.source.chunk_size)
                 finally:
                     result.close()
@@ -194,6 +202,8 @@ class SourceReader:
             raise SourceError(
                 f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
             ) from None
+        if on_progress and reported != rows_read:
+            on_progress(rows_read)
         table = np.concatenate(chunks) if chunks else np.empty((0, len(self.columns)), dtype=object)
         data = {
             name: pd.Series(np.ascontiguousarray(table[:, index]), dtype=object, copy=False)

@@ -61,6 +61,14 @@ users = sa.Table(
     sa.Column("last_status", sa.Integer, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # the few users failing now, found without reading every user (stuck users, the retry count)
+    sa.Index(
+        "ix_cs_users_failing",
+        "sync",
+        "failed_runs",
+        sqlite_where=sa.text("failed_runs > 0"),
+        postgresql_where=sa.text("failed_runs > 0"),
+    ),
 )
 
 items = sa.Table(
@@ -226,10 +234,26 @@ def _migration_3_resend(connection: sa.Connection) -> None:
     snapshot.create_all(connection)
 
 
+def _migration_4_failing_users_index(connection: sa.Connection) -> None:
+    """Version 4: a partial index of the users whose last delivery failed."""
+    snapshot = sa.MetaData()
+    table = sa.Table(
+        "cs_users",
+        snapshot,
+        sa.Column("sync", sa.String(128)),
+        sa.Column("failed_runs", sa.Integer),
+    )
+    where = sa.text("failed_runs > 0")
+    sa.Index(
+        "ix_cs_users_failing", table.c.sync, table.c.failed_runs, sqlite_where=where, postgresql_where=where
+    ).create(connection)
+
+
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     _migration_1_users_syncs,
     _migration_2_items,
     _migration_3_resend,
+    _migration_4_failing_users_index,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -572,7 +596,8 @@ class StateStore:
             return connection.execute(sa.select(sa.func.count()).where(users.c.sync == sync)).scalar_one()
 
     def stuck_users(self, sync: str, after_runs: int, limit: int = 20) -> tuple[int, list[dict]]:
-        condition = sa.and_(users.c.sync == sync, users.c.failed_runs >= after_runs)
+        # `failed_runs > 0` as the partial index says it, so that the database reads the index alone
+        condition = sa.and_(users.c.sync == sync, users.c.failed_runs > 0, users.c.failed_runs >= after_runs)
         with self.engine.connect() as connection:
             total = connection.execute(sa.select(sa.func.count()).where(condition)).scalar_one()
             sample = connection.execute(

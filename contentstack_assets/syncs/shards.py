@@ -102,6 +102,7 @@ class ShardSummary:
     failures: list[tuple[UserRequest, Response]] = field(default_factory=list)
     rejected: pd.DataFrame = field(default_factory=pd.DataFrame)  # the first rejected rows (shard 0 only)
     plan_sample: list[dict] = field(default_factory=list)  # dry runs
+    timings_s: dict[str, float] = field(default_factory=dict)  # the push's phases: plan, deliver
 
 
 SUMMED = (
@@ -239,6 +240,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
             failures=list(result.report.failures),
             rejected=result.rejected.head(20),
             plan_sample=result.plan.sample_bodies() if config.dry_run else [],
+            timings_s=result.timings_s,
         )
 
     return push_shard.alias(f"shard_{index}")
@@ -272,6 +274,11 @@ def _summary_op(
             "duration_s": round(
                 max(s.finished_at for s in summaries) - min(s.started_at for s in summaries), 3
             ),
+            # the phases of the slowest shard (shards plan and deliver side by side)
+            **{
+                f"{phase}_s": round(max(summary.timings_s.get(phase, 0.0) for summary in summaries), 3)
+                for phase in ("plan", "deliver")
+            },
             "latency_p50_ms": round(float(np.percentile(latencies, 50)), 2) if latencies.size else 0.0,
             "latency_p95_ms": round(float(np.percentile(latencies, 95)), 2) if latencies.size else 0.0,
             "dry_run": config.dry_run,

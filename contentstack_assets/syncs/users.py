@@ -182,7 +182,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             "users_resent_after_merge": len(resends.present),
             "rows_reread": resends.rows_reread,
             "duration_s": round(time.perf_counter() - started, 3),
-            **{f"{phase}_s": round(seconds, 3) for phase, seconds in result.timings_s.items()},
+            **{f"{phase}_s": round(result.timings_s.get(phase, 0.0), 3) for phase in ("plan", "deliver")},
             "latency_p50_ms": round(report.percentile_ms(50), 2),
             "latency_p95_ms": round(report.percentile_ms(95), 2),
             "dry_run": config.dry_run,
