@@ -68,6 +68,9 @@ def _assert_synced(emulator, result: dg.ExecuteInProcessResult) -> dict:
     assert metadata["rows_rejected"] == len(BAD)
     assert metadata["users_delivered"] == len(EXPECTED)
     assert metadata["users_failed"] == 0
+    # every user sent is delivered or failed; u3, with nothing to send, counts as unchanged (contract 7)
+    assert metadata["users_changed"] == metadata["users_delivered"] + metadata["users_failed"]
+    assert metadata["users_unchanged"] == 1
     assert metadata["requests_sent"] == len(EXPECTED)
     return metadata
 

@@ -124,12 +124,18 @@ def plan_users(
 
     counts = {"new": 0, "changed": 0, "retry": 0, "unchanged": 0, "resync": 0}
     reason = np.full(len(valid), None, dtype=object)
+    whole = np.ones(len(valid), dtype=bool) if full_resync else ~in_state  # sent whole, not diffed
     if full_resync:
         reason[:] = RESYNC
     else:
         reason[~in_state] = NEW
         reason[in_state & failed_before] = RETRY
         reason[in_state & ~failed_before & ~same_print] = CHANGED
+    if not send_nulls and whole.any():
+        # a user sent whole with every value null has nothing to send: no request, counted unchanged
+        rows = np.flatnonzero(whole)
+        empty = valid.iloc[rows][list(keys)].isna().all(axis=1).to_numpy()
+        reason[rows[empty]] = None
 
     plan = UsersPlan(keys=keys, send_nulls=send_nulls, candidates=valid.iloc[:0], previous={}, counts=counts)
     selected = reason != None  # noqa: E711 (elementwise on an object array)
