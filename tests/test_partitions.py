@@ -132,6 +132,30 @@ def test_a_single_partition_run(tmp_path, emulator, instance):
     assert sorted(emulator.users()) == ["d07"]
 
 
+def test_a_run_over_some_days_stops_when_the_whole_source_was_emptied(tmp_path, emulator, instance):
+    """A day may rightly hold no rows, the whole source may not: a partitioned run counts it, and stops when
+    it fell below `min_source_fraction` of the count the last run recorded."""
+    url = write_sqlite_table(tmp_path / "src.db", ROWS)
+    spec = write_spec(tmp_path / "syncs.yaml", [_partitioned(url, emulator.url)])
+    assert run_job(spec, "users_sync", instance, partition_range=("2024-01-01", "2024-01-02")).success
+    # the day after holds one user, the source still 11: a day is not the source
+    assert run_job(spec, "users_sync", instance, partition_range=("2024-01-03", "2024-01-03")).success
+
+    write_sqlite_table(tmp_path / "src.db", ROWS[:3])  # a broken load: 3 rows of 11 left
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-01-03", "2024-01-03"))
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert (
+        "the source holds 3 rows where it held 11 at the last run" in failure.step_failure_data.error.message
+    )
+    assert emulator.stats()["patch_counts"] == {"d01": 1, "d02": 1, "d03": 1}  # nothing sent since
+
+    config = {"ops": {"users__personalize_users": {"config": {"allow_source_shrink": True}}}}
+    assert run_job(
+        spec, "users_sync", instance, partition_range=("2024-01-03", "2024-01-03"), run_config=config
+    ).success
+
+
 def test_an_unpartitioned_sync_reads_the_whole_source(tmp_path, emulator, instance):
     url = write_sqlite_table(tmp_path / "src.db", ROWS)
     spec = write_spec(tmp_path / "syncs.yaml", [users_sync(url, emulator.url)])

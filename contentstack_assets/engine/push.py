@@ -49,20 +49,42 @@ class PushResult:
 
 
 def check_source_size(store: StateStore, sync: UsersSync, rows_read: int, scope: str = "all") -> None:
-    """The empty-source guard, for unpartitioned reads (a day's partition may rightly be empty).
+    """The empty-source guard of a run that read the whole source: its rows against the last such run's.
 
     A shard compares its own slice with the same shard's last run (`scope` `all/shard-2-of-4`)."""
     previous = store.last_finished_run(sync.name, scope=scope)
     before = int(previous["counts"].get("rows_read", 0)) if previous else 0
+    where = "" if scope == "all" else f" ({scope.removeprefix('all/')})"
+    _guard(
+        sync,
+        rows_read,
+        before,
+        f"the source returned {rows_read} rows where the last run read {before}",
+        where,
+    )
+
+
+def check_whole_source(store: StateStore, sync: UsersSync, source_rows: int) -> None:
+    """The empty-source guard of a run over some days (a day may rightly be empty): the whole source's rows,
+    counted now, against the count the last run that counted them recorded."""
+    previous = store.last_finished_run(sync.name, scope=None, having="source_rows")
+    before = int(previous["counts"]["source_rows"]) if previous else 0
+    _guard(
+        sync,
+        source_rows,
+        before,
+        f"the source holds {source_rows} rows where it held {before} at the last run",
+    )
+
+
+def _guard(sync: UsersSync, now: int, before: int, what: str, where: str = "") -> None:
     if before == 0:
         return
-    if rows_read == 0 or rows_read < sync.min_source_fraction * before:
-        where = "" if scope == "all" else f" ({scope.removeprefix('all/')})"
+    if now == 0 or now < sync.min_source_fraction * before:
         raise SourceShrankError(
-            f"sync {sync.name!r}{where}: the source returned {rows_read} rows where the last run read {before} "
-            f"(below min_source_fraction={sync.min_source_fraction}); nothing was sent. If the source really "
-            "shrank, run once with `allow_source_shrink: true` in the personalize_users config, or lower "
-            "`min_source_fraction` in the spec."
+            f"sync {sync.name!r}{where}: {what} (below min_source_fraction={sync.min_source_fraction}); nothing "
+            "was sent. If the source really shrank, run once with `allow_source_shrink: true` in the "
+            "personalize_users config, or lower `min_source_fraction` in the spec."
         )
 
 
@@ -80,10 +102,14 @@ def push_users(
     log: Callable[[str], None] = print,
     shard: tuple[int, int] | None = None,
     concurrency: int | None = None,
+    source_rows: int | None = None,
 ) -> PushResult:
     """One push; with `shard=(index, count)` the push of one shard's users (syncs/shards.py), recorded as
     its own run row (`<run id>/shard-<i>-of-<n>`, scope `<scope>/shard-<i>-of-<n>`) so that shards of one run
-    never overwrite each other's counts, and delivered with `concurrency` requests in flight."""
+    never overwrite each other's counts, and delivered with `concurrency` requests in flight.
+
+    `source_rows`: for a run over some days, how many rows the whole source holds now (the empty-source
+    guard compares it with the last count; a run over all rows compares what it read)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     rows_read = len(mapped)
@@ -91,8 +117,11 @@ def push_users(
     if shard is not None:
         label = f"shard-{shard[0] + 1}-of-{shard[1]}"
         run_key, run_scope = f"{run_id}/{label}", f"{scope}/{label}"
-    if scope == "all" and not allow_source_shrink and not full_resync:
-        check_source_size(store, sync, rows_read, scope=run_scope)
+    if not allow_source_shrink and not full_resync:
+        if scope == "all":
+            check_source_size(store, sync, rows_read, scope=run_scope)
+        elif source_rows is not None:
+            check_whole_source(store, sync, source_rows)
 
     store.refresh_statistics()  # after a big first sync, before the lookups below
     valid = valid_rows(mapped)
@@ -170,5 +199,6 @@ def push_users(
     result = PushResult(
         rows_read, len(rejected), plan, report, rejected, False, stuck_total, stuck_sample, timings_s=timings
     )
-    store.finish_run(sync.name, run_key, result.counts)
+    whole_source = {} if source_rows is None else {"source_rows": source_rows}  # for the next run's guard
+    store.finish_run(sync.name, run_key, {**result.counts, **whole_source})
     return result

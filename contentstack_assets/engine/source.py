@@ -223,6 +223,19 @@ class SourceReader:
         moment = moment.astimezone(dt.UTC)
         return moment if self._window_column_has_tz else moment.replace(tzinfo=None)
 
+    def count(self) -> int:
+        """How many rows the whole source holds (no window)."""
+        try:
+            with engine_for(self.source).connect() as connection:
+                relation = self._relation(connection)
+                return int(connection.execute(sa.select(sa.func.count()).select_from(relation)).scalar_one())
+        except SourceError:
+            raise
+        except sa.exc.SQLAlchemyError as error:
+            raise SourceError(
+                f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
+            ) from None
+
     def probe(self) -> dict[str, str | int | None]:
         """A cheap fingerprint of the source: the spec's probe query, else max(partition column) and count."""
         source = self.source

@@ -933,25 +933,25 @@ class StateStore:
                     connection.execute(sa.text(f'ANALYZE "{name}"'))  # a name of ours, not from the spec
         return stale
 
-    def last_finished_run(self, sync: str, scope: str = "all") -> dict | None:
-        """The last finished real (not dry) run of this scope, with its counts."""
+    def last_finished_run(
+        self, sync: str, scope: str | None = "all", having: str | None = None
+    ) -> dict | None:
+        """The last finished real (not dry) run of this scope (None: any), with its counts; with `having`, the
+        last whose counts hold that key."""
+        statement = (
+            sa.select(runs)
+            .where(runs.c.sync == sync, runs.c.finished_at.is_not(None), runs.c.dry_run.is_(False))
+            .order_by(runs.c.finished_at.desc())
+        )
+        if scope is not None:
+            statement = statement.where(runs.c.scope == scope)
         with self.engine.connect() as connection:
-            row = connection.execute(
-                sa.select(runs)
-                .where(
-                    runs.c.sync == sync,
-                    runs.c.scope == scope,
-                    runs.c.finished_at.is_not(None),
-                    runs.c.dry_run.is_(False),
-                )
-                .order_by(runs.c.finished_at.desc())
-                .limit(1)
-            ).first()
-        if row is None:
-            return None
-        record = dict(row._mapping)
-        record["counts"] = json.loads(record["counts"])
-        return record
+            for row in connection.execute(statement.limit(200 if having else 1)):
+                record = dict(row._mapping)
+                record["counts"] = json.loads(record["counts"])
+                if having is None or having in record["counts"]:
+                    return record
+        return None
 
     def record_rejections(self, sync: str, run_id: str, rejected: pd.DataFrame) -> None:
         """rejected: columns row_number, user_uid, reason."""
