@@ -5,6 +5,7 @@ import functools
 import os
 import pickle
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -86,9 +87,14 @@ class FrameIOManager(dg.ConfigurableIOManager):
     push's ops on one worker), it takes the frame just stored from memory instead of reading the file back:
     the file is still written (for re-execution, a later run of the next asset alone, other processes), and
     the frame in memory is only handed over while the file is still the one it was stored as.
+
+    Each store also removes the asset's frames of other ranges older than `keep_days` (a daily schedule and
+    backfills would otherwise pile them up); to run a downstream asset alone on such an old range, materialize
+    its upstream asset for that range again.
     """
 
     base_dir: str | None = None
+    keep_days: float = 7.0
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
         base = (
@@ -115,6 +121,7 @@ class FrameIOManager(dg.ConfigurableIOManager):
             pickle.dump(_pack(obj), file, protocol=pickle.HIGHEST_PROTOCOL)
         temporary.replace(path)  # a reader never sees half a file
         _just_stored.put(path, obj)
+        _remove_older(path, self.keep_days)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         path = self._path(context)
@@ -129,6 +136,17 @@ class FrameIOManager(dg.ConfigurableIOManager):
             return kept
         with path.open("rb") as file:
             return _unpack(pickle.load(file))
+
+
+def _remove_older(path: Path, keep_days: float) -> None:
+    """Remove the frames next to `path` (the same asset's other ranges) last written over `keep_days` ago."""
+    cutoff = time.time() - keep_days * 86400
+    for other in path.parent.glob("*.pkl"):
+        try:
+            if other != path and other.stat().st_mtime < cutoff:
+                other.unlink()
+        except OSError:  # another run removed or replaced it meanwhile
+            continue
 
 
 class _JustStored:

@@ -65,3 +65,29 @@ def test_anything_else_and_empty_frames_round_trip(stored):
         pd.testing.assert_frame_equal(back, stored)
     else:
         assert back == stored
+
+
+def test_storing_a_frame_removes_the_assets_frames_older_than_keep_days(tmp_path):
+    import os
+    import time
+
+    import dagster as dg
+
+    from contentstack_assets.resources import FrameIOManager
+
+    manager = FrameIOManager(base_dir=str(tmp_path), keep_days=7)
+    folder = tmp_path / "users" / "source_users"
+    folder.mkdir(parents=True)
+    old, recent = folder / "2024-01-01.pkl", folder / "2024-01-02...2024-01-09.pkl"
+    for path, age_days in ((old, 8), (recent, 6)):
+        path.write_bytes(b"x")
+        moment = time.time() - age_days * 86400
+        os.utime(path, (moment, moment))
+    other_asset = tmp_path / "users" / "mapped_attributes" / "2024-01-01.pkl"
+    other_asset.parent.mkdir(parents=True)
+    other_asset.write_bytes(b"x")
+    os.utime(other_asset, (0, 0))
+    context = dg.build_output_context(asset_key=dg.AssetKey(["users", "source_users"]))
+    manager.handle_output(context, pd.DataFrame({"a": [1]}))
+    assert sorted(p.name for p in folder.iterdir()) == ["2024-01-02...2024-01-09.pkl", "all.pkl"]
+    assert other_asset.exists()  # another asset's frames are its own stores' business
