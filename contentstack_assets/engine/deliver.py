@@ -8,8 +8,10 @@ sits in memory as tasks. State writes run on one writer thread, in order:
   what is about to change, so a lost answer or a killed process can never leave it claiming a value the API
   may not hold), and nothing of the batch is sent until that write is done;
 - every confirmed outcome goes to `record` in the next write: while one write runs, the outcomes that land
-  pile up and go together in the one after it (group commit). A run killed at any moment has therefore
-  recorded everything but the requests in flight and the confirmations of the write in progress.
+  pile up and go together in the one after it (group commit). When `2 x concurrency` of them wait, workers
+  wait for the write too (a slow or locked database holds delivery back instead of letting unrecorded
+  outcomes grow). A run killed at any moment has therefore recorded everything but the requests in flight,
+  the write in progress and the outcomes waiting for it: at most `5 x concurrency` requests.
 
 A destination that refuses everything (a wrong project uid: the Edge's 404; 401/403) is not a per-user
 problem: when the first `stop_after_refusals` answers are all such refusals and nothing was delivered,
@@ -115,7 +117,9 @@ class _Delivery(Generic[RequestT]):
         self.report: DeliveryReport[RequestT] = DeliveryReport()
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-state-writer")
         self.confirmed: list[tuple[RequestT, Response]] = []
+        self.backlog = 2 * concurrency  # confirmed outcomes that may wait for the write in progress
         self.writing: asyncio.Future | None = None
+        self.written = asyncio.Event()  # set when a write ends: workers held back by the backlog go on
         self.error: BaseException | None = None  # the first error of a write or a send: stops delivery
         self.refusals = 0
         self.refused: Response | None = None  # the refusal that stopped delivery
@@ -144,6 +148,9 @@ class _Delivery(Generic[RequestT]):
 
         async def work() -> None:
             while (request := await ready.get()) is not None:
+                while len(self.confirmed) >= self.backlog and self.writing is not None and not self._stopping:
+                    self.written.clear()
+                    await self.written.wait()
                 if not self._stopping:
                     await self._one(request)
 
@@ -198,6 +205,7 @@ class _Delivery(Generic[RequestT]):
 
     def _written(self, future: asyncio.Future) -> None:
         self.writing = None
+        self.written.set()
         if future.cancelled() or future.exception() is not None:
             self.error = self.error or (future.exception() if not future.cancelled() else None)
             return
