@@ -21,11 +21,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python -m contentstack_assets.demo
 
+# three test processes (pytest-xdist): most tests wait on the emulator's latency and on child processes, so
+# three share two cores well (the whole suite: ~6 min here instead of ~11)
+PYTEST_WORKERS ?= 3
+
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider -n $(PYTEST_WORKERS)
 
 # the Dagster UI on the demo: the emulator in the background, dagster dev with $(DAGSTER_HOME)/dagster.yaml
 dev: install
