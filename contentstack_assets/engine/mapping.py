@@ -50,15 +50,19 @@ def uid_rules(raw_uids: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def duplicated(uids: pd.Series) -> np.ndarray:
-    """Every row whose (non-null) uid another row has too. Candidates are rows with equal 64-bit string
-    hashes (a table of integers: several times faster than one of a million strings); they are confirmed on
-    the strings themselves, so a collision never rejects a row."""
+    """Every row whose (non-null) uid another row has too. Candidates are the rows whose string hash another
+    row shares, found by sorting the hashes as integers (the usual case, no uid twice, ends there); they are
+    confirmed on the strings themselves, so a collision never rejects a row."""
     present = uids.notna().to_numpy()
     values = uids.to_numpy()[present]
-    hashes = np.fromiter(map(hash, values.tolist()), dtype=np.int64, count=len(values))
-    candidates = np.flatnonzero(pd.Series(hashes).duplicated(keep=False).to_numpy())
-    confirmed = pd.Series(values[candidates], dtype=object).duplicated(keep=False).to_numpy()
     result = np.zeros(len(uids), dtype=bool)
+    hashes = np.fromiter(map(hash, values.tolist()), dtype=np.int64, count=len(values))
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not len(repeated):
+        return result
+    candidates = np.flatnonzero(np.isin(hashes, repeated))
+    confirmed = pd.Series(values[candidates], dtype=object).duplicated(keep=False).to_numpy()
     result[np.flatnonzero(present)[candidates[confirmed]]] = True
     return result
 

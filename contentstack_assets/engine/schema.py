@@ -41,11 +41,12 @@ def validate_valid_rows(valid, sync: UsersSync) -> int:  # noqa: ANN001 - a pand
     """Validate (raises `pa.errors.SchemaErrors`, lazily collected); returns how many rows had their values
     checked one by one."""
     schema = users_schema(sync)
+    # inplace: nothing is coerced, so there is nothing to protect the frame from by copying it first
     if len(valid) <= FULL_CHECK_ROWS:
-        schema.validate(valid, lazy=True)
+        schema.validate(valid, lazy=True, inplace=True)
         return len(valid)
     shape_only = schema.update_columns({name: {"checks": []} for name in schema.columns})
-    shape_only.validate(valid, lazy=True)
+    shape_only.validate(valid, lazy=True, inplace=True)
     values_only = schema.update_columns({name: {"unique": False} for name in schema.columns})
     values_only.validate(valid.sample(SAMPLE_ROWS, random_state=0), lazy=True)
     return SAMPLE_ROWS
