@@ -53,12 +53,12 @@ ATTRIBUTES = {
 }
 DOC = PROJECT_ROOT / "docs" / "benchmarks.md"
 RUNS_MARKER = "<!-- bench/run_all.py appends runs below this line -->"
-# the targets of the issue: name -> (figure key, comparison, bound)
+# the targets of the issue: name -> (figure key, comparison, bound, the smallest size it is set for)
 TARGETS = [
-    ("first sync vs ceiling", "first_vs_ceiling", ">=", 0.75),
-    ("first sync vs sequential loop", "first_vs_sequential", ">=", 10.0),
-    ("unchanged rerun vs read_sql", "unchanged_vs_read_sql", "<=", 2.5),
-    ("1%-changed rerun vs read_sql", "changed_vs_read_sql", "<=", 3.0),
+    ("first sync vs ceiling", "first_vs_ceiling", ">=", 0.75, 0),
+    ("first sync vs sequential loop", "first_vs_sequential", ">=", 10.0, 0),
+    ("unchanged rerun vs read_sql", "unchanged_vs_read_sql", "<=", 2.5, 1_000_000),  # "of 1M users"
+    ("1%-changed rerun vs read_sql", "changed_vs_read_sql", "<=", 3.0, 1_000_000),
 ]
 GIB = 1024.0
 
@@ -347,8 +347,11 @@ def report(results: list[dict], info: dict, command: str, elapsed_s: float, args
     ]
     for r in results:
         cells = []
-        for _, key, comparison, bound in TARGETS:
+        for _, key, comparison, bound, from_rows in TARGETS:
             value = r[key]
+            if r["rows"] < from_rows:  # below the size the target is set for: Dagster's fixed cost dominates
+                cells.append(f"{value} (target set for {from_rows:,} users)")
+                continue
             cells.append(
                 f"{value} ({comparison} {bound}: {'met' if _meets(value, comparison, bound) else 'MISSED'})"
             )
