@@ -9,10 +9,11 @@ wrapped as a subquery so the window filter and column list still go through SQLA
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,18 @@ class SourceReader:
         self.source = source
         self.columns = list(dict.fromkeys(columns))  # keep order, drop repeats
         self._window_column_has_tz = False
+
+    @contextlib.contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        """A database error as one SourceError naming the source (password masked) and its table."""
+        try:
+            yield
+        except SourceError:
+            raise
+        except sa.exc.SQLAlchemyError as error:
+            raise SourceError(
+                f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
+            ) from None
 
     # -- the statement ------------------------------------------------------------------------------
     def _relation(self, connection: sa.Connection) -> sa.FromClause:
@@ -176,32 +189,25 @@ class SourceReader:
         chunks: list[np.ndarray] = []
         rows_read = reported = 0
         last_report = time.monotonic()
-        try:
-            with engine_for(self.source).connect() as connection:
-                statement = self._statement(self._relation(connection), window, text_in)
-                result = connection.execution_options(stream_results=True).execute(statement)
-                # the driver's own cursor (server-side on PostgreSQL): its plain tuples, not a SQLAlchemy Row
-                # per row. The columns are untyped (`sa.column`), so SQLAlchemy would not process any value
-                # anyway; skipping the Rows is most of the time of reading a million of them.
-                cursor = result.cursor
-                try:
-                    rows = _prefetched(result)
-                    rows += cursor.fetchmany(self.source.chunk_size - len(rows))
-                    while rows:
-                        chunks.append(_rows_to_array(rows, len(self.columns)))
-                        rows_read += len(rows)
-                        if on_progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
-                            on_progress(rows_read)
-                            reported, last_report = rows_read, time.monotonic()
-                        rows = cursor.fetchmany(self.source.chunk_size)
-                finally:
-                    result.close()
-        except SourceError:
-            raise
-        except sa.exc.SQLAlchemyError as error:
-            raise SourceError(
-                f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
-            ) from None
+        with self._database_errors(), engine_for(self.source).connect() as connection:
+            statement = self._statement(self._relation(connection), window, text_in)
+            result = connection.execution_options(stream_results=True).execute(statement)
+            # the driver's own cursor (server-side on PostgreSQL): its plain tuples, not a SQLAlchemy Row
+            # per row. The columns are untyped (`sa.column`), so SQLAlchemy would not process any value
+            # anyway; skipping the Rows is most of the time of reading a million of them.
+            cursor = result.cursor
+            try:
+                rows = _prefetched(result)
+                rows += cursor.fetchmany(self.source.chunk_size - len(rows))
+                while rows:
+                    chunks.append(_rows_to_array(rows, len(self.columns)))
+                    rows_read += len(rows)
+                    if on_progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                        on_progress(rows_read)
+                        reported, last_report = rows_read, time.monotonic()
+                    rows = cursor.fetchmany(self.source.chunk_size)
+            finally:
+                result.close()
         if on_progress and reported != rows_read:
             on_progress(rows_read)
         table = np.concatenate(chunks) if chunks else np.empty((0, len(self.columns)), dtype=object)
@@ -225,40 +231,26 @@ class SourceReader:
 
     def count(self) -> int:
         """How many rows the whole source holds (no window)."""
-        try:
-            with engine_for(self.source).connect() as connection:
-                relation = self._relation(connection)
-                return int(connection.execute(sa.select(sa.func.count()).select_from(relation)).scalar_one())
-        except SourceError:
-            raise
-        except sa.exc.SQLAlchemyError as error:
-            raise SourceError(
-                f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
-            ) from None
+        with self._database_errors(), engine_for(self.source).connect() as connection:
+            relation = self._relation(connection)
+            return int(connection.execute(sa.select(sa.func.count()).select_from(relation)).scalar_one())
 
     def probe(self) -> dict[str, str | int | None]:
         """A cheap fingerprint of the source: the spec's probe query, else max(partition column) and count."""
         source = self.source
-        try:
-            with engine_for(source).connect() as connection:
-                if source.probe_query:
-                    row = connection.execute(sa.text(source.probe_query)).first()
-                    return {"probe": None if row is None else "|".join(str(v) for v in row)}
-                relation = self._relation(connection)
-                measures = [sa.func.count().label("rows")]
-                if source.partition_column:
-                    measures.append(sa.func.max(relation.c[source.partition_column]).label("max_updated"))
-                row = connection.execute(sa.select(*measures).select_from(relation)).one()
-                probe = {"rows": int(row.rows)}
-                if source.partition_column:
-                    probe["max_updated"] = None if row.max_updated is None else str(row.max_updated)
-                return probe
-        except SourceError:
-            raise
-        except sa.exc.SQLAlchemyError as error:
-            raise SourceError(
-                f"source {source.display_url} ({source.relation}): {_reason(source, error)}"
-            ) from None
+        with self._database_errors(), engine_for(source).connect() as connection:
+            if source.probe_query:
+                row = connection.execute(sa.text(source.probe_query)).first()
+                return {"probe": None if row is None else "|".join(str(v) for v in row)}
+            relation = self._relation(connection)
+            measures = [sa.func.count().label("rows")]
+            if source.partition_column:
+                measures.append(sa.func.max(relation.c[source.partition_column]).label("max_updated"))
+            row = connection.execute(sa.select(*measures).select_from(relation)).one()
+            probe = {"rows": int(row.rows)}
+            if source.partition_column:
+                probe["max_updated"] = None if row.max_updated is None else str(row.max_updated)
+            return probe
 
     def partition_range_since(self, watermark: str | dt.datetime | None) -> tuple[object, object] | None:
         """The lowest and highest partition-column values at or above a watermark (the max a probe
@@ -270,21 +262,14 @@ class SourceReader:
         """
         column_name = self.source.partition_column
         reader = SourceReader(self.source, [column_name])
-        try:
-            with engine_for(self.source).connect() as connection:
-                relation = reader._relation(connection)
-                column = relation.c[column_name]
-                statement = sa.select(sa.func.min(column), sa.func.max(column)).where(column.is_not(None))
-                if watermark is not None:
-                    bound = reader._typed_watermark(watermark, connection.dialect.name)
-                    statement = statement.where(column >= sa.bindparam("watermark", bound))
-                lowest, highest = connection.execute(statement).one()
-        except SourceError:
-            raise
-        except sa.exc.SQLAlchemyError as error:
-            raise SourceError(
-                f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
-            ) from None
+        with self._database_errors(), engine_for(self.source).connect() as connection:
+            relation = reader._relation(connection)
+            column = relation.c[column_name]
+            statement = sa.select(sa.func.min(column), sa.func.max(column)).where(column.is_not(None))
+            if watermark is not None:
+                bound = reader._typed_watermark(watermark, connection.dialect.name)
+                statement = statement.where(column >= sa.bindparam("watermark", bound))
+            lowest, highest = connection.execute(statement).one()
         return None if highest is None else (lowest, highest)
 
 
