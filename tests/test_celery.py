@@ -34,6 +34,10 @@ WORKERS = ("cs_worker_a", "cs_worker_b")
 USERS = 1200
 CONCURRENCY = 8
 SHARDS = 2
+# each shard's delivery lasts USERS / SHARDS / (CONCURRENCY / SHARDS) * LATENCY_MS = 15 s, far longer than the
+# difference in start-up time of the two workers' steps (with 20 ms a CI run once saw the deliveries miss
+# each other by a few seconds, although the steps overlapped)
+LATENCY_MS = 100
 
 
 def _rows() -> list[dict]:
@@ -112,7 +116,7 @@ def test_sharded_sync_on_two_celery_workers(tmp_path, monkeypatch, postgres_url)
     app.control.purge()  # tasks a killed earlier run may have left in the queue
 
     workers: list[subprocess.Popen] = []
-    with start_emulator_process(EmulatorConfig(project_uid=PROJECT_UID, latency_ms=20)) as emulator:
+    with start_emulator_process(EmulatorConfig(project_uid=PROJECT_UID, latency_ms=LATENCY_MS)) as emulator:
         spec = write_spec(
             tmp_path / "syncs.yaml",
             [users_sync(source, emulator.url, concurrency=CONCURRENCY, shards=SHARDS)],

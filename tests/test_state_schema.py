@@ -161,8 +161,9 @@ def _open_stores(directory: str, trials: int, barrier, failures) -> None:
 
 
 def test_processes_opening_a_new_sqlite_store_at_once_take_turns(tmp_path):
-    """Without the write lock taken first, about half of such trials failed with `table ... already exists`."""
-    processes, trials = 4, 8
+    """Without the write lock taken first, about half of such trials failed with `table ... already exists`;
+    without waiting out a refused switch to WAL, most runs of 40 trials had one `database is locked`."""
+    processes, trials = 4, 40
     context = multiprocessing.get_context("spawn")  # real processes, each with its own engine
     barrier, failures = context.Barrier(processes), context.Queue()
     workers = [

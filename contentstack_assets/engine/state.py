@@ -26,6 +26,7 @@ import gc
 import json
 import os
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -1343,6 +1344,25 @@ def _log_row(sync: str, run_id: str, outcome: UserOutcome, now: dt.datetime) -> 
     }
 
 
+def _switch_to_wal(cursor, wait_s: float = 30.0) -> None:  # noqa: ANN001 - a sqlite3 cursor
+    """`PRAGMA journal_mode=WAL`, waiting out other processes that switch the same new file at the same moment.
+
+    SQLite does not call the busy handler for this pragma when another connection holds the lock it needs
+    (waiting there could deadlock), so `database is locked` comes back at once; we wait and try again.
+    """
+    deadline = time.monotonic() + wait_s
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def _make_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
@@ -1354,7 +1374,7 @@ def _make_engine(url: str) -> sa.Engine:
             # (the timeout first: switching a new file to WAL takes a lock another process may hold)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
