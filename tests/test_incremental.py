@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -331,6 +332,53 @@ def test_kill_minus_nine_mid_delivery_loses_nothing(tmp_path, state_url):
         assert len(duplicates) <= 5 * 4, duplicates
         assert set(store.load_fingerprints("users").index) == set(emu.users())
         assert (store.load_fingerprints("users")["failed_runs"] == 0).all()
+
+
+def test_sigterm_mid_delivery_stops_the_step_and_the_next_run_finishes(tmp_path):
+    """What "Terminate" in the UI does to a run worker: SIGTERM while delivering. Dagster's handler must stop the
+    step (inside the event loop its exception used to be logged by the loop and ignored, so delivery went on to
+    the end); what was confirmed is recorded, and the next run sends the rest, at most the requests in flight
+    twice."""
+    import os
+    import signal
+    import time
+
+    from contentstack_assets.personalize.emulator import start_emulator_process
+
+    rows = _rows(600)
+    url = write_sqlite_table(tmp_path / "src.db", rows)
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    script = Path(__file__).resolve().parent / "sync_process.py"
+    # 600 users, 4 in flight, 50 ms each: delivery would take 7.5 s
+    with start_emulator_process(EmulatorConfig(project_uid=PROJECT_UID, latency_ms=50)) as emu:
+        spec = write_spec(tmp_path / "syncs.yaml", [users_sync(url, emu.url, concurrency=4)])
+        env = {**os.environ, "CONTENTSTACK_STATE_URL": state_url, "DAGSTER_HOME": str(tmp_path / "home")}
+        process = subprocess.Popen(
+            [sys.executable, str(script), str(spec)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while sum(emu.stats()["patch_counts"].values()) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        applied = len(emu.users())
+        assert process.returncode == 1, stderr.decode()[-2000:]
+        assert "DagsterExecutionInterruptedError" in stderr.decode()
+        assert applied < 600, "delivery went on after SIGTERM"
+
+        store = StateStore(state_url)
+        recorded = set(store.load_fingerprints("users").index)
+        assert recorded <= set(emu.users())
+        assert len(set(emu.users()) - recorded) <= 4  # only answers in flight were dropped unrecorded
+
+        subprocess.run([sys.executable, str(script), str(spec)], env=env, check=True, capture_output=True)
+        assert emu.users() == {row["user_uid"]: _expected(row) for row in rows}
+        duplicates = {uid: n for uid, n in emu.stats()["patch_counts"].items() if n > 1}
+        assert len(duplicates) <= 4, duplicates
+        assert set(store.load_fingerprints("users").index) == set(emu.users())
 
 
 def test_forget_in_flight_drops_only_the_keys_about_to_be_sent(state_url):

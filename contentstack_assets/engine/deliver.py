@@ -17,12 +17,20 @@ A destination that refuses everything (a wrong project uid: the Edge's 404; 401/
 problem: when the first `stop_after_refusals` answers are all such refusals and nothing was delivered,
 delivery stops taking requests, lets what is in flight land, and says why in `DeliveryReport.stopped`,
 instead of sending a million requests that cannot succeed. The users not sent go out next run.
+
+A run terminated from the UI gets SIGTERM, and Dagster's handler raises in the main thread. Inside an event
+loop that exception would be raised in one of the loop's own callbacks, which log it and go on (delivery would
+ignore the terminate), so while the loop runs such signals cancel delivery instead: the requests in flight are
+dropped, what was confirmed is written, and the signal is raised again once the loop is closed, where its
+handler stops the step as it would anywhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
+import threading
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterable
@@ -36,6 +44,7 @@ import numpy as np
 from contentstack_assets.personalize.client import Response
 
 RequestT = TypeVar("RequestT")
+T = TypeVar("T")
 REFUSALS = frozenset({401, 403, 404})  # the destination, not the user: every request would get the same
 WRITE_AHEAD_BATCH = 256
 
@@ -91,11 +100,53 @@ def deliver(
     delivery = _Delivery(
         send, record, before_send, concurrency, total, on_progress, progress_every_s, stop_after_refusals
     )
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        try:
-            return runner.run(delivery.run(requests, client))
-        finally:
-            delivery.writer.shutdown(wait=True)  # a write handed over before an interrupt still completes
+    received: list[int] = []
+    report = None
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            try:
+                report = runner.run(_cancelled_on_signals(delivery.run(requests, client), received))
+            finally:
+                delivery.writer.shutdown(wait=True)  # a write handed over before an interrupt still completes
+    except asyncio.CancelledError:
+        if not received:
+            raise
+    if received:
+        signal.raise_signal(received[0])  # the handler that was in place raises (Dagster: interrupted)
+        if report is None:  # a handler that only takes note
+            raise InterruptedError(f"delivery stopped by {signal.Signals(received[0]).name}")
+    return report
+
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def _cancelled_on_signals(main: Awaitable[T], received: list[int]) -> T:
+    """Await `main`; an interrupt signal with a Python handler of its own (Dagster's, while a step runs)
+    cancels it and is noted in `received`, the handler being back in place when this returns."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    replaced: list[tuple[int, object]] = []
+
+    def on_signal(signum: int) -> None:
+        if not received:
+            received.append(signum)
+            task.cancel()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in INTERRUPTS:
+            handler = signal.getsignal(signum)
+            # SIG_DFL ends the process at once, SIG_IGN ignores it; the default SIGINT handler is asyncio's to
+            # handle (Runner cancels the main task and raises KeyboardInterrupt)
+            if callable(handler) and handler is not signal.default_int_handler:
+                loop.add_signal_handler(signum, on_signal, signum)
+                replaced.append((signum, handler))
+    try:
+        return await main
+    finally:
+        for signum, handler in replaced:
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, handler)
 
 
 class _Delivery(Generic[RequestT]):
