@@ -10,6 +10,7 @@ import os
 import random
 import sqlite3
 import sys
+import warnings
 from pathlib import Path
 
 from contentstack_assets.spec import PROJECT_ROOT
@@ -20,6 +21,8 @@ DEMO_MANAGEMENT_TOKEN = "demo-management-token"
 DEMO_ATTRIBUTES = ["plan", "ltv", "orders", "vip", "signup_at", "birthday"]
 DEMO_EVENTS = ["purchase", "signup", "newsletter_opt_in"]
 DEMO_DAYS = 30  # the demo's rows were updated within the last 30 days; its run covers those partitions
+# the run's progress and warnings on the console, without the DEBUG line of every Dagster event
+CONSOLE_AT_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 PLANS = ["free", "starter", "pro", "enterprise"]
 FIRST = [
@@ -157,7 +160,9 @@ def run_demo() -> int:
         os.environ["PERSONALIZE_MANAGEMENT_URL"] = emulator.url
         os.environ["PERSONALIZE_MANAGEMENT_TOKEN"] = DEMO_MANAGEMENT_TOKEN
         spec = load_spec()
-        defs = build_definitions(spec)
+        with warnings.catch_warnings():  # `backfill_policy` is a beta parameter, chosen knowingly (README)
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            defs = build_definitions(spec)
         instance = dg.DagsterInstance.get()
         failed = False
         first_day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=DEMO_DAYS)).strftime("%Y-%m-%d")
@@ -171,7 +176,9 @@ def run_demo() -> int:
                     "dagster/asset_partition_range_end": keys[-1],
                 }
             print(f"\n== {job.name} ({tags and f'partitions {keys[0]}...{keys[-1]}' or 'whole source'})")
-            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+            result = job.execute_in_process(
+                instance=instance, tags=tags, raise_on_error=False, run_config=CONSOLE_AT_INFO
+            )
             failed |= not result.success
             printed = set()  # a range run records one materialization per day, all with the run's counts
             for event in result.get_asset_materialization_events():
