@@ -25,11 +25,15 @@ demo: install
 # three share two cores well (the whole suite: ~6 min here instead of ~11)
 PYTEST_WORKERS ?= 3
 
+# pytest's exit 5 (no tests collected) is a failure too, with its own message (make alone reports any as 2)
+PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
+NO_TESTS_FAIL = status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
+	$(PYTEST); $(NO_TESTS_FAIL)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider -n $(PYTEST_WORKERS)
+	$(PYTEST) -m "not slow"; $(NO_TESTS_FAIL)
 
 # the Dagster UI on the demo: the emulator in the background, dagster dev with $(DAGSTER_HOME)/dagster.yaml
 dev: install
