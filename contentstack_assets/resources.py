@@ -4,6 +4,7 @@ import datetime as dt
 import functools
 import os
 import pickle
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -116,11 +117,19 @@ class FrameIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        with temporary.open("wb") as file:
-            pickle.dump(_pack(obj), file, protocol=pickle.HIGHEST_PROTOCOL)
-        temporary.replace(path)  # a reader never sees half a file
-        _just_stored.put(path, obj)
+        # a temporary file of this writer's own: two runs storing the same asset and range at once (a backfill
+        # next to a schedule tick) must not write into, or rename away, each other's
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        temporary = Path(name)
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                pickle.dump(_pack(obj), file, protocol=pickle.HIGHEST_PROTOCOL)
+            identity = _JustStored.identity(temporary)  # kept by the rename
+            temporary.replace(path)  # a reader never sees half a file; the last store wins
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        _just_stored.put(path, obj, identity)
         _remove_older(path, self.keep_days)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
@@ -141,7 +150,8 @@ class FrameIOManager(dg.ConfigurableIOManager):
 def _remove_older(path: Path, keep_days: float) -> None:
     """Remove the frames next to `path` (the same asset's other ranges) last written over `keep_days` ago."""
     cutoff = time.time() - keep_days * 86400
-    for other in path.parent.glob("*.pkl"):
+    # and temporary files that old are left by writers that died (a file being written is younger)
+    for other in [*path.parent.glob("*.pkl"), *path.parent.glob(".*.tmp")]:
         try:
             if other != path and other.stat().st_mtime < cutoff:
                 other.unlink()
@@ -160,14 +170,16 @@ class _JustStored:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _identity(path: Path) -> tuple[int, int, int]:
+    def identity(path: Path) -> tuple[int, int, int]:
         stat = path.stat()
         return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
-    def put(self, path: Path, obj: object) -> None:
+    def put(self, path: Path, obj: object, identity: tuple[int, int, int]) -> None:
+        """`obj` was stored at `path` as the file of this identity (taken before the rename: a store by
+        another process may replace the file right after it)."""
         with self._lock:
             self._frames.pop(path, None)
-            self._frames[path] = (self._identity(path), obj)
+            self._frames[path] = (identity, obj)
             while len(self._frames) > self._keep:
                 self._frames.popitem(last=False)
 
@@ -178,7 +190,7 @@ class _JustStored:
             return None
         identity, obj = stored
         try:
-            return obj if self._identity(path) == identity else None
+            return obj if self.identity(path) == identity else None
         except OSError:
             return None
 

@@ -91,3 +91,56 @@ def test_storing_a_frame_removes_the_assets_frames_older_than_keep_days(tmp_path
     manager.handle_output(context, pd.DataFrame({"a": [1]}))
     assert sorted(p.name for p in folder.iterdir()) == ["2024-01-02...2024-01-09.pkl", "all.pkl"]
     assert other_asset.exists()  # another asset's frames are its own stores' business
+
+
+def _store_repeatedly(base_dir: str, writer: int, times: int, barrier, failures) -> None:
+    import traceback
+
+    import dagster as dg
+
+    from contentstack_assets.resources import FrameIOManager
+
+    manager = FrameIOManager(base_dir=base_dir)
+    context = dg.build_output_context(asset_key=dg.AssetKey(["users", "source_users"]))
+    frame = pd.DataFrame({"writer": [writer] * 2000, "text": [f"w{writer}"] * 2000})
+    barrier.wait(timeout=120)
+    for _ in range(times):
+        try:
+            manager.handle_output(context, frame)
+        except Exception:  # noqa: BLE001 - reported to the test
+            failures.put(traceback.format_exc(limit=2))
+            return
+
+
+def test_runs_storing_the_same_frame_at_once_do_not_collide(tmp_path):
+    """Two runs of one sync (a backfill next to a schedule tick) store the same asset's frame at the same
+    moment: with one shared temporary name, one run's rename found its file renamed away by the other (a CI
+    run failed so). Each writer now has a temporary file of its own and the last rename wins."""
+    import multiprocessing
+
+    import dagster as dg
+
+    from contentstack_assets.resources import FrameIOManager
+
+    writers, times = 4, 60
+    context = multiprocessing.get_context("spawn")
+    barrier, failures = context.Barrier(writers), context.Queue()
+    processes = [
+        context.Process(target=_store_repeatedly, args=(str(tmp_path), writer, times, barrier, failures))
+        for writer in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    found = []
+    while not failures.empty():
+        found.append(failures.get())
+    assert found == []
+    assert all(process.exitcode == 0 for process in processes)
+    folder = tmp_path / "users" / "source_users"
+    assert [path.name for path in folder.iterdir()] == ["all.pkl"]  # no temporary file left behind
+    stored = FrameIOManager(base_dir=str(tmp_path)).load_input(
+        dg.build_input_context(asset_key=dg.AssetKey(["users", "source_users"]))
+    )
+    assert stored["writer"].nunique() == 1 and len(stored) == 2000  # one writer's whole frame
