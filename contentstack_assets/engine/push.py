@@ -11,6 +11,7 @@ import pandas as pd
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
 from contentstack_assets.engine.mapping import rejected_rows, valid_rows
 from contentstack_assets.engine.plan import NEW, UserRequest, UsersPlan, plan_users
+from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.state import StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.spec import UsersSync
@@ -102,14 +103,14 @@ def push_users(
     log: Callable[[str], None] = print,
     shard: tuple[int, int] | None = None,
     concurrency: int | None = None,
-    source_rows: int | None = None,
 ) -> PushResult:
     """One push; with `shard=(index, count)` the push of one shard's users (syncs/shards.py), recorded as
     its own run row (`<run id>/shard-<i>-of-<n>`, scope `<scope>/shard-<i>-of-<n>`) so that shards of one run
     never overwrite each other's counts, and delivered with `concurrency` requests in flight.
 
-    `source_rows`: for a run over some days, how many rows the whole source holds now (the empty-source
-    guard compares it with the last count; a run over all rows compares what it read)."""
+    The empty-source guard: a run over all rows compares what it read with the last such run; a run over some
+    days (a day may rightly be empty) counts the whole source, compares it with the last count and records it
+    (also when the guard is waived, so the next run compares with the source as it is now)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     rows_read = len(mapped)
@@ -117,10 +118,11 @@ def push_users(
     if shard is not None:
         label = f"shard-{shard[0] + 1}-of-{shard[1]}"
         run_key, run_scope = f"{run_id}/{label}", f"{scope}/{label}"
+    source_rows = None if scope == "all" else SourceReader(sync.source, [sync.match.column]).count()
     if not allow_source_shrink and not full_resync:
-        if scope == "all":
+        if source_rows is None:
             check_source_size(store, sync, rows_read, scope=run_scope)
-        elif source_rows is not None:
+        else:
             check_whole_source(store, sync, source_rows)
 
     store.refresh_statistics()  # after a big first sync, before the lookups below

@@ -49,7 +49,6 @@ from contentstack_assets.syncs.users import (
     delivery_failure,
     push_asset_key,
     require_attribute_keys,
-    whole_source_rows,
 )
 
 # Shard summaries are small objects handed from the shard steps to the summary step. They go through a
@@ -203,19 +202,14 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
         rows = shard_rows(mapped_attributes, index, shards)
         require_attribute_keys(sync, personalize)  # also when mapped_attributes was not part of this run
         client = None if config.dry_run else personalize.edge(sync.destination, concurrency)
-        partitioned = is_partitioned_run(context)
         try:
             with user_errors():
-                source_rows = (
-                    whole_source_rows(sync) if partitioned and not config.allow_source_shrink else None
-                )
                 # this shard's users a merge overwrote are resent whole (read again outside the run's days)
                 result, resends = push_users_resending(
                     sync,
                     rows,
                     store=sync_state.store(),
-                    partitioned=partitioned,
-                    source_rows=source_rows,
+                    partitioned=is_partitioned_run(context),
                     owns=lambda uids: shard_of(uids, shards) == index,
                     client=client,
                     run_id=context.run.run_id,

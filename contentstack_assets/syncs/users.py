@@ -156,20 +156,14 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         started = time.perf_counter()
         require_attribute_keys(sync, personalize)  # also when mapped_attributes was not part of this run
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
-        partitioned = is_partitioned_run(context)
         try:
             with user_errors():
-                # a run over some days guards against an emptied source by counting the whole of it
-                source_rows = (
-                    whole_source_rows(sync) if partitioned and not config.allow_source_shrink else None
-                )
                 # users a merge overwrote are resent whole, read again when this run's days miss them
                 result, resends = push_users_resending(
                     sync,
                     mapped_attributes,
                     store=sync_state.store(),
-                    partitioned=partitioned,
-                    source_rows=source_rows,
+                    partitioned=is_partitioned_run(context),
                     client=client,
                     run_id=context.run.run_id,
                     scope=scope_of(context),
@@ -242,11 +236,6 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         schedules=cadence.schedules(sync, job, partitions),
         sensors=[cadence.source_changed_sensor(sync, job, partitions, source_columns(sync))],
     )
-
-
-def whole_source_rows(sync: UsersSync) -> int:
-    """The rows of the whole source now, for the empty-source guard of a run over some days."""
-    return SourceReader(sync.source, [sync.match.column]).count()
 
 
 def delivery_check(sync: UsersSync, delivered: int, failed: int, failures: list) -> dg.AssetCheckResult:
