@@ -227,7 +227,7 @@ def _pack_objects(values: np.ndarray) -> tuple[str, object]:
         return "text", packed_text
     kinds = set(map(type, values.tolist()))
     if kinds <= {dt.datetime, dt.date, type(None)} and len(kinds - {type(None)}) == 1:
-        return "time", _pack_times(values, kinds)
+        return "time", _pack_times(values, kinds, present)
     if kinds in ({int}, {float}):  # Python numbers, no None: one numpy array, the same numbers back
         try:
             return "number", values.astype(np.int64 if kinds == {int} else np.float64)
@@ -236,10 +236,11 @@ def _pack_objects(values: np.ndarray) -> tuple[str, object]:
     return "as-is", None
 
 
-def _pack_times(values: np.ndarray, kinds: set[type]) -> tuple[np.ndarray, np.ndarray, str] | None:
+def _pack_times(
+    values: np.ndarray, kinds: set[type], present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, str] | None:
     """Naive datetimes as datetime64[us] (their exact resolution), dates as datetime64[D]: both come back
     as the same `datetime.datetime` / `datetime.date` objects. Time-zoned values are pickled as they are."""
-    present = np.not_equal(values, None) if type(None) in kinds else np.ones(len(values), dtype=bool)
     texts = values[present]
     unit = "us" if dt.datetime in kinds else "D"
     if unit == "us" and any(value.tzinfo is not None or value.fold for value in texts.tolist()):
