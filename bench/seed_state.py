@@ -14,7 +14,7 @@ import argparse
 import time
 
 from contentstack_assets.engine.mapping import map_users, source_columns, valid_rows
-from contentstack_assets.engine.plan import plan_users
+from contentstack_assets.engine.plan import plan_users, spec_salt
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.state import StateStore, UserOutcome
 from contentstack_assets.spec import load_spec
@@ -39,6 +39,7 @@ def main() -> None:
         nulls=sync.nulls,
         full_resync=True,
         load_delivered=lambda _: {},
+        salt=spec_salt(sync),
     )
     batch: list[UserOutcome] = []
     written = 0

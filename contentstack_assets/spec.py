@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -123,6 +124,15 @@ class DestinationSpec(_Model):
         return self.management_url or regions.management_url(self.region)
 
     @property
+    def identity(self) -> str:
+        """The destination as the sync state tells destinations apart: project and Edge URL (no user info,
+        query or fragment, which may hold a secret)."""
+        parts = urllib.parse.urlsplit(self.resolved_edge_url)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return f"{self.project_uid} {parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+    @property
     def pool(self) -> str:
         """The Dagster concurrency pool shared by every push to this project."""
         return f"personalize_{re.sub(r'[^A-Za-z0-9_]', '_', self.project_uid)}"
@@ -149,11 +159,14 @@ class _SyncBase(_Model):
     )
     stuck_after_runs: int = Field(3, ge=1, description="failed runs after which a user is reported as stuck")
     log_retention_days: int = Field(30, ge=0)
+    renamed_from: str | None = Field(
+        None, description="the sync's former name: its state (what each user holds, events sent) carries over"
+    )
 
-    @field_validator("name")
+    @field_validator("name", "renamed_from")
     @classmethod
-    def _check_name(cls, name: str) -> str:
-        if not SYNC_NAME.match(name):
+    def _check_name(cls, name: str | None) -> str | None:
+        if name is not None and not SYNC_NAME.match(name):
             raise ValueError("must match [a-z][a-z0-9_]* (it prefixes every asset key of the sync)")
         return name
 
@@ -261,6 +274,12 @@ class SyncsSpec(_Model):
     @model_validator(mode="after")
     def _check_names(self) -> SyncsSpec:
         names = [sync.name for sync in self.syncs]
+        for sync in self.syncs:
+            if sync.renamed_from in names:
+                raise ValueError(
+                    f"sync {sync.name!r}: renamed_from names {sync.renamed_from!r}, which is still a sync of "
+                    "this spec (two syncs cannot share one state)"
+                )
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"sync name {name!r} is used twice")

@@ -56,7 +56,10 @@ def write(tmp_path, emulator):
 def test_a_renamed_attribute_key_reaches_every_user(write, emulator, instance):
     assert run_job(write(_rows()), "users_sync", instance).success
     # renamed in place: the same columns in the same order, only the key differs
-    renamed = {"plan_tier": {"column": "plan_name", "type": "string"}, "vip": {"column": "is_vip", "type": "boolean"}}
+    renamed = {
+        "plan_tier": {"column": "plan_name", "type": "string"},
+        "vip": {"column": "is_vip", "type": "boolean"},
+    }
     result = run_job(write(_rows(), attributes=renamed), "users_sync", instance)
     metadata = push_metadata(result)
     assert metadata["requests_sent"] == 20

@@ -280,7 +280,7 @@ def push_events(
     mapped = map_events(raw, sync, known_keys)
     valid = valid_rows(mapped)
     rejected = rejected_events(mapped)
-    plan = plan_events(valid, store.delivered_items(sync.name, valid[EVENT_ID]))
+    plan = plan_events(valid, store.delivered_items(store.key_of(sync), valid[EVENT_ID]))
     timings["plan"] = time.perf_counter() - started
     log(
         f"{sync.name}: {len(valid)} valid events ({plan.events_new} new for {plan.users_to_send} users, "
@@ -293,9 +293,10 @@ def push_events(
     if dry_run:
         return result
 
-    store.start_run(sync.name, run_id, scope, dry_run=False)
-    store.prune(sync.name, sync.log_retention_days)
-    store.record_rejections(sync.name, run_id, rejected.drop(columns=[EVENT_ID]))
+    key = store.key_of(sync)
+    store.start_run(key, run_id, scope, dry_run=False)
+    store.prune(key, sync.log_retention_days)
+    store.record_rejections(key, run_id, rejected.drop(columns=[EVENT_ID]))
 
     def record(batch: list[tuple[EventsRequest, Response]]) -> None:
         store.record_item_requests(
@@ -325,7 +326,7 @@ def push_events(
             on_progress=progress,
         )
     timings["deliver"] = time.perf_counter() - delivery_started
-    store.finish_run(sync.name, run_id, result.counts)
+    store.finish_run(key, run_id, result.counts)
     return result
 
 
@@ -352,7 +353,7 @@ def _outcomes(request: EventsRequest, response: Response) -> tuple[list[ItemOutc
 def _pending_rows(
     sync: EventsSync, raw: pd.DataFrame, store: StateStore, read_pending: Callable[[list[str]], pd.DataFrame]
 ) -> pd.DataFrame:
-    pending = [item["item_id"] for item in store.undelivered_items(sync.name, limit=MAX_REREAD)]
+    pending = [item["item_id"] for item in store.undelivered_items(store.key_of(sync), limit=MAX_REREAD)]
     if not pending:
         return raw.iloc[:0]
     in_window, _ = event_ids(raw[sync.event.id_column])

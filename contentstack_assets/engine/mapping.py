@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the spec reads UID from here to keep attribute keys off the
 UID = "user_uid"
 ROW = "_row"
 REJECTION = "_rejection"
+READ_AT = "read_at"  # frame attribute: when the source read of these rows started (unix microseconds)
 
 
 def source_columns(sync: UsersSync) -> list[str]:
@@ -68,7 +69,9 @@ def duplicated(uids: pd.Series) -> np.ndarray:
 
 
 def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
-    """Rename and convert the source columns; set aside (never raise on) rows that break a rule."""
+    """Rename and convert the source columns; set aside (never raise on) rows that break a rule. The read
+    time of the rows (`attrs[READ_AT]`) goes with them."""
+    read_at = raw.attrs.get(READ_AT)
     raw = raw.reset_index(drop=True)
     uid_values, reasons = uid_rules(raw[sync.match.column])
     # keep what identifies a rejected row in its report, even when the uid itself is the problem
@@ -91,6 +94,14 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     if rejected.any():
         for key in sync.attributes:
             frame[key] = frame[key].mask(rejected)
+    if read_at is not None:
+        frame.attrs[READ_AT] = read_at
+    return frame
+
+
+def stamp_read_time(frame: pd.DataFrame, started: float) -> pd.DataFrame:
+    """Mark a frame read from the source with the time its read started (`time.time()`)."""
+    frame.attrs[READ_AT] = int(started * 1_000_000)
     return frame
 
 

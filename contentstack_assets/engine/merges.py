@@ -25,7 +25,7 @@ from contentstack_assets.engine.deliver import DeliveryReport, deliver
 from contentstack_assets.engine.mapping import REJECTION, ROW, UID, add_reasons
 from contentstack_assets.engine.state import ItemOutcome, StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
-from contentstack_assets.spec import MergesSync
+from contentstack_assets.spec import MergesSync, UsersSync
 
 SOURCE_UID = "source_uid"
 TARGET_UID = "target_uid"
@@ -192,7 +192,7 @@ def push_merges(
     run_id: str,
     dry_run: bool = False,
     log: Callable[[str], None] = print,
-    resend_in: Sequence[str] = (),
+    resend_in: Sequence[UsersSync] = (),
 ) -> MergesPushResult:
     """Map, plan and merge the pairs of `raw` (the source rows of the run).
 
@@ -204,8 +204,10 @@ def push_merges(
     mapped = map_merges(raw, sync)
     rejected = rejected_merges(mapped)
     pairs = valid_pairs(mapped)
+    key = store.key_of(sync)
+    resend_keys = [store.key_of(users_sync) for users_sync in resend_in]
     delivered = store.delivered_items(
-        sync.name, [pair_id(s, t) for s, t in zip(pairs[SOURCE_UID], pairs[TARGET_UID], strict=True)]
+        key, [pair_id(s, t) for s, t in zip(pairs[SOURCE_UID], pairs[TARGET_UID], strict=True)]
     )
     plan = plan_merges(pairs, delivered, rows_valid=len(mapped) - len(rejected))
     timings["plan"] = time.perf_counter() - started
@@ -217,19 +219,19 @@ def push_merges(
     if dry_run:
         return result
 
-    store.start_run(sync.name, run_id, "all", dry_run=False)
-    store.prune(sync.name, sync.log_retention_days)
-    store.record_rejections(sync.name, run_id, rejected.drop(columns=[TARGET_UID]))
+    store.start_run(key, run_id, "all", dry_run=False)
+    store.prune(key, sync.log_retention_days)
+    store.record_rejections(key, run_id, rejected.drop(columns=[TARGET_UID]))
 
     failed: list[str] = []
 
     def record(batch: list[tuple[MergeRequest, Response]]) -> None:
         failed.extend(request.item_id for request, response in batch if not response.ok)
         store.record_item_requests(
-            sync.name,
+            key,
             run_id,
             [_outcomes(request, response) for request, response in batch],
-            resend_in=resend_in,
+            resend_in=resend_keys,
         )
 
     delivery_started = time.perf_counter()
@@ -247,9 +249,9 @@ def push_merges(
         log(f"{sync.name}: {result.report.delivered} pairs merged, {result.report.failed} failed")
     timings["deliver"] = time.perf_counter() - delivery_started
     if failed:
-        failed_runs = store.item_failed_runs(sync.name, failed)
+        failed_runs = store.item_failed_runs(key, failed)
         result.merges_stuck = sum(1 for item in failed if failed_runs.get(item, 0) >= sync.stuck_after_runs)
-    store.finish_run(sync.name, run_id, result.counts)
+    store.finish_run(key, run_id, result.counts)
     return result
 
 

@@ -1,15 +1,19 @@
 """Planning: which users to send, and what each request carries.
 
-Every valid row gets a fingerprint (one vectorised hash of its wire values). A user whose fingerprint matches
+Every valid row gets a fingerprint (one vectorised hash of its wire values, salted with the part of the spec that
+shapes the wire body: keys, columns, types and the `nulls` mode). A user whose fingerprint matches
 the state and whose last delivery succeeded is unchanged: no Python touches it. Only users that are new,
 whose fingerprint moved, or whose last delivery failed are looked at one by one, and each of those sends the
-keys whose value differs from the value last delivered (the PATCH is a partial update). A row that moved but
-sends nothing (a value stored another way, or a null under `nulls: skip`) costs no request; its new
+keys whose value differs from the value last delivered (the PATCH is a partial update). A spec edit (a key renamed,
+retyped, mapped to another column, another `nulls` mode) moves every fingerprint, so every user is diffed again and
+gets the keys whose wire value the API does not hold yet. A row that moved but sends nothing (a value stored another way, or a null under `nulls: skip`) costs no request; its new
 fingerprint is remembered.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -17,18 +21,31 @@ import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.mapping import UID
+from contentstack_assets.spec import UsersSync
 
 _MISSING = object()
-_SEND_NULLS_SALT = 0x5EED_0F_5E17D_A11
 NEW, CHANGED, RETRY, RESYNC = "new", "changed", "retry", "resync"
 
 
-def fingerprints(valid: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
-    """A 64-bit hash per row of its wire values, in spec order (stable across runs for the same dtypes)."""
+def spec_salt(sync: UsersSync) -> int:
+    """A 64-bit number that changes with anything in the spec that changes a user's wire body.
+
+    The row hash sees values only: it cannot tell `plan` from `plan_tier`, nor a boolean 1 from an integer 1."""
+    shape = {
+        "attributes": [[key, spec.column, spec.type] for key, spec in sync.attributes.items()],
+        "nulls": sync.nulls,
+    }
+    digest = hashlib.blake2b(json.dumps(shape, sort_keys=True).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def fingerprints(valid: pd.DataFrame, keys: Sequence[str], salt: int = 0) -> pd.Series:
+    """A 64-bit hash per row of its wire values, in spec order (stable across runs for the same dtypes),
+    xor the spec's salt."""
     if valid.empty:
         return pd.Series([], dtype="int64", index=valid.index)
     hashed = pd.util.hash_pandas_object(valid[list(keys)], index=False, categorize=False)
-    return pd.Series(hashed.to_numpy().view("int64"), index=valid.index)
+    return pd.Series(hashed.to_numpy().view("int64") ^ np.int64(salt), index=valid.index)
 
 
 def native_columns(frame: pd.DataFrame, keys: Sequence[str]) -> dict[str, np.ndarray]:
@@ -104,14 +121,19 @@ def plan_users(
     nulls: str,
     full_resync: bool,
     load_delivered: Callable[[list[str]], dict[str, dict]],
+    salt: int = 0,
+    read_at: int | None = None,
+    load_read_times: Callable[[list[str]], dict[str, int]] | None = None,
 ) -> UsersPlan:
-    """Classify every valid user as new, changed, retry (failed earlier), unchanged (or resync)."""
+    """Classify every valid user as new, changed, retry (failed earlier), unchanged, stale (or resync).
+
+    `salt`: the spec's `spec_salt` (the same spec must always give the same salt, or every user is diffed).
+    `read_at`: when the read of these rows started; a changed or retried user whose values in the state
+    came from a later read is stale here (an old frame pushed again, an old backfill delivering after a newer
+    run): it is skipped and counted, never sent (`load_read_times(uids)` gives the state's read times)."""
     keys = tuple(keys)
     send_nulls = nulls == "send"
-    prints = fingerprints(valid, keys)
-    if send_nulls:
-        # a row examined under `nulls: skip` may have something to send under `send`: never share prints
-        prints = prints ^ _SEND_NULLS_SALT
+    prints = fingerprints(valid, keys, salt)
     uids = valid[UID]
     known = state.reindex(uids.to_numpy())
     in_state = known["fingerprint"].notna().to_numpy() | known["failed_runs"].notna().to_numpy()
@@ -122,7 +144,7 @@ def plan_users(
     # float comparison can collide for different 64-bit ints; confirm equality exactly where it matched
     same_print &= known["fingerprint"].fillna(0).astype("int64").to_numpy() == prints.to_numpy()
 
-    counts = {"new": 0, "changed": 0, "retry": 0, "unchanged": 0, "resync": 0}
+    counts = {"new": 0, "changed": 0, "retry": 0, "unchanged": 0, "resync": 0, "stale_skipped": 0}
     reason = np.full(len(valid), None, dtype=object)
     whole = np.ones(len(valid), dtype=bool) if full_resync else ~in_state  # sent whole, not diffed
     if full_resync:
@@ -151,6 +173,13 @@ def plan_users(
 
     # users already in the state: diff against what they last received, one by one (few, by construction)
     revisit = candidates["_reason"].isin([CHANGED, RETRY]).to_numpy()
+    if revisit.any() and read_at is not None and load_read_times is not None:
+        later = load_read_times(list(candidates.loc[revisit, UID]))
+        stale = candidates[UID].map(lambda uid: later.get(uid, read_at) > read_at).to_numpy(dtype=bool)
+        if stale.any():
+            counts["stale_skipped"] = int(stale.sum())
+            candidates = candidates.loc[~stale]
+            revisit = revisit[~stale]
     if revisit.any():
         moved = candidates.loc[revisit]
         plan.previous = load_delivered(list(moved[UID]))

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
-from contentstack_assets.engine.mapping import rejected_rows, valid_rows
-from contentstack_assets.engine.plan import NEW, UserRequest, UsersPlan, plan_users
+from contentstack_assets.engine.mapping import READ_AT, rejected_rows, valid_rows
+from contentstack_assets.engine.plan import NEW, UserRequest, UsersPlan, plan_users, spec_salt
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.state import StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
@@ -41,6 +41,7 @@ class PushResult:
             "users_new": self.plan.counts["new"],
             "users_changed": self.plan.users_to_send,
             "users_unchanged": self.plan.counts["unchanged"],
+            "users_stale_skipped": self.plan.counts["stale_skipped"],
             "users_retried": self.plan.counts["retry"],
             "users_delivered": self.report.delivered,
             "users_failed": self.report.failed,
@@ -53,7 +54,7 @@ def check_source_size(store: StateStore, sync: UsersSync, rows_read: int, scope:
     """The empty-source guard of a run that read the whole source: its rows against the last such run's.
 
     A shard compares its own slice with the same shard's last run (`scope` `all/shard-2-of-4`)."""
-    previous = store.last_finished_run(sync.name, scope=scope)
+    previous = store.last_finished_run(store.key_of(sync), scope=scope)
     before = int(previous["counts"].get("rows_read", 0)) if previous else 0
     where = "" if scope == "all" else f" ({scope.removeprefix('all/')})"
     _guard(
@@ -68,7 +69,7 @@ def check_source_size(store: StateStore, sync: UsersSync, rows_read: int, scope:
 def check_whole_source(store: StateStore, sync: UsersSync, source_rows: int) -> None:
     """The empty-source guard of a run over some days (a day may rightly be empty): the whole source's rows,
     counted now, against the count the last run that counted them recorded."""
-    previous = store.last_finished_run(sync.name, scope=None, having="source_rows")
+    previous = store.last_finished_run(store.key_of(sync), scope=None, having="source_rows")
     before = int(previous["counts"]["source_rows"]) if previous else 0
     _guard(
         sync,
@@ -113,7 +114,9 @@ def push_users(
     (also when the guard is waived, so the next run compares with the source as it is now)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    key = store.key_of(sync)  # the state of this sync at this destination
     rows_read = len(mapped)
+    read_at = mapped.attrs.get(READ_AT)
     run_key, run_scope = run_id, scope
     if shard is not None:
         label = f"shard-{shard[0] + 1}-of-{shard[1]}"
@@ -128,19 +131,27 @@ def push_users(
     store.refresh_statistics()  # after a big first sync, before the lookups below
     valid = valid_rows(mapped)
     rejected = rejected_rows(mapped)
-    state = store.load_fingerprints(sync.name, valid["user_uid"] if len(valid) <= 20_000 else None)
+    state = store.load_fingerprints(key, valid["user_uid"] if len(valid) <= 20_000 else None)
     plan = plan_users(
         valid,
         state,
         keys=list(sync.attributes),
         nulls=sync.nulls,
         full_resync=full_resync,
-        load_delivered=lambda uids: store.load_delivered(sync.name, uids),
+        load_delivered=lambda uids: store.load_delivered(key, uids),
+        salt=spec_salt(sync),
+        read_at=mapped.attrs.get(READ_AT),
+        load_read_times=lambda uids: store.load_read_times(key, uids),
     )
     timings["plan"] = time.perf_counter() - started
     log(
         f"{sync.name}: plan for {len(valid)} valid users: {plan.counts['new']} new, {plan.counts['changed']} changed, "
         f"{plan.counts['retry']} to retry, {plan.counts['unchanged']} unchanged"
+        + (
+            f", {plan.counts['stale_skipped']} skipped as stale (a later read already delivered them)"
+            if plan.counts["stale_skipped"]
+            else ""
+        )
         + (f", {plan.counts['resync']} to resync" if full_resync else "")
         + f"; {len(rejected)} rows rejected"
     )
@@ -148,15 +159,15 @@ def push_users(
     if dry_run:
         return PushResult(rows_read, len(rejected), plan, report, rejected, True, timings_s=timings)
 
-    store.start_run(sync.name, run_key, run_scope, dry_run=False)
-    store.prune(sync.name, sync.log_retention_days)
-    store.record_rejections(sync.name, run_id, rejected)
-    store.refresh_fingerprints(sync.name, plan.refresh)
+    store.start_run(key, run_key, run_scope, dry_run=False)
+    store.prune(key, sync.log_retention_days)
+    store.record_rejections(key, run_id, rejected)
+    store.refresh_fingerprints(key, plan.refresh)
 
     def record(batch: list[tuple[UserRequest, Response]]) -> None:
         # the store writes them in uid order and retries a transaction aborted by a concurrent run's writes
         store.record_user_outcomes(
-            sync.name,
+            key,
             run_id,
             [
                 UserOutcome(
@@ -169,6 +180,7 @@ def push_users(
                     error=response.error,
                     delivered_after=request.delivered_after if response.ok else None,
                     fingerprint=request.fingerprint,
+                    read_at=read_at,
                 )
                 for request, response in batch
             ],
@@ -181,7 +193,7 @@ def push_users(
 
     def forget(batch: list[UserRequest]) -> None:
         # the write-ahead: users already in the state lose the keys about to be sent until confirmed
-        store.forget_in_flight(sync.name, [(r.user_uid, r.keys) for r in batch if r.reason != NEW])
+        store.forget_in_flight(key, [(r.user_uid, r.keys) for r in batch if r.reason != NEW])
 
     delivery_started = time.perf_counter()
     if plan.users_to_send:
@@ -197,10 +209,10 @@ def push_users(
             on_progress=progress,
         )
     timings["deliver"] = time.perf_counter() - delivery_started
-    stuck_total, stuck_sample = store.stuck_users(sync.name, sync.stuck_after_runs)
+    stuck_total, stuck_sample = store.stuck_users(key, sync.stuck_after_runs)
     result = PushResult(
         rows_read, len(rejected), plan, report, rejected, False, stuck_total, stuck_sample, timings_s=timings
     )
     whole_source = {} if source_rows is None else {"source_rows": source_rows}  # for the next run's guard
-    store.finish_run(sync.name, run_key, {**result.counts, **whole_source})
+    store.finish_run(key, run_key, {**result.counts, **whole_source})
     return result

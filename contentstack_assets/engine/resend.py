@@ -37,11 +37,11 @@ from contentstack_assets.spec import SyncsSpec, UsersSync
 MAX_REREAD = 20_000  # marked users read again per run, oldest marks first; the others wait for the next run
 
 
-def resend_syncs(spec: SyncsSpec, merges_sync: str) -> list[str]:
+def resend_syncs(spec: SyncsSpec, merges_sync: str) -> list[UsersSync]:
     """The users syncs whose users a merge by `merges_sync` overwrites: same project, `depends_on` it."""
     merges = spec.get(merges_sync)
     return [
-        sync.name
+        sync
         for sync in spec.syncs
         if sync.kind == "users"
         and merges_sync in sync.depends_on
@@ -85,7 +85,9 @@ class Resends:
         """The run's mapped rows followed by the rows read again."""
         if not self.rows_reread:
             return mapped
-        return pd.concat([mapped.reset_index(drop=True), self.rows], ignore_index=True)
+        combined = pd.concat([mapped.reset_index(drop=True), self.rows], ignore_index=True)
+        combined.attrs = dict(mapped.attrs)  # the older read time of the two: a stale check errs safe
+        return combined
 
 
 def find_resends(
@@ -100,7 +102,7 @@ def find_resends(
     """The marked users of this push (`owns(uids)`: a mask of those a shard owns), with the rows of those
     outside `mapped` read again when the run is `partitioned` (an unpartitioned run read the whole source,
     so a marked user missing from it is gone)."""
-    marks = store.pending_resends(sync.name, limit=MAX_REREAD)
+    marks = store.pending_resends(store.key_of(sync), limit=MAX_REREAD)
     if owns is not None and marks:
         uids = list(marks)
         marks = {uid: marks[uid] for uid, owned in zip(uids, owns(uids), strict=True) if owned}
@@ -154,8 +156,10 @@ def push_users_resending(
         )
     dry_run = push.get("dry_run", False)
     if not dry_run:
-        store.forget_delivered(sync.name, resends.present)
+        store.forget_delivered(store.key_of(sync), resends.present)
     result = push_users(sync, resends.with_rows(mapped), store=store, log=log, **push)
     if not dry_run:
-        store.settle_resends(sync.name, resends.marks, regardless=[*resends.gone, *resends.nothing_to_send])
+        store.settle_resends(
+            store.key_of(sync), resends.marks, regardless=[*resends.gone, *resends.nothing_to_send]
+        )
     return result, resends

@@ -8,7 +8,10 @@ One SQLAlchemy database (SQLite by default, PostgreSQL in production) holds, per
 - `cs_rejections`: the rows each run set aside, with their reasons;
 - `cs_runs`: one row per run with its counts (the empty-source guard reads the last one);
 - `cs_resend`: per users sync, the users to resend whole because a merge overwrote their values in
-  Personalize (engine/resend.py).
+  Personalize (engine/resend.py);
+- `cs_destinations`: which state belongs to which destination. Every table above is keyed by a state key:
+  the sync's name for the first destination it delivered to, `NAME@<digest>` for each other one, so a sync
+  pointed at a new project starts afresh there and finds its old state again when pointed back.
 
 The schema evolves through numbered migrations recorded in `cs_schema_version`. Each migration is frozen: it
 holds its own DDL as of its version, never the tables below (which describe the newest schema), so a change
@@ -23,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import gc
+import hashlib
 import json
 import os
 import random
@@ -62,6 +66,8 @@ users = sa.Table(
     sa.Column("last_status", sa.Integer, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # when the source read that gave the delivered values started (unix microseconds): an older read is stale
+    sa.Column("read_at", sa.BigInteger, nullable=True),
     # the few users failing now, found without reading every user (stuck users, the retry count)
     sa.Index(
         "ix_cs_users_failing",
@@ -70,6 +76,15 @@ users = sa.Table(
         sqlite_where=sa.text("failed_runs > 0"),
         postgresql_where=sa.text("failed_runs > 0"),
     ),
+)
+
+destinations = sa.Table(
+    "cs_destinations",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),  # the sync's name in the spec
+    sa.Column("destination", sa.String(1024), primary_key=True),  # DestinationSpec.identity
+    sa.Column("state_key", sa.String(128), nullable=False),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 items = sa.Table(
@@ -250,11 +265,26 @@ def _migration_4_failing_users_index(connection: sa.Connection) -> None:
     ).create(connection)
 
 
+def _migration_5_destinations_and_read_times(connection: sa.Connection) -> None:
+    """Version 5: the state per destination (`cs_destinations`), the read time of what each user holds."""
+    snapshot = sa.MetaData()
+    sa.Table(
+        "cs_destinations",
+        snapshot,
+        sa.Column("sync", sa.String(128), primary_key=True),
+        sa.Column("destination", sa.String(1024), primary_key=True),
+        sa.Column("state_key", sa.String(128), nullable=False),
+        sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    ).create(connection)
+    connection.execute(sa.text("ALTER TABLE cs_users ADD COLUMN read_at BIGINT"))
+
+
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     _migration_1_users_syncs,
     _migration_2_items,
     _migration_3_resend,
     _migration_4_failing_users_index,
+    _migration_5_destinations_and_read_times,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -291,6 +321,7 @@ class UserOutcome:
     delivered_after: dict | None  # the user's full delivered values if ok
     fingerprint: int | None
     request: str = "attributes"
+    read_at: int | None = None  # when the read that gave these values started (unix microseconds)
 
 
 @dataclass(frozen=True)
@@ -373,7 +404,90 @@ class StateStore:
                 raise
             connection.commit()
 
+    # -- which state ----------------------------------------------------------------------------------
+    def state_key(self, sync: str, destination: str, renamed_from: str | None = None) -> str:
+        """The key of the state of sync `sync` at `destination` (an identity of the destination project).
+
+        The first destination a sync meets keeps the sync's name as its key (so a store written before
+        destinations were told apart stays with the destination the sync had then); each other destination
+        gets `NAME@<digest of the destination>`, registered here, so pointing a sync back finds its state.
+        `renamed_from`: a sync with no state of its own takes over the state of that name."""
+
+        lookup = sa.select(destinations.c.state_key).where(
+            destinations.c.sync == sync, destinations.c.destination == destination
+        )
+        with self.engine.connect() as connection:
+            found = connection.execute(lookup).scalar()
+        if found is not None:
+            return found
+
+        def resolve(connection: sa.Connection) -> str:
+            if renamed_from and not self._registered(connection, sync):
+                self._rename(connection, renamed_from, sync)
+            found = connection.execute(lookup).scalar()
+            if found is not None:
+                return found
+            if self._registered(connection, sync):
+                key = f"{sync}@{hashlib.blake2b(destination.encode(), digest_size=6).hexdigest()}"
+            else:
+                key = sync
+            connection.execute(
+                destinations.insert().values(
+                    sync=sync, destination=destination, state_key=key, first_at=utcnow()
+                )
+            )
+            return key
+
+        try:
+            return self._write(resolve)
+        except sa.exc.IntegrityError:  # another process registered it first
+            with self.engine.connect() as connection:
+                return connection.execute(lookup).scalar_one()
+
+    def key_of(self, sync: Any) -> str:
+        """`state_key` of a sync of the spec (anything with `name`, `destination.identity`, `renamed_from`)."""
+        return self.state_key(sync.name, sync.destination.identity, sync.renamed_from)
+
+    @staticmethod
+    def _registered(connection: sa.Connection, sync: str) -> bool:
+        return (
+            connection.execute(
+                sa.select(destinations.c.sync).where(destinations.c.sync == sync).limit(1)
+            ).first()
+            is not None
+        )
+
+    @staticmethod
+    def _rename(connection: sa.Connection, old: str, new: str) -> None:
+        """Every row of sync `old` (each destination's key) becomes sync `new`'s."""
+        keys = connection.execute(
+            sa.select(destinations.c.state_key).where(destinations.c.sync == old)
+        ).scalars().all() or [old]
+        for key in keys:
+            renamed = new + key[len(old) :] if key.startswith(old) else key
+            for table in (users, items, sync_log, rejections, runs, resend):
+                connection.execute(table.update().where(table.c.sync == key).values(sync=renamed))
+            connection.execute(
+                destinations.update()
+                .where(destinations.c.state_key == key)
+                .values(sync=new, state_key=renamed)
+            )
+
     # -- users --------------------------------------------------------------------------------------
+    def load_read_times(self, sync: str, user_uids: Iterable[str]) -> dict[str, int]:
+        """When the read that gave each of these users' delivered values started (users that have one)."""
+        uids = list(user_uids)
+        found: dict[str, int] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(uids), 1000):
+                statement = sa.select(users.c.user_uid, users.c.read_at).where(
+                    users.c.sync == sync,
+                    users.c.user_uid.in_(uids[start : start + 1000]),
+                    users.c.read_at.is_not(None),
+                )
+                found.update((uid, at) for uid, at in connection.execute(statement))
+        return found
+
     def load_fingerprints(self, sync: str, user_uids: pd.Series | None = None) -> pd.DataFrame:
         """user_uid -> fingerprint, failed_runs for the sync (only the given users when few).
 
@@ -447,7 +561,15 @@ class StateStore:
                 users,
                 delivered,
                 ["sync", "user_uid"],
-                ["fingerprint", "delivered", "failed_runs", "last_status", "last_error", "updated_at"],
+                [
+                    "fingerprint",
+                    "delivered",
+                    "failed_runs",
+                    "last_status",
+                    "last_error",
+                    "updated_at",
+                    "read_at",
+                ],
             )
         failed = [row for row in rows if row["failed_runs"] != 0]
         if failed:
@@ -678,7 +800,9 @@ class StateStore:
                 connection.execute(
                     sa.select(users.c.user_uid).where(where).order_by(users.c.user_uid).with_for_update()
                 ).all()
-            connection.execute(users.update().where(where).values(fingerprint=None, delivered="{}"))
+            connection.execute(
+                users.update().where(where).values(fingerprint=None, delivered="{}", read_at=None)
+            )
 
     def pending_resends(self, sync: str, limit: int | None = None) -> dict[str, int]:
         """The users of users sync `sync` to resend whole, oldest mark first: uid -> marks."""
@@ -1101,6 +1225,7 @@ def _users_upsert(statement: Any) -> Any:
             "last_status": new.last_status,
             "last_error": new.last_error,
             "updated_at": new.updated_at,
+            "read_at": sa.case((ok, new.read_at), else_=users.c.read_at),
         },
     )
 
@@ -1303,6 +1428,7 @@ def _user_row(sync: str, outcome: UserOutcome, now: dt.datetime) -> dict:
             "last_status": outcome.status,
             "last_error": None,
             "updated_at": now,
+            "read_at": outcome.read_at,
         }
     return {
         "sync": sync,
@@ -1313,6 +1439,7 @@ def _user_row(sync: str, outcome: UserOutcome, now: dt.datetime) -> dict:
         "last_status": outcome.status,
         "last_error": outcome.error,
         "updated_at": now,
+        "read_at": None,
     }
 
 

@@ -111,6 +111,7 @@ SUMMED = (
     "users_new",
     "users_changed",
     "users_unchanged",
+    "users_stale_skipped",
     "users_retried",
     "users_delivered",
     "users_failed",
@@ -263,7 +264,8 @@ def _summary_op(
         summaries = sorted(summaries, key=lambda summary: summary.index)
         totals = {key: sum(int(summary.counts[key]) for summary in summaries) for key in SUMMED}
         # stuck users are counted over the whole sync, once every shard has recorded its outcomes
-        stuck_total, stuck_sample = sync_state.store().stuck_users(sync.name, sync.stuck_after_runs)
+        store = sync_state.store()
+        stuck_total, stuck_sample = store.stuck_users(store.key_of(sync), sync.stuck_after_runs)
         failures = [failure for summary in summaries for failure in summary.failures]
         latencies = np.concatenate([summary.latencies_ms for summary in summaries])
         delivered, failed = totals["users_delivered"], totals["users_failed"]

@@ -6,7 +6,13 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
-from contentstack_assets.engine.mapping import map_users, rejected_rows, source_columns, valid_rows
+from contentstack_assets.engine.mapping import (
+    map_users,
+    rejected_rows,
+    source_columns,
+    stamp_read_time,
+    valid_rows,
+)
 from contentstack_assets.engine.push import SourceShrankError
 from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.schema import validate_valid_rows
@@ -60,11 +66,12 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
     )
     def source_users(context: dg.AssetExecutionContext) -> pd.DataFrame:
         reader = SourceReader(sync.source, source_columns(sync))
-        started = time.perf_counter()
+        started, read_started = time.perf_counter(), time.time()
         with user_errors():
             frame = reader.read(
                 window_of(context), on_progress=lambda rows: context.log.info(f"{name}: {rows} rows read")
             )
+        stamp_read_time(frame, read_started)
         context.add_output_metadata(
             {
                 "rows_read": len(frame),
