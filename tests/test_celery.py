@@ -130,6 +130,10 @@ def test_sharded_sync_on_two_celery_workers(tmp_path, monkeypatch, postgres_url)
             monkeypatch.setenv(name, value)
         worker_env = {**os.environ, **env, **celery_env, "PYTHONPATH": str(ROOT)}
         logs = [tmp_path / f"{name}.log" for name in WORKERS]
+        # Dagster's tables in the new database first: two workers starting at once would both create them
+        # (a CI run saw one fail on `type "run_tags" already exists`)
+        with dg.DagsterInstance.get():
+            pass
         try:
             workers = [start_worker(name, worker_env, log) for name, log in zip(WORKERS, logs, strict=True)]
             wait_for_workers(app, WORKERS, workers, logs)

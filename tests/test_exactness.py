@@ -6,13 +6,15 @@ each ended in a green run and a wrong API).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import dagster as dg
 import pytest
 
 from contentstack_assets.definitions import build_definitions
-from contentstack_assets.engine.state import StateStore
+from contentstack_assets.engine import state as state_module
+from contentstack_assets.engine.state import StateStore, UserOutcome
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.spec import load_spec
 from tests.helpers import push_metadata, run_job, users_sync, write_spec, write_sqlite_table
@@ -131,3 +133,63 @@ def test_an_old_frame_pushed_alone_does_not_overwrite_a_newer_value(tmp_path, em
     metadata = push_metadata(result)
     assert metadata["users_stale_skipped"] == 1
     assert "u01" not in emulator.users()
+
+
+# -- a renamed sync keeps its state ----------------------------------------------------------------------
+def test_a_renamed_sync_carries_its_state_over(write, emulator, instance):
+    assert run_job(write(_rows()), "users_sync", instance).success
+    spec = write(_rows(), name="customers", renamed_from="users")
+    result = run_job(spec, "customers_sync", instance)
+    metadata = push_metadata(result, sync="customers")
+    assert metadata["requests_sent"] == 0 and metadata["users_unchanged"] == 20
+    # the sync log of the earlier runs is the renamed sync's now
+    assert StateStore().log_for_user("u01", "customers")
+    # without renamed_from a new name starts afresh
+    spec = write(_rows(), name="members")
+    assert push_metadata(run_job(spec, "members_sync", instance), sync="members")["users_new"] == 20
+
+
+# -- run order, not the clock ----------------------------------------------------------------------------
+def test_a_run_with_the_clock_ahead_prunes_nothing_and_does_not_become_the_last_run(tmp_path, monkeypatch):
+    store = StateStore(f"sqlite:///{tmp_path / 'clock.db'}")
+    outcome = UserOutcome("u1", ("plan",), True, 200, 1, 1.0, None, {"plan": "free"}, 1)
+    store.start_run("users", "run-1", "all", dry_run=False)
+    store.record_user_outcomes("users", "run-1", [outcome])
+    store.finish_run("users", "run-1", {"rows_read": 100})
+
+    real = state_module.utcnow
+    monkeypatch.setattr(state_module, "utcnow", lambda: real() + dt.timedelta(days=400))
+    store.start_run("users", "run-2", "all", dry_run=False)
+    assert store.prune("users", retention_days=30) == 0  # run-1's log is 1 run old, not 400 days
+    store.finish_run("users", "run-2", {"rows_read": 100})
+    monkeypatch.setattr(state_module, "utcnow", real)
+
+    store.start_run("users", "run-3", "all", dry_run=False)
+    store.finish_run("users", "run-3", {"rows_read": 10})
+    # the guard compares with the run that came last, whatever its clock said
+    assert store.last_finished_run("users")["run_id"] == "run-3"
+    assert len(store.run_log("users", "run-1")) == 1
+
+
+# -- a state store that cannot be used ------------------------------------------------------------------
+@pytest.mark.parametrize("problem", ["corrupt", "read-only"])
+def test_an_unusable_state_store_fails_with_one_paragraph_and_sends_nothing(
+    problem, write, emulator, instance, tmp_path, monkeypatch
+):
+    path = tmp_path / "broken_state.db"
+    if problem == "corrupt":
+        path.write_bytes(b"this is not a SQLite database at all" * 100)
+        url = f"sqlite:///{path}"
+    else:
+        StateStore(f"sqlite:///{path}")  # a valid store, opened read-only
+        url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    monkeypatch.setenv("CONTENTSTACK_STATE_URL", url)
+    result = run_job(write(_rows()), "users_sync", instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    error = failure.event_specific_data.error
+    assert error.cls_name == "Failure", error.message
+    assert "sync state store" in error.message and str(path) in error.message
+    expected = "not a SQLite database" if problem == "corrupt" else "read-only"
+    assert expected in error.message and "Traceback" not in error.message
+    assert emulator.users() == {}

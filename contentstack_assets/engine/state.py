@@ -140,6 +140,9 @@ runs = sa.Table(
     sa.Column("scope", sa.String(64), nullable=False),  # "all", or a partition range
     sa.Column("dry_run", sa.Boolean, nullable=False),
     sa.Column("counts", sa.Text, nullable=False, default="{}"),
+    # the order runs started in (the store's own count): "the last run" and the log's age go by it, never by
+    # a clock that may have jumped
+    sa.Column("seq", sa.BigInteger, nullable=True),
 )
 
 
@@ -266,7 +269,8 @@ def _migration_4_failing_users_index(connection: sa.Connection) -> None:
 
 
 def _migration_5_destinations_and_read_times(connection: sa.Connection) -> None:
-    """Version 5: the state per destination (`cs_destinations`), the read time of what each user holds."""
+    """Version 5: the state per destination (`cs_destinations`), the read time of what each user holds, the
+    order of runs (`cs_runs.seq`; runs from before it count as older than any run after it)."""
     snapshot = sa.MetaData()
     sa.Table(
         "cs_destinations",
@@ -277,6 +281,7 @@ def _migration_5_destinations_and_read_times(connection: sa.Connection) -> None:
         sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
     ).create(connection)
     connection.execute(sa.text("ALTER TABLE cs_users ADD COLUMN read_at BIGINT"))
+    connection.execute(sa.text("ALTER TABLE cs_runs ADD COLUMN seq BIGINT"))
 
 
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
@@ -335,8 +340,41 @@ class ItemOutcome:
     error: str | None
 
 
-class StateSchemaError(RuntimeError):
+class StateStoreError(RuntimeError):
+    """The store cannot be used (damaged, read-only, unreachable): the message names it and what to do."""
+
+
+class StateSchemaError(StateStoreError):
     """The store cannot be used by this code (its schema is newer): the message says what to do."""
+
+
+# what a database says when the store itself is unusable (not a busy or conflicting moment), and what to do
+_UNUSABLE = (
+    ("file is not a database", "the file is not a SQLite database (damaged, or another file at that path)"),
+    ("database disk image is malformed", "the SQLite file is damaged"),
+    ("readonly database", "it is read-only here"),
+    ("read-only", "it is read-only here"),
+    ("unable to open database file", "the SQLite file cannot be opened (its folder missing or not writable)"),
+    ("disk i/o error", "the disk reported an I/O error"),
+    ("database or disk is full", "the disk is full"),
+    ("permission denied", "the database user lacks the permission"),
+    ("password authentication failed", "the database refused the credentials"),
+    ("connection refused", "the database server refused the connection (is it running?)"),
+)
+
+
+def _unusable_store(url: str, error: BaseException) -> StateStoreError | None:
+    text = str(error).lower()
+    for needle, what in _UNUSABLE:
+        if needle in text:
+            return StateStoreError(
+                f"the sync state store {display_url(url)} cannot be used: {what}. Point "
+                f"{STATE_URL_ENV} at a writable store (a new SQLite file is created and set up on first use), "
+                "or repair this one (restore it from a backup, fix its permissions or free disk space); a "
+                "store that is moved or replaced forgets what was delivered, and the next run sends every "
+                "user whole."
+            )
+    return None
 
 
 class StateStore:
@@ -1006,19 +1044,24 @@ class StateStore:
 
     # -- runs, rejections, log --------------------------------------------------------------------
     def start_run(self, sync: str, run_id: str, scope: str, dry_run: bool) -> None:
-        row = {
-            "run_id": run_id,
-            "sync": sync,
-            "started_at": utcnow(),
-            "scope": scope,
-            "dry_run": dry_run,
-            "counts": "{}",
-        }
-        self._write(
-            lambda connection: self._upsert(
-                connection, runs, [row], ["run_id", "sync"], ["started_at", "scope", "dry_run"]
+        """Record a run as started: it takes the next number of the store's run order."""
+
+        def write(connection: sa.Connection) -> None:
+            seq = connection.execute(sa.select(sa.func.coalesce(sa.func.max(runs.c.seq), 0) + 1)).scalar_one()
+            row = {
+                "run_id": run_id,
+                "sync": sync,
+                "started_at": utcnow(),
+                "scope": scope,
+                "dry_run": dry_run,
+                "counts": "{}",
+                "seq": seq,
+            }
+            self._upsert(
+                connection, runs, [row], ["run_id", "sync"], ["started_at", "scope", "dry_run", "seq"]
             )
-        )
+
+        self._write(write)
 
     def finish_run(self, sync: str, run_id: str, counts: dict) -> None:
         statement = (
@@ -1066,7 +1109,7 @@ class StateStore:
         statement = (
             sa.select(runs)
             .where(runs.c.sync == sync, runs.c.finished_at.is_not(None), runs.c.dry_run.is_(False))
-            .order_by(runs.c.finished_at.desc())
+            .order_by(sa.func.coalesce(runs.c.seq, 0).desc(), runs.c.finished_at.desc())
         )
         if scope is not None:
             statement = statement.where(runs.c.scope == scope)
@@ -1105,10 +1148,27 @@ class StateStore:
         self._write(write)
 
     def prune(self, sync: str, retention_days: int) -> int:
-        """Drop log rows and rejections older than the retention; returns log rows removed."""
-        cutoff = utcnow() - dt.timedelta(days=retention_days)
+        """Drop log rows and rejections older than the retention; returns log rows removed.
+
+        Called by a run after `start_run`. The age is counted from the earlier of now and the start of the run
+        before it (in run order): a clock that jumped ahead in this run cannot make the whole log look old."""
 
         def write(connection: sa.Connection) -> int:
+            latest = (
+                connection.execute(
+                    sa.select(runs.c.started_at)
+                    .where(runs.c.sync == sync)
+                    .order_by(sa.func.coalesce(runs.c.seq, 0).desc(), runs.c.started_at.desc())
+                    .limit(2)
+                )
+                .scalars()
+                .all()
+            )
+            now = utcnow()
+            if len(latest) == 2:
+                before = latest[1] if latest[1].tzinfo else latest[1].replace(tzinfo=dt.UTC)
+                now = min(now, before)
+            cutoff = now - dt.timedelta(days=retention_days)
             removed = connection.execute(
                 sync_log.delete().where(sync_log.c.sync == sync, sync_log.c.at < cutoff)
             ).rowcount
@@ -1120,7 +1180,7 @@ class StateStore:
     def log_for_user(self, user_uid: str, sync: str | None = None, limit: int = 50) -> list[dict]:
         statement = sa.select(sync_log).where(sync_log.c.user_uid == user_uid)
         if sync:
-            statement = statement.where(sync_log.c.sync == sync)
+            statement = statement.where(_of_sync(sync_log, sync))
         statement = statement.order_by(sync_log.c.id.desc()).limit(limit)
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(statement)]
@@ -1128,7 +1188,7 @@ class StateStore:
     def rejections_for_user(self, user_uid: str, sync: str | None = None, limit: int = 20) -> list[dict]:
         statement = sa.select(rejections).where(rejections.c.user_uid == user_uid)
         if sync:
-            statement = statement.where(rejections.c.sync == sync)
+            statement = statement.where(_of_sync(rejections, sync))
         with self.engine.connect() as connection:
             return [
                 dict(row._mapping)
@@ -1490,8 +1550,21 @@ def _switch_to_wal(cursor, wait_s: float = 30.0) -> None:  # noqa: ANN001 - a sq
         pause = min(pause * 2, 0.1)
 
 
+def _of_sync(table: sa.Table, sync: str) -> sa.ColumnElement[bool]:
+    """The rows of a sync at any destination (state keys `NAME` and `NAME@<digest>`)."""
+    return (table.c.sync == sync) | table.c.sync.startswith(f"{sync}@", autoescape=True)
+
+
 def _make_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, pool_pre_ping=True)
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _name_an_unusable_store(context: sa.engine.ExceptionContext) -> None:
+        # raised in place of the driver's error: one paragraph naming the store, never a traceback
+        unusable = _unusable_store(url, context.original_exception)
+        if unusable is not None:
+            raise unusable
+
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")

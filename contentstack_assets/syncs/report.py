@@ -12,7 +12,7 @@ import pandas as pd
 
 from contentstack_assets.engine.convert import shorten
 from contentstack_assets.engine.source import SourceError
-from contentstack_assets.engine.state import StateSchemaError
+from contentstack_assets.engine.state import StateStoreError
 from contentstack_assets.personalize.client import PersonalizeError
 
 T = TypeVar("T")
@@ -62,5 +62,5 @@ def user_errors():
     clear Dagster failure, not a traceback."""
     try:
         yield
-    except (SourceError, PersonalizeError, StateSchemaError) as error:
+    except (SourceError, PersonalizeError, StateStoreError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
