@@ -318,7 +318,13 @@ def load_spec(path: str | Path | None = None) -> SyncsSpec:
             "or run from the directory that holds it"
         ) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass
+    except _DuplicateKey as duplicate:
+        key, first, second = duplicate.args
+        raise SpecError(
+            f"{path}: key {key!r} appears twice in one mapping, on lines {first} and {second} (YAML would "
+            "silently keep the second): remove one of them"
+        ) from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
     if not isinstance(raw, dict) or "syncs" not in raw:
@@ -330,6 +336,29 @@ def load_spec(path: str | Path | None = None) -> SyncsSpec:
     except ValidationError as error:
         raise SpecError(_describe(error, path, raw)) from None
     return spec.model_copy(update={"path": path})
+
+
+class _DuplicateKey(Exception):
+    """A key given twice in one mapping: (key, first line, second line)."""
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word: here the second one is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` may be overridden by the mapping's own keys, as YAML means it
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+        return super().construct_mapping(node, deep)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
