@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 import yaml
@@ -30,6 +31,7 @@ from pydantic import (
 from contentstack_assets.engine.convert import ATTRIBUTE_TYPES
 from contentstack_assets.engine.mapping import UID
 from contentstack_assets.personalize import regions
+from contentstack_assets.urls import mask_url
 
 SYNCS_FILE_ENV = "CONTENTSTACK_SYNCS_FILE"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -92,8 +94,8 @@ class SourceSpec(_Model):
 
     @property
     def display_url(self) -> str:
-        """The URL with any password masked: the only form that may reach a log or an error."""
-        return sa.engine.make_url(self.url.get_secret_value()).render_as_string(hide_password=True)
+        """The URL with its password and credential parameters masked: the only form that may be shown."""
+        return mask_url(self.url.get_secret_value())
 
     @property
     def relation(self) -> str:
@@ -112,7 +114,16 @@ class DestinationSpec(_Model):
     @field_validator("edge_url", "management_url")
     @classmethod
     def _check_url(cls, url: str | None) -> str | None:
-        return None if url is None else regions.check_api_url(url)
+        if url is None:
+            return None
+        url = regions.check_api_url(url)
+        if urlsplit(url).query:
+            # every request appends its path to this URL, and a query may hold a token: never echo it
+            raise ValueError(
+                "the API URL must not carry a query (?...): give the bare host; a Management API token "
+                "goes into `management_token`"
+            )
+        return url
 
     @property
     def resolved_edge_url(self) -> str:
