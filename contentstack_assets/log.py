@@ -14,7 +14,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from contentstack_assets.engine.state import StateSchemaError, StateStore, default_state_url, display_url
+from contentstack_assets.engine.state import StateSchemaError, StateStore, default_state_url
+from contentstack_assets.urls import mask_url, scrub
 
 PROG = "python -m contentstack_assets.log"
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return _error(
             "--state-url is not a SQLAlchemy URL (e.g. sqlite:///.dagster_home/contentstack_state.db)"
         )
-    shown = parsed.render_as_string(hide_password=True)
+    shown = mask_url(parsed)
     if _missing_sqlite_file(parsed):
         return _error(
             f"no sync state at {shown}: the file does not exist (run with the DAGSTER_HOME or "
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except StateSchemaError as error:
         return _error(str(error))
     except (sa.exc.SQLAlchemyError, ImportError) as error:
-        return _error(f"cannot read the sync state at {shown}: {_first_line(error, parsed.password)}")
+        return _error(f"cannot read the sync state at {shown}: {_first_line(error, url)}")
     if args.json:
         for record in [
             *({"state": s} for s in states),
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(record, default=str))
         return 0 if (requests or rejections or states) else 1
 
-    print(f"user {args.user_uid!r} in {display_url(store.url)}")
+    print(f"user {args.user_uid!r} in {mask_url(store.url)}")
     for state in states:
         print(f"  sync {state['sync']}: last delivered {json.dumps(state['delivered'], sort_keys=True)}")
         if state["failed_runs"]:
@@ -101,11 +102,10 @@ def _missing_sqlite_file(url: sa.URL) -> bool:
     return not Path(database).exists()
 
 
-def _first_line(error: BaseException, password: str | None) -> str:
+def _first_line(error: BaseException, url: str) -> str:
     original = getattr(error, "orig", None) or error
     lines = str(original).strip().splitlines()
-    line = lines[0] if lines else type(original).__name__
-    return line.replace(password, "***") if password else line
+    return scrub(lines[0] if lines else type(original).__name__, url)
 
 
 if __name__ == "__main__":

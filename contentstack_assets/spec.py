@@ -13,6 +13,7 @@ import re
 import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 import yaml
@@ -31,6 +32,7 @@ from pydantic import (
 from contentstack_assets.engine.convert import ATTRIBUTE_TYPES
 from contentstack_assets.engine.mapping import UID
 from contentstack_assets.personalize import regions
+from contentstack_assets.urls import mask_url
 
 SYNCS_FILE_ENV = "CONTENTSTACK_SYNCS_FILE"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -93,8 +95,8 @@ class SourceSpec(_Model):
 
     @property
     def display_url(self) -> str:
-        """The URL with any password masked: the only form that may reach a log or an error."""
-        return sa.engine.make_url(self.url.get_secret_value()).render_as_string(hide_password=True)
+        """The URL with its password and credential parameters masked: the only form that may be shown."""
+        return mask_url(self.url.get_secret_value())
 
     @property
     def relation(self) -> str:
@@ -113,7 +115,16 @@ class DestinationSpec(_Model):
     @field_validator("edge_url", "management_url")
     @classmethod
     def _check_url(cls, url: str | None) -> str | None:
-        return None if url is None else regions.check_api_url(url)
+        if url is None:
+            return None
+        url = regions.check_api_url(url)
+        if urlsplit(url).query:
+            # every request appends its path to this URL, and a query may hold a token: never echo it
+            raise ValueError(
+                "the API URL must not carry a query (?...): give the bare host; a Management API token "
+                "goes into `management_token`"
+            )
+        return url
 
     @property
     def resolved_edge_url(self) -> str:
@@ -337,7 +348,13 @@ def load_spec(path: str | Path | None = None) -> SyncsSpec:
             "or run from the directory that holds it"
         ) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass
+    except _DuplicateKey as duplicate:
+        key, first, second = duplicate.args
+        raise SpecError(
+            f"{path}: key {key!r} appears twice in one mapping, on lines {first} and {second} (YAML would "
+            "silently keep the second): remove one of them"
+        ) from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
     if not isinstance(raw, dict) or "syncs" not in raw:
@@ -349,6 +366,29 @@ def load_spec(path: str | Path | None = None) -> SyncsSpec:
     except ValidationError as error:
         raise SpecError(_describe(error, path, raw)) from None
     return spec.model_copy(update={"path": path})
+
+
+class _DuplicateKey(Exception):
+    """A key given twice in one mapping: (key, first line, second line)."""
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word: here the second one is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` may be overridden by the mapping's own keys, as YAML means it
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+        return super().construct_mapping(node, deep)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

@@ -115,6 +115,16 @@ SPEC_MISTAKES = [
         ["key 'destination.edge_url'", "must not carry credentials", "remove them"],
     ),
     (
+        "an API URL carrying a token in its query",
+        yaml.safe_dump({"syncs": [_base(edge_url=f"https://edge.example.com/?token={TOKEN}")]}),
+        ["key 'destination.edge_url'", "must not carry a query", "management_token"],
+    ),
+    (
+        "plain http to a remote host, with a token in the query",
+        yaml.safe_dump({"syncs": [_base(management_url=f"http://10.0.0.8:8080/?access_token={TOKEN}")]}),
+        ["key 'destination.management_url'", "'http://10.0.0.8:8080/?access_token=***'", "use https://"],
+    ),
+    (
         "not an http URL",
         yaml.safe_dump({"syncs": [_base(edge_url="ftp://edge.example.com")]}),
         ["key 'destination.edge_url'", "not an http(s) URL", "https://"],

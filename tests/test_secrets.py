@@ -1,7 +1,8 @@
 """Secrets never show: a database password and a management token, through full syncs that succeed and fail.
 
-The source and the sync state store sit on the local PostgreSQL behind a URL with a password (trust
-authentication ignores it, so any password works); the Management API token is checked by the emulator.
+The source and the sync state store sit on the local PostgreSQL behind a URL with a password, in its user part
+or as a `?password=` query parameter (trust authentication ignores it, so any password works); the Management
+API token is checked by the emulator.
 Then every place a secret could surface is searched: every Dagster event of every run (messages, metadata,
 check results, failures), the stored runs and job snapshots, the sync state's tables (sync log, rejections,
 users, runs), sensor answers, exception texts, what reached stdout/stderr and Python logging, and every file
@@ -13,17 +14,19 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
 from contentstack_assets.definitions import build_definitions
+from contentstack_assets.engine.source import _reason
 from contentstack_assets.engine.state import StateStore, metadata
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.resources import PersonalizeResource
-from contentstack_assets.spec import load_spec
+from contentstack_assets.spec import SourceSpec, load_spec
 from tests.helpers import DEMO_ATTRIBUTES, PROJECT_UID, push_metadata, run_job, write_spec
 
 PASSWORD = "S3cret:P@ss/w0rd!"  # characters that a URL must escape
@@ -32,6 +35,7 @@ SECRET_FORMS = {
     "password": PASSWORD,
     "password, URL-escaped": quote(PASSWORD, safe=""),
     "password, partly escaped": quote(PASSWORD, safe=":!"),
+    "password, form-escaped": quote_plus(PASSWORD),
     "management token": TOKEN,
 }
 
@@ -71,12 +75,90 @@ def _files_under(*roots: Path) -> dict[str, bytes]:
     return found
 
 
+QUERY_SECRET = "Qu3ry:S3cret/V@l!"
+ODBC = quote_plus(
+    f"DRIVER={{ODBC Driver 18 for SQL Server}};SERVER=db.internal;UID=etl;PWD={{{QUERY_SECRET}}};"
+)
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        (
+            f"postgresql+psycopg://postgres@127.0.0.1:5432/crm?password={quote_plus(QUERY_SECRET)}",
+            "postgresql+psycopg://postgres@127.0.0.1:5432/crm?password=***",
+        ),
+        (
+            f"postgresql+psycopg://etl:{quote(QUERY_SECRET, safe='')}@db.internal/crm?sslmode=require"
+            f"&sslpassword={quote(QUERY_SECRET, safe='')}&application_name=sync",
+            "postgresql+psycopg://etl:***@db.internal/crm?sslmode=require&sslpassword=***&application_name=sync",
+        ),
+        (
+            f"snowflake://etl@acct/db?private_key_passphrase={quote_plus(QUERY_SECRET)}&warehouse=wh"
+            f"&Api_Key={quote_plus(QUERY_SECRET)}&PWD={quote_plus(QUERY_SECRET)}",
+            "snowflake://etl@acct/db?private_key_passphrase=***&warehouse=wh&Api_Key=***&PWD=***",
+        ),
+        (
+            f"postgresql+psycopg://db.internal/crm?passwd={quote_plus(QUERY_SECRET)}&client_secret=x{QUERY_SECRET}"
+            f"&access_token=t{QUERY_SECRET}&key=k{QUERY_SECRET}",
+            "postgresql+psycopg://db.internal/crm?passwd=***&client_secret=***&access_token=***&key=***",
+        ),
+        (f"mssql+pyodbc:///?odbc_connect={ODBC}", "mssql+pyodbc:///?odbc_connect=***"),
+    ],
+)
+def test_credential_query_parameters_are_masked_wherever_a_url_is_shown(url, shown):
+    source = SourceSpec(url=url, table="users")
+    assert source.display_url == shown
+    # a driver's error text: the URL itself, and the secret raw, URL-escaped and inside a connection string
+    error = Exception(
+        f"cannot connect to {url}: password {QUERY_SECRET!r} refused (conninfo password={quote_plus(QUERY_SECRET)}, "
+        f"odbc {quote(QUERY_SECRET, safe='')} PWD={{{QUERY_SECRET}}})"
+    )
+    reason = _reason(source, error)
+    assert shown in reason and "***" in reason
+    for form in (QUERY_SECRET, quote_plus(QUERY_SECRET), quote(QUERY_SECRET, safe=""), ODBC):
+        assert form not in reason, reason
+
+
+@pytest.mark.filterwarnings("ignore:Query string argument:sqlalchemy.exc.SAWarning")  # pysqlite ignores it
+def test_the_state_store_url_is_shown_masked(tmp_path):
+    url = f"sqlite:///{tmp_path / 'state.db'}?api_key={quote_plus(QUERY_SECRET)}&timeout=30"
+    shown = repr(StateStore(url))
+    assert shown == f"StateStore(sqlite:///{tmp_path / 'state.db'}?api_key=***&timeout=30)"
+
+
+@pytest.mark.parametrize(
+    "state_url, shown",
+    [
+        ("sqlite:///{tmp_path}/typo.db?api_key={secret}", "no sync state at sqlite:///{tmp_path}/typo.db?api_key=***"),
+        ("postgresql+psycopg://etl@127.0.0.1:1/state?password={secret}", "cannot read the sync state at "
+         "postgresql+psycopg://etl@127.0.0.1:1/state?password=***: connection failed"),
+    ],
+)  # fmt: skip
+def test_the_sync_log_cli_masks_credential_query_parameters(tmp_path, capsys, state_url, shown):
+    from contentstack_assets import log
+
+    url = state_url.format(tmp_path=tmp_path, secret=quote_plus(QUERY_SECRET))
+    assert log.main(["u0001", "--state-url", url]) == 2
+    error = capsys.readouterr().err
+    assert shown.format(tmp_path=tmp_path) in error and error.count("\n") == 1, error
+    assert QUERY_SECRET not in error and quote_plus(QUERY_SECRET) not in error, error
+
+
+@pytest.mark.parametrize("where", ["user part", "query parameter"])
 def test_no_secret_reaches_any_log_metadata_state_error_or_output(
-    tmp_path, instance, postgres_url, monkeypatch, capfd, caplog
+    tmp_path, instance, postgres_url, monkeypatch, capfd, caplog, where
 ):
     caplog.set_level(logging.DEBUG)
-    secret_url = sa.engine.make_url(postgres_url).set(password=PASSWORD).render_as_string(hide_password=False)
-    assert quote(PASSWORD, safe="") in secret_url or quote(PASSWORD, safe=":!") in secret_url
+    parsed = sa.engine.make_url(postgres_url)
+    if where == "user part":
+        secret_url = parsed.set(password=PASSWORD).render_as_string(hide_password=False)
+        assert quote(PASSWORD, safe="") in secret_url or quote(PASSWORD, safe=":!") in secret_url
+        masked = ":***@127.0.0.1"
+    else:  # libpq takes the password from the query as well (postgresql://etl@db/crm?password=...)
+        secret_url = parsed.update_query_dict({"password": PASSWORD}).render_as_string(hide_password=False)
+        assert quote_plus(PASSWORD) in secret_url
+        masked = "?password=***"
     _create_source(postgres_url)
     # the secrets arrive the way they do in production: from the environment, through ${VAR} in the spec
     monkeypatch.setenv("SOURCE_DATABASE_URL", secret_url)
@@ -148,7 +230,7 @@ def test_no_secret_reaches_any_log_metadata_state_error_or_output(
     # the searches are not vacuous: the failures, the sync log and the masked URL really are in there
     assert "users failed after retries" in texts["failures of the partly failed run"]
     assert "HTTP 500" in texts["sync state"] and "duplicate user uid" in texts["sync state"]
-    assert ":***@127.0.0.1" in texts["failures of the missing table run"]
+    assert masked in texts["failures of the missing table run"]
     assert "refused the management token" in texts["failures of the revoked token run"]
     assert "STEP_FAILURE" in texts["stderr"] and files
 

@@ -136,6 +136,47 @@ def test_duplicate_names_and_malformed_files(tmp_path):
         load_spec(tmp_path / "missing.yaml")
 
 
+DUPLICATE_ATTRIBUTE = """\
+syncs:
+  - name: users
+    source: {url: "sqlite:///users.db", table: users}
+    destination: {project_uid: pppppppppppppppppppppppp}
+    match: {column: user_uid}
+    attributes:
+      plan: {column: plan_name, type: string}
+      ltv: {column: lifetime_value, type: number}
+      plan: {column: plan_code, type: string}
+"""
+
+
+@pytest.mark.parametrize(
+    "raw, key, lines",
+    [
+        (DUPLICATE_ATTRIBUTE, "'plan'", (7, 9)),
+        ("syncs: []\nsyncs:\n  - name: users\n", "'syncs'", (1, 2)),
+        ('syncs:\n  - {name: users, name: orders, source: {url: "x"}}\n', "'name'", (2, 2)),
+    ],
+)
+def test_a_duplicate_key_is_a_spec_error_naming_both_lines(tmp_path, raw, key, lines):
+    path = _write(tmp_path, raw=raw)
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    message = str(error.value)
+    assert str(path) in message and f"key {key}" in message and f"lines {lines[0]} and {lines[1]}" in message
+    assert "\n" not in message and "Traceback" not in message
+
+
+def test_yaml_merge_keys_are_not_taken_for_duplicates(tmp_path):
+    raw = DUPLICATE_ATTRIBUTE.replace("      plan: {column: plan_code, type: string}\n", "").replace(
+        "    destination: {project_uid: pppppppppppppppppppppppp}",
+        "    destination: &dest {project_uid: pppppppppppppppppppppppp}\n"
+        "    extra: {<<: *dest, project_uid: qqqqqqqqqqqqqqqqqqqqqqqq}",
+    )
+    with pytest.raises(SpecError) as error:  # `extra` is an unknown key; the merge itself is fine
+        load_spec(_write(tmp_path, raw=raw))
+    assert "key 'extra': unknown key" in str(error.value) and "twice" not in str(error.value)
+
+
 def test_a_password_in_the_source_url_never_shows(tmp_path):
     path = _write(
         tmp_path, _merged(source__url="postgresql+psycopg://etl:hunter2@db.internal/crm", source__table=...)

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from pandas._libs.lib import to_object_array_tuples  # C transposition of row tuples
 
 from contentstack_assets.spec import SourceSpec
+from contentstack_assets.urls import scrub
 
 PROGRESS_EVERY_S = 2.0
 
@@ -68,16 +69,10 @@ def _check_sqlite_file(source: SourceSpec) -> None:
         )
 
 
-def _scrub(source: SourceSpec, text: str) -> str:
-    password = sa.engine.make_url(source.url.get_secret_value()).password
-    text = text.replace(source.url.get_secret_value(), source.display_url)
-    return text.replace(password, "***") if password else text
-
-
 def _reason(source: SourceSpec, error: Exception) -> str:
     original = getattr(error, "orig", None) or error
     lines = str(original).strip().splitlines()
-    return _scrub(source, lines[0] if lines else type(original).__name__)
+    return scrub(lines[0] if lines else type(original).__name__, source.url.get_secret_value())
 
 
 class SourceReader:

@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from contentstack_assets.urls import mask_url
+
 try:  # the C transposition of row tuples to an object array, which pandas uses for its own frames
     from pandas._libs.lib import to_object_array_tuples
 except ImportError:  # pragma: no cover - a pandas without it
@@ -308,10 +310,6 @@ def default_state_url() -> str:
     return f"sqlite:///{directory / 'contentstack_state.db'}"
 
 
-def display_url(url: str) -> str:
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
-
-
 @dataclass(frozen=True)
 class UserOutcome:
     """What became of one user's request in a run."""
@@ -384,7 +382,7 @@ class StateStore:
         self.migrate()
 
     def __repr__(self) -> str:
-        return f"StateStore({display_url(self.url)})"
+        return f"StateStore({mask_url(self.url)})"
 
     # -- schema -------------------------------------------------------------------------------------
     def migrate(self) -> int:
@@ -415,7 +413,7 @@ class StateStore:
     def _check_not_newer(self, found: int) -> None:
         if found > SCHEMA_VERSION:
             raise StateSchemaError(
-                f"the sync state store {display_url(self.url)} has schema version {found}, newer than the "
+                f"the sync state store {mask_url(self.url)} has schema version {found}, newer than the "
                 f"{SCHEMA_VERSION} this contentstack_assets knows: a newer release wrote it. Upgrade "
                 f"contentstack_assets where this runs (or point {STATE_URL_ENV} at another store); "
                 "the store was left as it is."

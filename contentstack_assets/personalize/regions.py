@@ -6,6 +6,8 @@ import ipaddress
 from typing import Literal
 from urllib.parse import urlsplit
 
+from contentstack_assets.urls import mask_url
+
 Region = Literal["aws-na", "aws-eu", "aws-au", "azure-na", "azure-eu", "gcp-na", "gcp-eu"]
 
 # region -> (Edge API, Management API); neither takes a /v1 prefix.
@@ -62,10 +64,12 @@ def check_api_url(url: str) -> str:
         # never echo the URL: its user part may be a password
         raise ValueError("the API URL must not carry credentials (user:password@); remove them from the URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{url!r} is not an http(s) URL (e.g. https://personalize-edge.contentstack.com)")
+        raise ValueError(
+            f"{mask_url(url)!r} is not an http(s) URL (e.g. https://personalize-edge.contentstack.com)"
+        )
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError(
-            f"{url!r} uses plain http to a remote host; use https:// (http is allowed only for "
+            f"{mask_url(url)!r} uses plain http to a remote host; use https:// (http is allowed only for "
             "127.0.0.1, localhost or ::1)"
         )
     return url.rstrip("/")
