@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from contentstack_assets.engine.state import StateSchemaError, StateStore, default_state_url
+from contentstack_assets.engine.state import StateStore, StateStoreError, default_state_url
 from contentstack_assets.urls import mask_url, scrub
 
 PROG = "python -m contentstack_assets.log"
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             for sync in sorted({row["sync"] for row in requests} | ({args.sync} if args.sync else set()))
             if (state := store.user_state(sync, args.user_uid))
         ]
-    except StateSchemaError as error:
+    except StateStoreError as error:
         return _error(str(error))
     except (sa.exc.SQLAlchemyError, ImportError) as error:
         return _error(f"cannot read the sync state at {shown}: {_first_line(error, url)}")

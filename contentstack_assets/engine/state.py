@@ -366,7 +366,7 @@ def _unusable_store(url: str, error: BaseException) -> StateStoreError | None:
     for needle, what in _UNUSABLE:
         if needle in text:
             return StateStoreError(
-                f"the sync state store {display_url(url)} cannot be used: {what}. Point "
+                f"the sync state store {mask_url(url)} cannot be used: {what}. Point "
                 f"{STATE_URL_ENV} at a writable store (a new SQLite file is created and set up on first use), "
                 "or repair this one (restore it from a backup, fix its permissions or free disk space); a "
                 "store that is moved or replaced forgets what was delivered, and the next run sends every "
