@@ -98,3 +98,86 @@ def test_a_partition_column_no_window_can_compare_is_refused(tmp_path, values, r
         assert message.startswith(f"source {source.display_url} (users): the partition column 'updated_at' ")
         assert reason in message and "\n" not in message
     assert len(reader.read()) == len(values)  # a read of everything needs no window
+
+
+# -- query text -------------------------------------------------------------------------------------
+def _query(url: str, query: str) -> SourceSpec:
+    return SourceSpec.model_validate({"url": url, "query": query})
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT user_uid, plan_name FROM users -- every user",
+        "SELECT user_uid, plan_name FROM users;",
+        "SELECT user_uid, plan_name FROM users ; ;\n  \n",
+        "SELECT user_uid, plan_name FROM users; -- every user",
+        "SELECT user_uid, plan_name FROM users /* every user */;\n",
+        "SELECT user_uid, 'a;b' AS plan_name FROM users -- a ';' in a literal",
+        'SELECT user_uid, plan_name AS "x;y", plan_name FROM users',
+    ],
+    ids=[
+        "line_comment",
+        "semicolon",
+        "semicolons_and_blanks",
+        "semicolon_comment",
+        "block_comment",
+        "literal",
+        "name",
+    ],
+)
+def test_a_query_ending_in_a_comment_or_semicolons_is_read(url, query):
+    _table(url, sa.Text, ["2024-03-01 10:00:00"] * 3)
+    reader = SourceReader(_query(url, query), ["user_uid", "plan_name"])
+    frame = reader.read()
+    assert sorted(frame["user_uid"]) == ["u0", "u1", "u2"]
+    assert reader.count() == 3 and reader.probe()["rows"] == 3
+
+
+def test_a_query_ending_in_a_comment_is_read_within_a_window(url):
+    _table(url, sa.BigInteger, [1709287200, 1709287200 - 86400])
+    query = "SELECT user_uid, updated_at FROM users; -- the users"
+    source = SourceSpec.model_validate(
+        {"url": url, "query": query, "updated_at": "updated_at", "start_date": "2024-01-01"}
+    )
+    assert list(SourceReader(source, ["user_uid", "updated_at"]).read(MARCH_1)["user_uid"]) == ["u0"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["SELECT user_uid FROM users; DROP TABLE plans", "SELECT user_uid FROM users;\nSELECT 1;"],
+    ids=["drop", "two_selects"],
+)
+def test_a_query_of_more_than_one_statement_is_refused(url, query):
+    _table(url, sa.Text, ["2024-03-01"])
+    source = _query(url, query)
+    with pytest.raises(SourceError) as raised:
+        SourceReader(source, ["user_uid"]).read()
+    message = str(raised.value)
+    assert message.startswith(f"source {source.display_url}: the query holds more than one statement")
+    assert "one statement only" in message and "\n" not in message
+    assert sa.inspect(sa.create_engine(url)).has_table("plans")
+
+
+# -- duplicated column names ------------------------------------------------------------------------
+JOINED = "SELECT u.*, p.plan_name FROM users u JOIN plans p ON p.user_uid = u.user_uid"
+
+
+def test_a_duplicated_column_the_sync_reads_is_refused(url):
+    _table(url, sa.Text, ["2024-03-01"] * 2)
+    source = _query(url, JOINED)
+    reader = SourceReader(source, ["user_uid", "plan_name"])
+    for attempt in (reader.read, reader.count, reader.probe):
+        with pytest.raises(SourceError) as raised:
+            attempt()
+        message = str(raised.value)
+        assert message.startswith(
+            f"source {source.display_url}: the query returns more than one column named"
+        )
+        assert "'plan_name'" in message and "alias" in message and "\n" not in message
+
+
+def test_a_duplicated_column_the_sync_does_not_read_is_allowed(url):
+    _table(url, sa.Text, ["2024-03-01"] * 2)
+    frame = SourceReader(_query(url, JOINED), ["user_uid", "updated_at"]).read()
+    assert sorted(frame["user_uid"]) == ["u0", "u1"]

@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -137,19 +138,27 @@ class SourceReader:
                 self._window_column_has_tz = bool(getattr(self._window_column_type, "timezone", False))
             return sa.table(source.table, *(sa.column(c) for c in self.columns), schema=source.db_schema)
         # a query: learn its columns from an empty read, then wrap it as a subquery
+        query = _one_statement(source)
         probe = (
-            sa.select(sa.literal_column("*"))
-            .select_from(sa.text(source.query).columns().subquery("src"))
-            .limit(0)
+            sa.select(sa.literal_column("*")).select_from(sa.text(query).columns().subquery("src")).limit(0)
         )
         result_columns = list(connection.execute(probe).keys())
+        # only a repeated name the sync reads is refused: `SELECT a.*, b.*` may repeat an `id` it never reads
+        repeated = _repeated_names(result_columns, connection.dialect.name)
+        ambiguous = [column for column in self.columns if column in repeated]
+        if ambiguous:
+            raise SourceError(
+                f"source {source.display_url}: the query returns more than one column named "
+                f"{', '.join(repr(c) for c in ambiguous)}: alias them (`AS`) so that each column the sync "
+                "reads has a name of its own"
+            )
         missing = [column for column in self.columns if column not in result_columns]
         if missing:
             raise SourceError(
                 f"source {source.display_url}: the query returns no column "
                 f"{', '.join(repr(c) for c in missing)} (it returns: {', '.join(result_columns)})"
             )
-        return sa.text(source.query).columns(*(sa.column(c) for c in self.columns)).subquery("src")
+        return sa.text(query).columns(*(sa.column(c) for c in self.columns)).subquery("src")
 
     def _statement(
         self, relation: sa.FromClause, window: Window | None, text_in: tuple[str, Sequence[str]] | None = None
@@ -350,6 +359,42 @@ class SourceReader:
                 statement = statement.where(column >= sa.bindparam("watermark", bound))
             lowest, highest = connection.execute(statement).one()
         return None if highest is None else (reader._epoch_time(lowest), reader._epoch_time(highest))
+
+
+# what a ';' may hide in: literals, quoted names, comments, PostgreSQL's dollar quotes
+_SQL_TOKENS = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$|;""", re.DOTALL
+)
+_STATEMENT_TAIL = re.compile(r"(?:\s|;|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+
+
+def _one_statement(source: SourceSpec) -> str:
+    """The spec's query as the text to wrap in a subquery: cut at a ';' followed only by blanks, comments or
+    more ';', and ended by a newline so that a closing line comment cannot swallow the wrapping's closing
+    parenthesis. A ';' followed by more SQL is refused: a subquery is one statement."""
+    query = source.query or ""
+    for token in _SQL_TOKENS.finditer(query):
+        if token.group() != ";":
+            continue
+        if not _STATEMENT_TAIL.fullmatch(query, token.end()):
+            raise SourceError(
+                f"source {source.display_url}: the query holds more than one statement (a ';' followed by "
+                "more SQL); `query:` takes one statement only, a SELECT"
+            )
+        return query[: token.start()].rstrip() + "\n"
+    return query.rstrip() + "\n"
+
+
+def _repeated_names(names: Sequence[str], dialect: str) -> set[str]:
+    """The column names a result holds more than once. SQLite renames the repeats of a subquery's column
+    `name:1`, `name:2`... and answers `name` with the first."""
+    repeated = {name for name, times in Counter(names).items() if times > 1}
+    if dialect == "sqlite":
+        for name in names:
+            base, colon, suffix = name.rpartition(":")
+            if colon and suffix.isdigit() and base in names:
+                repeated.add(base)
+    return repeated
 
 
 def _is_number(value: object) -> bool:
