@@ -6,7 +6,7 @@ Table, schema and column names are SQLAlchemy identifiers, quoted by the dialect
 SQL text (bound values get fixed parameter names, never ones derived from a column name); a `query:` is
 wrapped as a subquery so the window filter and column list still go through SQLAlchemy.
 A partition column of epoch numbers (seconds or milliseconds, told apart by their size) is compared with
-epoch numbers, one of timestamps or ISO text with timestamps or dates.
+epoch numbers; one of timestamps or ISO text, with timestamps or dates.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ class SourceReader:
         ):
             return
         else:
-            statement = sa.select(column, column).limit(1)
+            statement = sa.select(column).limit(1)
         row = connection.execute(statement.where(column.is_not(None))).first()
         if row is None or row[0] is None:
             return
@@ -301,7 +301,10 @@ class SourceReader:
             # the probe's max as text ('1709287204'), or an instant the range read returned
             if isinstance(watermark, str) and _DIGITS_TEXT.fullmatch(watermark):
                 return float(watermark)
-            moment = pd.Timestamp(watermark)
+            try:
+                moment = pd.Timestamp(watermark)
+            except ValueError:  # a cursor from before the column held numbers: read from the epoch on
+                return 0
             moment = moment.tz_localize(dt.UTC) if moment.tzinfo is None else moment
             return moment.timestamp() * self._epoch_scale
         if dialect == "sqlite":
