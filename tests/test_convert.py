@@ -89,12 +89,11 @@ ACCEPTED: list[tuple[str, Any, Any]] = [
     ("string", np.bool_(True), "true"),
     ("string", dt.date(2024, 1, 2), "2024-01-02"),
     ("string", dt.datetime(2024, 1, 2, 3, 4, 5), "2024-01-02T03:04:05"),
-    ("string", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=tz(2)), "2024-01-02T03:04:05+02:00"),
+    ("string", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=tz(2)), "2024-01-02T01:04:05+00:00"),
     ("string", uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
     # number: ints, floats, decimals, numeric text
     ("number", 1, 1.0),
     ("number", -3, -3.0),
-    ("number", 2**80, float(2**80)),
     ("number", 12.5, 12.5),
     ("number", np.float32(1.5), 1.5),
     ("number", np.int16(-2), -2.0),
@@ -225,6 +224,7 @@ REJECTED: list[tuple[str, Any, str]] = [
     ("number", True, "True is not a number"),
     ("number", np.bool_(False), "False is not a number"),
     ("number", 10**400, "is out of range"),
+    ("number", 2**80, "1208925819614629174706176 has a magnitude above 2^53"),
     ("number", "1e999", "'1e999' is out of range"),
     ("number", Decimal("1e400"), "1E+400 is out of range"),
     ("number", dt.date(2024, 1, 2), "2024-01-02 is not a number"),
@@ -827,3 +827,91 @@ def test_property_iso_text_of_one_shape_reads_as_the_element_rule(case) -> None:
     series = pd.Series(texts, dtype=object)
     for type_name in ("datetime", "date"):
         assert_same(convert_column(series, type_name), _convert_column_slow(series, type_name))
+
+
+# --------------------------------------------------------------------------------------------------
+# an aware timestamp as text is UTC text; a `number` never rounds an integer silently
+
+ABOVE = "has a magnitude above 2^53"
+
+
+@pytest.mark.parametrize(
+    "series",
+    [
+        pd.Series([dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=zone) for zone in (tz(2), tz(-9, 30), UTC)]),
+        pd.Series(
+            [
+                pd.Timestamp("2024-01-02 01:04:05Z").tz_convert(zone)
+                for zone in ("Asia/Tokyo", "America/Lima")
+            ],
+            dtype=object,
+        ),
+        pd.Series(pd.to_datetime(["2024-01-02 01:04:05Z"] * 2)).dt.tz_convert("Europe/Paris"),
+    ],
+    ids=["datetimes", "timestamps", "datetime64[ns, tz]"],
+)
+def test_an_aware_timestamp_as_a_string_is_the_same_utc_text_whatever_its_zone(series: pd.Series) -> None:
+    """A connection's time zone decides the zone of the timestamptz values it returns: the text must not
+    depend on it, or a time-zone change would resend every user."""
+    res = convert_column(series, "string")
+    assert_same(res, _convert_column_slow(series.astype(object), "string"))
+    texts = {value for value, error in rows(res) if error is None}
+    instants = {value.astimezone(UTC) for value in series.tolist()}
+    assert texts == {instant.isoformat() for instant in instants} and len(res.errors.dropna()) == 0
+    assert all(text.endswith("+00:00") for text in texts)
+
+
+NUMBER_CASES: list[tuple[str, pd.Series, list[tuple[Any, Any]]]] = [
+    (
+        "python ints",
+        pd.Series([1, 2**53, -(2**53), 2**53 + 1, -(2**80)], dtype=object),
+        [
+            (1.0, None),
+            (2.0**53, None),
+            (-(2.0**53), None),
+            (None, f"9007199254740993 {ABOVE}"),
+            (None, ABOVE),
+        ],
+    ),
+    (
+        "int64",
+        pd.Series([7, 2**53, 2**53 + 1, -(2**62)], dtype="int64"),
+        [(7.0, None), (2.0**53, None), (None, f"9007199254740993 {ABOVE}"), (None, ABOVE)],
+    ),
+    ("Int64", pd.Series([None, 2**53 + 2], dtype="Int64"), [(None, None), (None, ABOVE)]),
+    ("uint64", pd.Series([3, 2**64 - 1], dtype="uint64"), [(3.0, None), (None, ABOVE)]),
+    # a float is a double already: nothing is rounded, nothing rejected
+    ("float64", pd.Series([2.0**60, 1e300, 0.1]), [(2.0**60, None), (1e300, None), (0.1, None)]),
+    ("python floats", pd.Series([2.0**60, 1.5], dtype=object), [(2.0**60, None), (1.5, None)]),
+    ("ints and floats", pd.Series([2.0**60, 2**60], dtype=object), [(2.0**60, None), (None, ABOVE)]),
+    (
+        "decimals",
+        pd.Series(
+            [
+                Decimal("2.5"),
+                Decimal(2**53 + 1),
+                Decimal("12345678901234567890.0000000000"),  # numeric(38,10), integral
+                Decimal("1234567890123456789.5"),  # not integral: the nearest double
+            ],
+            dtype=object,
+        ),
+        [(2.5, None), (None, ABOVE), (None, ABOVE), (1234567890123456789.5, None)],
+    ),
+    (
+        "text",
+        pd.Series(["12.5", "9007199254740993", "-12345678901234567890.00", "1e20", "123456789012345678.5"]),
+        [(12.5, None), (None, ABOVE), (None, ABOVE), (1e20, None), (123456789012345678.5, None)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "series", "expected"), NUMBER_CASES, ids=[c[0] for c in NUMBER_CASES])
+def test_a_number_rejects_an_integral_value_above_2_53_on_every_path(
+    label: str, series: pd.Series, expected: list[tuple[Any, Any]]
+) -> None:
+    res = convert_column(series, "number")
+    as_objects = series.astype(object).where(series.notna(), None)
+    assert_same(res, _convert_column_slow(as_objects, "number"))
+    for (value, error), (wanted, reason) in zip(rows(res), expected, strict=True):
+        assert value == wanted
+        assert (error is None) if reason is None else (reason in error), (value, error)

@@ -243,3 +243,45 @@ def test_the_cli_partition_range_backfill(tmp_path):
         assert sorted(emu.users()) == ["d03", "d04", "d05", "d06", "d07", "d08"]
         # one run for the whole range: one read
         assert completed.stderr.count('Started execution of step "users__source_users"') == 1
+
+
+@pytest.mark.parametrize("scale", [1, 1000], ids=["epoch_seconds", "epoch_milliseconds"])
+def test_an_epoch_number_updated_at_is_read_by_its_days_and_by_the_sensor(
+    tmp_path, emulator, instance, scale
+):
+    """SQLite sorts every number before every text: an epoch column compared with a date text read nothing."""
+    rows = [_user(f"e{i}", (1709287200 + i) * scale) for i in range(5)]  # 2024-03-01 10:00:0i UTC
+    url = write_sqlite_table(tmp_path / "src.db", rows)
+    spec = write_spec(tmp_path / "syncs.yaml", [_partitioned(url, emulator.url)])
+
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-02-29", "2024-02-29"))
+    assert result.success and push_metadata(result)["rows_read"] == 0
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-03-01", "2024-03-01"))
+    assert result.success and push_metadata(result)["rows_read"] == 5
+    assert sorted(emulator.users()) == [f"e{i}" for i in range(5)]
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-01-01", "2024-03-31"))
+    assert result.success and push_metadata(result)["rows_read"] == 5
+
+    # the sensor's range query finds the day of the rows, and the run it asks for reads them
+    defs = build_definitions(load_spec(spec))
+    tick = defs.resolve_sensor_def("users_source_changed").evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs)
+    )
+    [request] = tick.run_requests
+    assert request.partition_key == "2024-03-01"
+    # a row the next day: the range starts at the watermark's row (at or above it) and ends on its day
+    rows.append(_user("e5", (1709287200 + 86400) * scale))
+    write_sqlite_table(tmp_path / "src.db", rows)
+    again = defs.resolve_sensor_def("users_source_changed").evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor)
+    )
+    [request] = again.run_requests
+    assert (
+        request.tags["dagster/asset_partition_range_start"],
+        request.tags["dagster/asset_partition_range_end"],
+    ) == (
+        "2024-03-01",
+        "2024-03-02",
+    )
+    result = run_job(spec, "users_sync", instance, partition_range=("2024-03-01", "2024-03-02"))
+    assert result.success and push_metadata(result)["rows_read"] == 6

@@ -17,6 +17,7 @@ two agree by construction and reasons always come from one place.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import re
@@ -237,6 +238,10 @@ def _one_string(v: object) -> _Result:
         if not v.is_finite():
             return None, f"{shorten(v)} is not a finite number"
         return str(v), None
+    if isinstance(v, dt.datetime) and v.utcoffset():
+        # an aware timestamp comes in the connection's time zone: as UTC its text does not change with it
+        with contextlib.suppress(OverflowError, ValueError):  # the UTC instant is outside years 1-9999
+            v = v.astimezone(dt.UTC)
     if isinstance(v, dt.date | dt.time):
         return v.isoformat(), None
     if isinstance(v, np.datetime64):
@@ -259,13 +264,18 @@ def _float_of_text(v: str) -> float | None:
 
 
 def _one_number(v: object) -> _Result:
+    # an integral int, decimal or plain text above 2^53 is rejected as `integer` does: a double may not hold
+    # it; a float is a double already, and other values are rounded to the nearest double
     if isinstance(v, _BOOLS):
         return None, f"{shorten(v)} is not a number"
     if isinstance(v, _INTS):
         try:
-            return float(v), None
+            x = float(v)
         except OverflowError:
             return None, f"{shorten(v)} is out of range"
+        if abs(int(v)) > _TWO53:
+            return None, f"{shorten(v)} has a magnitude above 2^53"
+        return x, None
     if isinstance(v, _FLOATS):
         x = float(v)
         if not math.isfinite(x):
@@ -277,6 +287,8 @@ def _one_number(v: object) -> _Result:
         x = float(v)
         if not math.isfinite(x):
             return None, f"{shorten(v)} is out of range"
+        if abs(x) >= 2.0**53 and _integral_above_2_53(v):
+            return None, f"{shorten(v)} has a magnitude above 2^53"
         return x, None
     if isinstance(v, str):
         x = _float_of_text(v)
@@ -284,8 +296,15 @@ def _one_number(v: object) -> _Result:
             return None, f"{shorten(v)} is not a number"
         if not math.isfinite(x):
             return None, f"{shorten(v)} is out of range"
+        text = v.strip()
+        if abs(x) >= 2.0**53 and "e" not in text.lower() and _integral_above_2_53(Decimal(text)):
+            return None, f"{shorten(v)} has a magnitude above 2^53"
         return x, None
     return None, f"{shorten(v)} is not a number"
+
+
+def _integral_above_2_53(d: Decimal) -> bool:
+    return d == d.to_integral_value() and d.copy_abs() > _TWO53
 
 
 def _integer_of_decimal(v: object, d: Decimal) -> _Result:
@@ -812,16 +831,20 @@ def _fast_string(ctx: _Ctx) -> _Fast:
 
 
 def _fast_number(ctx: _Ctx) -> _Fast:
+    # from 2^53 up an int, a decimal or text may be an integer a double cannot hold: the element rule judges
+    floats = (ctx.is_object and ctx.kind == "floating") or (
+        not ctx.is_object and pd.api.types.is_float_dtype(ctx.dtype)
+    )
     a = _sub_as_float(ctx)
     if a is not None:
-        ok = np.isfinite(a)
+        ok = np.isfinite(a) if floats else np.abs(a) < 2.0**53
         return ok, a[ok]
     text = _sub_text(ctx)
     if text is not None:
         gate = _gate(text, _NUMERIC_RX)
         a = np.full(len(text), np.nan)
         a[gate] = text[gate].astype(np.float64)
-        ok = np.isfinite(a)
+        ok = np.abs(a) < 2.0**53
         return ok, a[ok]
     return None
 

@@ -5,6 +5,8 @@ a float NaN, text dates stay text) because conversion is the job of `convert.py`
 Table, schema and column names are SQLAlchemy identifiers, quoted by the dialect and never formatted into
 SQL text (bound values get fixed parameter names, never ones derived from a column name); a `query:` is
 wrapped as a subquery so the window filter and column list still go through SQLAlchemy.
+A partition column of epoch numbers (seconds or milliseconds, told apart by their size) is compared with
+epoch numbers; one of timestamps or ISO text, with timestamps or dates.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,11 @@ from contentstack_assets.spec import SourceSpec
 from contentstack_assets.urls import scrub
 
 PROGRESS_EVERY_S = 2.0
+# epoch seconds reach 10^11 only in the year 5138, milliseconds passed it in 1973; above 10^14 (milliseconds of
+# 5138) they would be micro- or nanoseconds, which are refused
+EPOCH_MILLISECONDS_FROM = 10**11
+EPOCH_MILLISECONDS_BELOW = 10**14
+_DIGITS_TEXT = re.compile(r"\s*[+-]?[0-9]+(?:\.[0-9]*)?\s*")
 
 
 class SourceError(RuntimeError):
@@ -82,6 +92,8 @@ class SourceReader:
         self.source = source
         self.columns = list(dict.fromkeys(columns))  # keep order, drop repeats
         self._window_column_has_tz = False
+        self._window_column_type: sa.types.TypeEngine | None = None  # the declared type, for a table
+        self._epoch_scale: int | None = None  # 1 or 1000 for a partition column of epoch (milli)seconds
 
     @contextlib.contextmanager
     def _database_errors(self) -> Iterator[None]:
@@ -117,22 +129,31 @@ class SourceReader:
                 )
             window_column = source.partition_column
             if window_column:
-                self._window_column_has_tz = bool(getattr(found[window_column]["type"], "timezone", False))
+                self._window_column_type = found[window_column]["type"]
+                self._window_column_has_tz = bool(getattr(self._window_column_type, "timezone", False))
             return sa.table(source.table, *(sa.column(c) for c in self.columns), schema=source.db_schema)
         # a query: learn its columns from an empty read, then wrap it as a subquery
+        query = _one_statement(source)
         probe = (
-            sa.select(sa.literal_column("*"))
-            .select_from(sa.text(source.query).columns().subquery("src"))
-            .limit(0)
+            sa.select(sa.literal_column("*")).select_from(sa.text(query).columns().subquery("src")).limit(0)
         )
         result_columns = list(connection.execute(probe).keys())
+        # only a repeated name the sync reads is refused: `SELECT a.*, b.*` may repeat an `id` it never reads
+        repeated = _repeated_names(result_columns, connection.dialect.name)
+        ambiguous = [column for column in self.columns if column in repeated]
+        if ambiguous:
+            raise SourceError(
+                f"source {source.display_url}: the query returns more than one column named "
+                f"{', '.join(repr(c) for c in ambiguous)}: alias them (`AS`) so that each column the sync "
+                "reads has a name of its own"
+            )
         missing = [column for column in self.columns if column not in result_columns]
         if missing:
             raise SourceError(
                 f"source {source.display_url}: the query returns no column "
                 f"{', '.join(repr(c) for c in missing)} (it returns: {', '.join(result_columns)})"
             )
-        return sa.text(source.query).columns(*(sa.column(c) for c in self.columns)).subquery("src")
+        return sa.text(query).columns(*(sa.column(c) for c in self.columns)).subquery("src")
 
     def _statement(
         self, relation: sa.FromClause, window: Window | None, text_in: tuple[str, Sequence[str]] | None = None
@@ -153,20 +174,75 @@ class SourceReader:
             )
         return statement
 
-    def _bound_time(self, moment: dt.datetime) -> dt.datetime | str:
+    def _bound_time(self, moment: dt.datetime) -> dt.datetime | str | int:
         """A UTC instant as the partition column compares it.
 
         SQLite stores timestamps as text and compares text: '2024-01-05 00:00:00.000000' (SQLAlchemy's
         rendering of a datetime) sorts after '2024-01-05 00:00:00' and '2024-01-05', which would put a row
         at midnight into the day before. A day boundary is bound as the bare date, which sorts before every
         text of that day, whatever its separator or precision. Typed columns get a datetime, naive (UTC)
-        for a naive column, aware for a timestamptz.
+        for a naive column, aware for a timestamptz; a column of epoch numbers gets its epoch number.
         """
         utc = moment.astimezone(dt.UTC)
+        if self._epoch_scale is not None:
+            return int(utc.timestamp()) * self._epoch_scale
         if engine_for(self.source).dialect.name == "sqlite":
             aligned = utc.time() == dt.time(0)
             return utc.strftime("%Y-%m-%d") if aligned else utc.strftime("%Y-%m-%d %H:%M:%S")
         return utc if self._window_column_has_tz else utc.replace(tzinfo=None)
+
+    def _detect_epoch(self, connection: sa.Connection, relation: sa.FromClause) -> None:
+        """Whether the partition column holds epoch numbers, and in which unit (sets `_epoch_scale`).
+
+        SQLite keeps each value's own type and sorts every number before every text, so its min and max tell
+        numbers, text, or both; elsewhere a column has one type: a declared timestamp, date or text type
+        needs no read, else one value says. Numbers beside text, or numbers stored as text, cannot be
+        compared with a window: the spec is refused.
+        """
+        self._epoch_scale = None
+        source = self.source
+        column_name = source.partition_column
+        column = relation.c[column_name]
+        if connection.dialect.name == "sqlite":
+            statement = sa.select(sa.func.min(column), sa.func.max(column))
+        elif self._window_column_type is not None and not isinstance(
+            self._window_column_type, (sa.Integer, sa.Numeric, sa.types.NullType)
+        ):
+            return
+        else:
+            statement = sa.select(column).limit(1)
+        row = connection.execute(statement.where(column.is_not(None))).first()
+        if row is None or row[0] is None:
+            return
+        values = list(row)
+        numbers = [_is_number(value) for value in values]
+        where = f"source {source.display_url} ({source.relation}): the partition column {column_name!r}"
+        if any(numbers) and not all(numbers):
+            raise SourceError(
+                f"{where} holds both numbers ({values[numbers.index(True)]!r}) and text or other values "
+                f"({values[numbers.index(False)]!r}); it must hold timestamps, ISO-8601 text or epoch numbers "
+                "only, one kind"
+            )
+        if not any(numbers):
+            if all(isinstance(value, str) and _DIGITS_TEXT.fullmatch(value) for value in values):
+                raise SourceError(
+                    f"{where} holds numbers as text ({values[0]!r}): they would be compared with dates as "
+                    "text; store epoch numbers as numbers, or timestamps as ISO-8601 text"
+                )
+            return
+        largest = max(abs(value) for value in values)
+        if largest >= EPOCH_MILLISECONDS_BELOW:
+            raise SourceError(
+                f"{where} holds epoch numbers up to {largest}: only epoch seconds or milliseconds are "
+                "supported (convert micro- or nanoseconds in a `query:`)"
+            )
+        self._epoch_scale = 1000 if largest >= EPOCH_MILLISECONDS_FROM else 1
+
+    def _epoch_time(self, value: object) -> object:
+        """A value of an epoch partition column as the UTC instant it stands for (others as they are)."""
+        if self._epoch_scale is None or not _is_number(value):
+            return value
+        return dt.datetime.fromtimestamp(float(value) / self._epoch_scale, dt.UTC)
 
     # -- reading ------------------------------------------------------------------------------------
     def read(
@@ -185,7 +261,10 @@ class SourceReader:
         rows_read = reported = 0
         last_report = time.monotonic()
         with self._database_errors(), engine_for(self.source).connect() as connection:
-            statement = self._statement(self._relation(connection), window, text_in)
+            relation = self._relation(connection)
+            if window is not None:
+                self._detect_epoch(connection, relation)
+            statement = self._statement(relation, window, text_in)
             result = connection.execution_options(stream_results=True).execute(statement)
             # the driver's own cursor (server-side on PostgreSQL): its plain tuples, not a SQLAlchemy Row
             # per row. The columns are untyped (`sa.column`), so SQLAlchemy would not process any value
@@ -212,7 +291,17 @@ class SourceReader:
         }
         return pd.DataFrame(data, copy=False)
 
-    def _typed_watermark(self, watermark: str | dt.datetime, dialect: str) -> str | dt.datetime:
+    def _typed_watermark(self, watermark: str | dt.datetime, dialect: str) -> str | dt.datetime | float:
+        if self._epoch_scale is not None:
+            # the probe's max as text ('1709287204'), or an instant the range read returned
+            if isinstance(watermark, str) and _DIGITS_TEXT.fullmatch(watermark):
+                return float(watermark)
+            try:
+                moment = pd.Timestamp(watermark)
+            except ValueError:  # a cursor from before the column held numbers: read from the epoch on
+                return 0
+            moment = moment.tz_localize(dt.UTC) if moment.tzinfo is None else moment
+            return moment.timestamp() * self._epoch_scale
         if dialect == "sqlite":
             return watermark if isinstance(watermark, str) else watermark.isoformat(sep=" ")
         try:
@@ -253,19 +342,61 @@ class SourceReader:
 
         At or above: rows loaded in the same second as the watermark's row are still ahead of it. SQLite
         compares the text it stored with the text it returned; a typed column (PostgreSQL refuses
-        `timestamptz >= varchar`) gets a datetime.
+        `timestamptz >= varchar`) gets a datetime; a column of epoch numbers gets a number, and its values
+        come back as the UTC datetimes they stand for.
         """
         column_name = self.source.partition_column
         reader = SourceReader(self.source, [column_name])
         with self._database_errors(), engine_for(self.source).connect() as connection:
             relation = reader._relation(connection)
+            reader._detect_epoch(connection, relation)
             column = relation.c[column_name]
             statement = sa.select(sa.func.min(column), sa.func.max(column)).where(column.is_not(None))
             if watermark is not None:
                 bound = reader._typed_watermark(watermark, connection.dialect.name)
                 statement = statement.where(column >= sa.bindparam("watermark", bound))
             lowest, highest = connection.execute(statement).one()
-        return None if highest is None else (lowest, highest)
+        return None if highest is None else (reader._epoch_time(lowest), reader._epoch_time(highest))
+
+
+# what a ';' may hide in: literals, quoted names, comments, PostgreSQL's dollar quotes
+_SQL_TOKENS = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$|;""", re.DOTALL
+)
+_STATEMENT_TAIL = re.compile(r"(?:\s|;|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+
+
+def _one_statement(source: SourceSpec) -> str:
+    """The spec's query as the text to wrap in a subquery: cut at a ';' followed only by blanks, comments or
+    more ';', and ended by a newline so that a closing line comment cannot swallow the wrapping's closing
+    parenthesis. A ';' followed by more SQL is refused: a subquery is one statement."""
+    query = source.query or ""
+    for token in _SQL_TOKENS.finditer(query):
+        if token.group() != ";":
+            continue
+        if not _STATEMENT_TAIL.fullmatch(query, token.end()):
+            raise SourceError(
+                f"source {source.display_url}: the query holds more than one statement (a ';' followed by "
+                "more SQL); `query:` takes one statement only, a SELECT"
+            )
+        return query[: token.start()].rstrip() + "\n"
+    return query.rstrip() + "\n"
+
+
+def _repeated_names(names: Sequence[str], dialect: str) -> set[str]:
+    """The column names a result holds more than once. SQLite renames the repeats of a subquery's column
+    `name:1`, `name:2`... and answers `name` with the first."""
+    repeated = {name for name, times in Counter(names).items() if times > 1}
+    if dialect == "sqlite":
+        for name in names:
+            base, colon, suffix = name.rpartition(":")
+            if colon and suffix.isdigit() and base in names:
+                repeated.add(base)
+    return repeated
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, Decimal, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _prefetched(result: sa.CursorResult) -> list[tuple]:
