@@ -45,6 +45,7 @@ class Response:
     latency_ms: float
     error: str | None = None
     body: str | None = None
+    unreachable: bool = False  # no connection at all (refused, no such host, TLS): the same for every call
 
 
 class PersonalizeError(RuntimeError):
@@ -220,6 +221,12 @@ class EdgeClient:
                     status = response.status
                     if status in RETRY_STATUSES:
                         retry_after = response.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                # before ValueError: a certificate error is both (ssl.CertificateError)
+                if _is_retryable(error) and attempts <= self.retry.max_retries:
+                    await asyncio.sleep(self.retry.delay_s(attempts))
+                    continue
+                return self._transport_failure(error, attempts, started)
             except ValueError:  # aiohttp refuses a header value (a CR/LF): no request went out
                 return Response(
                     False,
@@ -228,11 +235,6 @@ class EdgeClient:
                     _ms_since(started),
                     "not sent: the user uid holds a character an HTTP header cannot carry",
                 )
-            except (aiohttp.ClientError, TimeoutError, OSError) as error:
-                if _is_retryable(error) and attempts <= self.retry.max_retries:
-                    await asyncio.sleep(self.retry.delay_s(attempts))
-                    continue
-                return Response(False, None, attempts, _ms_since(started), _describe_exception(error))
             if status in RETRY_STATUSES and attempts <= self.retry.max_retries:
                 await asyncio.sleep(self.retry.delay_s(attempts, retry_after))
                 continue
@@ -240,6 +242,15 @@ class EdgeClient:
             if 200 <= status < 300:
                 return Response(True, status, attempts, latency, body=text[:200])
             return Response(False, status, attempts, latency, self._edge_error_text(status, text))
+
+    def _transport_failure(self, error: BaseException, attempts: int, started: float) -> Response:
+        """A call that got no answer; one that could not even connect (refused, no such host, a certificate)
+        names the Edge URL, since every other call will fail the same way."""
+        text = _describe_exception(error)
+        unreachable = isinstance(error, aiohttp.ClientConnectorError)
+        if unreachable:
+            text = f"{text}; Edge API at {self.base_url}: check region / edge_url and that this machine can reach it"
+        return Response(False, None, attempts, _ms_since(started), text, unreachable=unreachable)
 
     def _edge_error_text(self, status: int, body: str) -> str:
         """The status and body, plus what to fix where the status says it is the configuration, not the user."""
@@ -286,7 +297,10 @@ def _describe_exception(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return "connection failed: the host name does not resolve (check region / the API URL)"
     if isinstance(error, aiohttp.ClientSSLError):
-        return "connection failed: TLS handshake error (the server's certificate is not trusted or invalid)"
+        return (
+            "connection failed: TLS handshake error (the server's certificate is not trusted or invalid; a "
+            "private CA or TLS-inspecting proxy needs its CA in SSL_CERT_FILE or REQUESTS_CA_BUNDLE)"
+        )
     if isinstance(error, TimeoutError):  # aiohttp's socket timeouts derive from it
         return "timed out (retries exhausted): no answer within the client's timeout"
     if isinstance(error, aiohttp.ClientConnectorError):
