@@ -14,13 +14,22 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from contentstack_assets.personalize.client import EdgeClient, Response
+from contentstack_assets.resources import PersonalizeResource
 from tests.helpers import (
     PROJECT_UID,
+    free_port,
+    push_metadata,
+    run_job,
+    users_sync,
+    write_spec,
+    write_sqlite_table,
 )
+from tests.test_hostile_config import assert_one_clear_paragraph
 
 PLAN_ONLY = {"plan": {"column": "plan_name", "type": "string"}}
 
@@ -168,3 +177,42 @@ def test_a_certificate_error_is_named_as_such_not_blamed_on_the_user_uid(tmp_pat
     assert "user uid" not in response.error, response.error
     assert "certificate" in response.error and url in response.error, response.error
     assert response.attempts == 1 and accepted[0] == 1  # a certificate does not get better on a retry
+
+
+def unreachable_run(tmp_path, instance, edge_url: str, users: int, concurrency: int):
+    rows = [dict(user_uid=f"u{i:04d}", plan_name="free") for i in range(users)]
+    url = write_sqlite_table(tmp_path / "src.db", rows)
+    spec = write_spec(
+        tmp_path / "syncs.yaml", [users_sync(url, edge_url, attributes=PLAN_ONLY, concurrency=concurrency)]
+    )
+    resource = PersonalizeResource(max_retries=5, backoff_factor=0.01, backoff_max_s=0.05, timeout_s=2)
+    return run_job(spec, "users_sync", instance, resources={"personalize": resource})
+
+
+def test_a_self_signed_edge_stops_delivery_and_names_the_tls_error_once(tmp_path, instance):
+    with hostile_server(canned(200, b"{}"), tls=self_signed_tls(tmp_path)) as (url, accepted):
+        result = unreachable_run(tmp_path, instance, url, users=200, concurrency=4)
+        connections = accepted[0]
+    assert not result.success
+    message = step_failure(result)
+    assert_one_clear_paragraph(message, "delivery stopped", "TLS", "certificate", url)
+    assert "user uid" not in message and message.count("TLS handshake error") == 1, message
+    metadata = push_metadata(result)
+    assert metadata["users_delivered"] == 0 and metadata["users_failed"] <= 5 + 4, metadata
+    assert connections == metadata["requests_sent"] == metadata["users_failed"]
+
+
+def test_an_edge_url_where_nothing_listens_stops_delivery_after_the_first_users(tmp_path, instance):
+    """32 users against a closed port took 192 requests (6 each) and minutes before failing."""
+    edge_url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = unreachable_run(tmp_path, instance, edge_url, users=32, concurrency=8)
+    assert not result.success
+    message = step_failure(result)
+    assert_one_clear_paragraph(
+        message, "delivery stopped", "of 32 users", "connection refused", edge_url, "edge_url", "run again"
+    )
+    metadata = push_metadata(result)
+    assert metadata["users_delivered"] == 0
+    assert metadata["users_failed"] <= 5 + 8 and metadata["requests_sent"] == 6 * metadata["users_failed"]
+    assert time.monotonic() - started < 60
