@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gzip
 import ipaddress
+import json
 import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.resources import PersonalizeResource
@@ -216,3 +221,19 @@ def test_an_edge_url_where_nothing_listens_stops_delivery_after_the_first_users(
     assert metadata["users_delivered"] == 0
     assert metadata["users_failed"] <= 5 + 8 and metadata["requests_sent"] == 6 * metadata["users_failed"]
     assert time.monotonic() - started < 60
+
+
+# -- 13: error bodies whatever their encoding ------------------------------------------------------------------
+ATTRIBUTE_ERROR = json.dumps({"message": "Attribute plan does not exist in the project"}).encode()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"), [("gzip", gzip.compress), ("deflate", zlib.compress)], ids=["gzip", "deflate"]
+)
+def test_a_compressed_error_body_is_read(encoding, encode):
+    answer = canned(400, encode(ATTRIBUTE_ERROR), {"Content-Encoding": encoding})
+    with hostile_server(answer) as (url, _):
+        response = one_update(EdgeClient(url, PROJECT_UID, max_retries=0))
+    assert not response.ok and response.status == 400
+    assert "Attribute plan does not exist" in response.error, response.error
+    assert "create it in Personalize" in response.error

@@ -22,6 +22,7 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -87,6 +88,21 @@ def _retry_after_s(value: str) -> float | None:
 def _error_text(status: int, text: str) -> str:
     body = text.strip().replace("\n", " ")
     return f"HTTP {status}: {body[:200]}" if body else f"HTTP {status}"
+
+
+def _decompressed(body: bytes, encoding: str | None, limit: int = 65536) -> bytes:
+    """An error body as the server wrote it (at most `limit` bytes of it). The Edge session leaves bodies
+    compressed (a success body is never read, so decompressing it would be CPU spent for nothing) while
+    aiohttp asks for gzip or deflate, so an error body is decompressed here; an encoding it cannot undo stays."""
+    encoding = (encoding or "").strip().lower()
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        return body
+    for wbits in (32 + zlib.MAX_WBITS, -zlib.MAX_WBITS):  # gzip or zlib header, else raw deflate
+        try:
+            return zlib.decompressobj(wbits).decompress(body, limit)
+        except zlib.error:
+            continue
+    return body
 
 
 def _proxy_for(base_url: str) -> str | None:
@@ -217,8 +233,11 @@ class EdgeClient:
                 async with self._session.request(
                     method, url, data=data, headers=headers, allow_redirects=False
                 ) as response:
-                    text = (await response.read()).decode("utf-8", "replace")
+                    body = await response.read()
                     status = response.status
+                    if not 200 <= status < 300:
+                        body = _decompressed(body, response.headers.get("Content-Encoding"))
+                    text = body.decode("utf-8", "replace")
                     if status in RETRY_STATUSES:
                         retry_after = response.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError, OSError) as error:
