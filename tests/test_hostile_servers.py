@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from contentstack_assets.personalize.client import EdgeClient, Response
+from contentstack_assets.personalize.client import EdgeClient, ManagementClient, PersonalizeError, Response
 from contentstack_assets.resources import PersonalizeResource
 from tests.helpers import (
     PROJECT_UID,
@@ -34,7 +34,7 @@ from tests.helpers import (
     write_spec,
     write_sqlite_table,
 )
-from tests.test_hostile_config import assert_one_clear_paragraph
+from tests.test_hostile_config import TOKEN, assert_one_clear_paragraph
 
 PLAN_ONLY = {"plan": {"column": "plan_name", "type": "string"}}
 
@@ -237,3 +237,24 @@ def test_a_compressed_error_body_is_read(encoding, encode):
     assert not response.ok and response.status == 400
     assert "Attribute plan does not exist" in response.error, response.error
     assert "create it in Personalize" in response.error
+
+
+# -- 14: a Management API 200 that is not a list ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    "body",
+    [b'{"error": "project is being migrated"}', b'{"attributes": "none"}', b'"maintenance"', b"42"],
+    ids=["error envelope", "envelope without a list", "a string", "a number"],
+)
+def test_a_management_200_with_an_unexpected_body_is_named_not_read_as_no_attributes(body):
+    answer = canned(200, body, {"Content-Type": "application/json"})
+    with hostile_server(answer) as (url, _), pytest.raises(PersonalizeError) as error:
+        ManagementClient(url, PROJECT_UID, TOKEN, max_retries=0).list_attributes()
+    assert_one_clear_paragraph(
+        str(error.value), "answered 200 with an unexpected body", "to list attributes", body.decode()[:20]
+    )
+
+
+def test_a_management_envelope_holding_the_list_is_still_read():
+    body = json.dumps({"attributes": [{"key": "plan"}]}).encode()
+    with hostile_server(canned(200, body, {"Content-Type": "application/json"})) as (url, _):
+        assert ManagementClient(url, PROJECT_UID, TOKEN, max_retries=0).list_attributes() == [{"key": "plan"}]

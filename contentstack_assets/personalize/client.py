@@ -424,7 +424,14 @@ class ManagementClient:
                 f"listing {what}: the Management API answered something that is not JSON"
             ) from None
         if isinstance(listed, dict):  # tolerate an envelope such as {"attributes": [...]}
-            listed = listed.get(what, [])
+            listed = listed.get(what)
+        if not isinstance(listed, list):
+            # an error envelope read as an empty list would tell the user to create what exists
+            excerpt = " ".join(response.text.split())[:200]
+            raise PersonalizeError(
+                f"the Personalize Management API answered 200 with an unexpected body to list {what} of project "
+                f"{self.project_uid} (not a list of {what}): {excerpt}"
+            )
         return [item for item in listed if isinstance(item, dict)]
 
 
