@@ -174,6 +174,36 @@ def step_failure(result) -> str:
     return failure_messages(result).removeprefix("dagster._core.definitions.events.Failure: ")
 
 
+# -- 6: a total deadline per request ---------------------------------------------------------------------------
+def test_a_trickling_edge_answer_ends_at_the_deadline_and_is_retried_as_a_timeout():
+    """One byte every 0.2 s never trips a 1 s read timeout; the whole answer would take 12 s."""
+    with hostile_server(trickle(b" " * 58 + b"{}", 0.2)) as (url, accepted):
+        client = EdgeClient(
+            url, PROJECT_UID, timeout_s=1.0, connect_timeout_s=1.0, max_retries=1, backoff_factor=0.01
+        )
+        started = time.monotonic()
+        response = one_update(client)
+        elapsed = time.monotonic() - started
+    assert not response.ok and response.status is None and response.attempts == 2, response
+    assert "timed out" in response.error
+    assert accepted[0] == 2
+    assert elapsed < 10, elapsed
+
+
+def test_a_trickling_management_answer_ends_at_the_deadline_and_is_retried_as_a_timeout():
+    with hostile_server(trickle(b" " * 58 + b"[]", 0.2)) as (url, accepted):
+        client = ManagementClient(
+            url, PROJECT_UID, TOKEN, timeout_s=1.0, connect_timeout_s=1.0, max_retries=1
+        )
+        started = time.monotonic()
+        with pytest.raises(PersonalizeError) as error:
+            client.list_attributes()
+        elapsed = time.monotonic() - started
+    assert_one_clear_paragraph(str(error.value), "timed out", "to list attributes")
+    assert accepted[0] == 2
+    assert elapsed < 10, elapsed
+
+
 # -- 7 and 8: a destination that cannot be reached stops delivery, said once ---------------------------------
 def test_a_certificate_error_is_named_as_such_not_blamed_on_the_user_uid(tmp_path):
     with hostile_server(canned(200, b"{}"), tls=self_signed_tls(tmp_path)) as (url, accepted):
@@ -196,7 +226,7 @@ def unreachable_run(tmp_path, instance, edge_url: str, users: int, concurrency: 
 
 def test_a_self_signed_edge_stops_delivery_and_names_the_tls_error_once(tmp_path, instance):
     with hostile_server(canned(200, b"{}"), tls=self_signed_tls(tmp_path)) as (url, accepted):
-        result = unreachable_run(tmp_path, instance, url, users=200, concurrency=4)
+        result = unreachable_run(tmp_path, instance, url, users=60, concurrency=4)
         connections = accepted[0]
     assert not result.success
     message = step_failure(result)

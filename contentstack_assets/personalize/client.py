@@ -29,6 +29,7 @@ from types import TracebackType
 import aiohttp
 import certifi
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -159,6 +160,7 @@ class EdgeClient:
         pool_size: int = 16,
         timeout_s: float = 10.0,
         connect_timeout_s: float = 5.0,
+        deadline_s: float | None = None,
         max_retries: int = 5,
         backoff_factor: float = 0.5,
         backoff_max_s: float = 30.0,
@@ -167,7 +169,13 @@ class EdgeClient:
         self.project_uid = project_uid
         self.pool_size = pool_size
         self.retry = RetryPolicy(max_retries, backoff_factor, backoff_max_s)
-        self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout_s, sock_read=timeout_s)
+        # per read, and a deadline for the whole request: a server trickling a byte per second never trips
+        # the read timeout (waiting for a pooled connection counts too: the pool holds `concurrency` of them)
+        self._timeout = aiohttp.ClientTimeout(
+            total=deadline_s if deadline_s is not None else connect_timeout_s + timeout_s,
+            sock_connect=connect_timeout_s,
+            sock_read=timeout_s,
+        )
         self._headers = {
             "User-Agent": USER_AGENT,
             "Accept": "*/*",
@@ -368,12 +376,22 @@ class ManagementClient:
     """The Management API: listing a project's attributes and events to check the spec against them."""
 
     def __init__(
-        self, base_url: str, project_uid: str, token: str, *, timeout_s: float = 10.0, max_retries: int = 3
+        self,
+        base_url: str,
+        project_uid: str,
+        token: str,
+        *,
+        timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        deadline_s: float | None = None,
+        max_retries: int = 3,
     ):
         self.base_url = base_url.rstrip("/")
         self.project_uid = project_uid
         self._token = token
-        self.timeout = (5.0, timeout_s)
+        self.timeout = (connect_timeout_s, timeout_s)
+        self.deadline_s = deadline_s if deadline_s is not None else connect_timeout_s + timeout_s
+        self.retry = RetryPolicy(max_retries, 1.0, 10.0)
         self.session = _session(2, max_retries, 1.0, 10.0)
 
     def list_attributes(self) -> list[dict]:
@@ -389,17 +407,20 @@ class ManagementClient:
             if self._token.lower().startswith("bearer ")
             else {"authtoken": self._token}
         )
-        try:
-            response = self.session.get(
-                self.base_url + path,
-                headers={"x-project-uid": self.project_uid, **header},
-                timeout=self.timeout,
-            )
-        except requests.RequestException as error:
-            raise PersonalizeError(
-                f"cannot reach the Personalize Management API at {self.base_url} to list {what}: "
-                f"{_describe_requests_exception(error)}"
-            ) from None
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                response = self._fetch(path, {"x-project-uid": self.project_uid, **header})
+                break
+            except requests.RequestException as error:
+                if isinstance(error, _DeadlinePassed) and attempts <= self.retry.max_retries:
+                    time.sleep(self.retry.delay_s(attempts))
+                    continue
+                raise PersonalizeError(
+                    f"cannot reach the Personalize Management API at {self.base_url} to list {what}: "
+                    f"{_describe_requests_exception(error)}"
+                ) from None
         if response.status_code in (401, 403):
             raise PersonalizeError(
                 f"the Personalize Management API refused the management token (HTTP {response.status_code}) while "
@@ -433,6 +454,44 @@ class ManagementClient:
                 f"{self.project_uid} (not a list of {what}): {excerpt}"
             )
         return [item for item in listed if isinstance(item, dict)]
+
+    def _fetch(self, path: str, headers: dict[str, str]) -> requests.Response:
+        """GET `path`, its body read whole by the deadline: the timeouts of `requests` bound each read of the
+        socket, so a server sending a byte every few seconds would hold the call for ever. urllib3 retries
+        what fails before the answer's head; a body late or cut off is `_DeadlinePassed`, retried by `_get`."""
+        deadline = time.monotonic() + self.deadline_s
+        response = self.session.get(self.base_url + path, headers=headers, timeout=self.timeout, stream=True)
+        try:
+            body = _read_by(response, deadline)
+        except BaseException:
+            response.close()  # the connection is dropped, not handed back half read
+            raise
+        response._content = body  # where `requests` keeps a body it reads itself
+        response._content_consumed = True
+        response.close()  # back to the pool
+        return response
+
+
+def _read_by(response: requests.Response, deadline: float) -> bytes:
+    """The decoded body of a streamed response, read whole before `deadline` (a `time.monotonic()`)."""
+    chunks = []
+    try:
+        while time.monotonic() < deadline:
+            chunk = response.raw.read1(65536, decode_content=True)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    except urllib3.exceptions.ReadTimeoutError:
+        raise _DeadlinePassed("no answer within the read timeout") from None
+    except urllib3.exceptions.DecodeError as error:
+        raise requests.exceptions.ContentDecodingError(error) from None
+    except urllib3.exceptions.HTTPError as error:
+        raise requests.exceptions.ConnectionError(error) from None
+    raise _DeadlinePassed("no whole answer by the deadline")
+
+
+class _DeadlinePassed(requests.exceptions.ReadTimeout):
+    """A Management API answer not read whole within the client's deadline."""
 
 
 def _describe_requests_exception(error: requests.RequestException) -> str:
