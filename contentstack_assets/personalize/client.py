@@ -5,7 +5,8 @@ network; one event loop holds `concurrency` of them in flight for about a third 
 request over urllib3 costs, and on a small machine that CPU is what caps a first sync (docs/contract-notes.md
 has the measurements). Retries live here: 429, 5xx, dropped connections and timeouts are retried with
 exponential backoff and jitter, `Retry-After` is honoured (capped, so a hostile header cannot park a run for
-an hour), and every attempt is counted so `requests_sent` is honest. A response never reaches a log with its
+an hour), a request has a deadline for its whole answer besides its timeout per read (a server trickling a
+byte at a time would otherwise hold it for ever), and every attempt is counted so `requests_sent` is honest. A response never reaches a log with its
 headers; an error text is the status and the start of the API's response body.
 
 The Management client makes two calls per run and stays on `requests` with urllib3's `Retry`.
