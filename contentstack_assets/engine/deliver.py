@@ -16,7 +16,10 @@ sits in memory as tasks. State writes run on one writer thread, in order:
 A destination that refuses everything (a wrong project uid: the Edge's 404; 401/403) is not a per-user
 problem: when the first `stop_after_refusals` answers are all such refusals and nothing was delivered,
 delivery stops taking requests, lets what is in flight land, and says why in `DeliveryReport.stopped`,
-instead of sending a million requests that cannot succeed. The users not sent go out next run.
+instead of sending a million requests that cannot succeed. The same holds for a destination that cannot be
+reached at all (connection refused, a host name that does not resolve, a certificate not trusted): after the
+first `stop_after_unreachable` such outcomes with nothing delivered, each having used up its retries. The users
+not sent go out next run.
 
 A run terminated from the UI gets SIGTERM, and Dagster's handler raises in the main thread. Inside an event
 loop that exception would be raised in one of the loop's own callbacks, which log it and go on (delivery would
@@ -46,6 +49,9 @@ from contentstack_assets.personalize.client import Response
 RequestT = TypeVar("RequestT")
 T = TypeVar("T")
 REFUSALS = frozenset({401, 403, 404})  # the destination, not the user: every request would get the same
+STOP_AFTER_UNREACHABLE = (
+    5  # outcomes, each after all its retries: a run against a closed port ends in seconds
+)
 WRITE_AHEAD_BATCH = 256
 
 
@@ -94,11 +100,20 @@ def deliver(
     on_progress: Callable[[int, int | None, DeliveryReport], None] | None = None,
     progress_every_s: float = 5.0,
     stop_after_refusals: int = 25,
+    stop_after_unreachable: int = STOP_AFTER_UNREACHABLE,
 ) -> DeliveryReport[RequestT]:
     """Send every request with `concurrency` in flight through `client` (opened here, in the loop that uses
     it); every outcome reaches `record` before this returns, or the error that stopped recording is raised."""
     delivery = _Delivery(
-        send, record, before_send, concurrency, total, on_progress, progress_every_s, stop_after_refusals
+        send,
+        record,
+        before_send,
+        concurrency,
+        total,
+        on_progress,
+        progress_every_s,
+        stop_after_refusals,
+        stop_after_unreachable,
     )
     received: list[int] = []
     report = None
@@ -160,11 +175,13 @@ class _Delivery(Generic[RequestT]):
         on_progress: Callable[[int, int | None, DeliveryReport], None] | None,
         progress_every_s: float,
         stop_after_refusals: int,
+        stop_after_unreachable: int,
     ):
         self.send, self.record, self.before_send = send, record, before_send
         self.concurrency, self.total = concurrency, total
         self.on_progress, self.progress_every_s = on_progress, progress_every_s
         self.stop_after_refusals = stop_after_refusals
+        self.stop_after_unreachable = stop_after_unreachable
         self.report: DeliveryReport[RequestT] = DeliveryReport()
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-state-writer")
         self.confirmed: list[tuple[RequestT, Response]] = []
@@ -173,7 +190,8 @@ class _Delivery(Generic[RequestT]):
         self.written = asyncio.Event()  # set when a write ends: workers held back by the backlog go on
         self.error: BaseException | None = None  # the first error of a write or a send: stops delivery
         self.refusals = 0
-        self.refused: Response | None = None  # the refusal that stopped delivery
+        self.unreachable = 0
+        self.refused: Response | None = None  # the refusal (or unreachable outcome) that stopped delivery
         self.done = 0
         self.last_progress = time.monotonic()
 
@@ -212,11 +230,18 @@ class _Delivery(Generic[RequestT]):
                 # on an error too: what landed is recorded
                 await self._drain_writes()
         if self.refused is not None:
-            self.report.stopped = (
-                f"the first {self.stop_after_refusals} answers were all refusals (HTTP {self.refused.status}) and "
-                f"none succeeded, so delivery stopped after {self.done} of "
-                f"{self.total if self.total is not None else 'all'} users ({self.refused.error})"
-            )
+            users = f"{self.done} of {self.total if self.total is not None else 'all'} users"
+            if self.refused.unreachable:
+                self.report.stopped = (
+                    f"the first {self.stop_after_unreachable} users could not reach the destination after their "
+                    f"retries and none succeeded, so delivery stopped after {users} ({self.refused.error})"
+                )
+            else:
+                self.report.stopped = (
+                    f"the first {self.stop_after_refusals} answers were all refusals (HTTP "
+                    f"{self.refused.status}) and none succeeded, so delivery stopped after {users} "
+                    f"({self.refused.error})"
+                )
         if self.on_progress:
             self.on_progress(self.done, self.total, self.report)
         if self.error is not None:
@@ -240,6 +265,10 @@ class _Delivery(Generic[RequestT]):
         if response.status in REFUSALS and report.delivered == 0:
             self.refusals += 1
             if self.refusals >= self.stop_after_refusals and self.refused is None:
+                self.refused = response
+        elif response.unreachable and report.delivered == 0:
+            self.unreachable += 1
+            if self.unreachable >= self.stop_after_unreachable and self.refused is None:
                 self.refused = response
         self._write_confirmed()
         if self.on_progress and time.monotonic() - self.last_progress >= self.progress_every_s:

@@ -5,7 +5,8 @@ network; one event loop holds `concurrency` of them in flight for about a third 
 request over urllib3 costs, and on a small machine that CPU is what caps a first sync (docs/contract-notes.md
 has the measurements). Retries live here: 429, 5xx, dropped connections and timeouts are retried with
 exponential backoff and jitter, `Retry-After` is honoured (capped, so a hostile header cannot park a run for
-an hour), and every attempt is counted so `requests_sent` is honest. A response never reaches a log with its
+an hour), a request has a deadline for its whole answer besides its timeout per read (a server trickling a
+byte at a time would otherwise hold it for ever), and every attempt is counted so `requests_sent` is honest. A response never reaches a log with its
 headers; an error text is the status and the start of the API's response body.
 
 The Management client makes two calls per run and stays on `requests` with urllib3's `Retry`.
@@ -22,12 +23,14 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from types import TracebackType
 
 import aiohttp
 import certifi
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -45,6 +48,7 @@ class Response:
     latency_ms: float
     error: str | None = None
     body: str | None = None
+    unreachable: bool = False  # no connection at all (refused, no such host, TLS): the same for every call
 
 
 class PersonalizeError(RuntimeError):
@@ -86,6 +90,21 @@ def _retry_after_s(value: str) -> float | None:
 def _error_text(status: int, text: str) -> str:
     body = text.strip().replace("\n", " ")
     return f"HTTP {status}: {body[:200]}" if body else f"HTTP {status}"
+
+
+def _decompressed(body: bytes, encoding: str | None, limit: int = 65536) -> bytes:
+    """An error body as the server wrote it (at most `limit` bytes of it). The Edge session leaves bodies
+    compressed (a success body is never read, so decompressing it would be CPU spent for nothing) while
+    aiohttp asks for gzip or deflate, so an error body is decompressed here; an encoding it cannot undo stays."""
+    encoding = (encoding or "").strip().lower()
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        return body
+    for wbits in (32 + zlib.MAX_WBITS, -zlib.MAX_WBITS):  # gzip or zlib header, else raw deflate
+        try:
+            return zlib.decompressobj(wbits).decompress(body, limit)
+        except zlib.error:
+            continue
+    return body
 
 
 def _proxy_for(base_url: str) -> str | None:
@@ -142,6 +161,7 @@ class EdgeClient:
         pool_size: int = 16,
         timeout_s: float = 10.0,
         connect_timeout_s: float = 5.0,
+        deadline_s: float | None = None,
         max_retries: int = 5,
         backoff_factor: float = 0.5,
         backoff_max_s: float = 30.0,
@@ -150,7 +170,13 @@ class EdgeClient:
         self.project_uid = project_uid
         self.pool_size = pool_size
         self.retry = RetryPolicy(max_retries, backoff_factor, backoff_max_s)
-        self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout_s, sock_read=timeout_s)
+        # per read, and a deadline for the whole request: a server trickling a byte per second never trips
+        # the read timeout (waiting for a pooled connection counts too: the pool holds `concurrency` of them)
+        self._timeout = aiohttp.ClientTimeout(
+            total=deadline_s if deadline_s is not None else connect_timeout_s + timeout_s,
+            sock_connect=connect_timeout_s,
+            sock_read=timeout_s,
+        )
         self._headers = {
             "User-Agent": USER_AGENT,
             "Accept": "*/*",
@@ -216,10 +242,19 @@ class EdgeClient:
                 async with self._session.request(
                     method, url, data=data, headers=headers, allow_redirects=False
                 ) as response:
-                    text = (await response.read()).decode("utf-8", "replace")
+                    body = await response.read()
                     status = response.status
+                    if not 200 <= status < 300:
+                        body = _decompressed(body, response.headers.get("Content-Encoding"))
+                    text = body.decode("utf-8", "replace")
                     if status in RETRY_STATUSES:
                         retry_after = response.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                # before ValueError: a certificate error is both (ssl.CertificateError)
+                if _is_retryable(error) and attempts <= self.retry.max_retries:
+                    await asyncio.sleep(self.retry.delay_s(attempts))
+                    continue
+                return self._transport_failure(error, attempts, started)
             except ValueError:  # aiohttp refuses a header value (a CR/LF): no request went out
                 return Response(
                     False,
@@ -228,11 +263,6 @@ class EdgeClient:
                     _ms_since(started),
                     "not sent: the user uid holds a character an HTTP header cannot carry",
                 )
-            except (aiohttp.ClientError, TimeoutError, OSError) as error:
-                if _is_retryable(error) and attempts <= self.retry.max_retries:
-                    await asyncio.sleep(self.retry.delay_s(attempts))
-                    continue
-                return Response(False, None, attempts, _ms_since(started), _describe_exception(error))
             if status in RETRY_STATUSES and attempts <= self.retry.max_retries:
                 await asyncio.sleep(self.retry.delay_s(attempts, retry_after))
                 continue
@@ -240,6 +270,15 @@ class EdgeClient:
             if 200 <= status < 300:
                 return Response(True, status, attempts, latency, body=text[:200])
             return Response(False, status, attempts, latency, self._edge_error_text(status, text))
+
+    def _transport_failure(self, error: BaseException, attempts: int, started: float) -> Response:
+        """A call that got no answer; one that could not even connect (refused, no such host, a certificate)
+        names the Edge URL, since every other call will fail the same way."""
+        text = _describe_exception(error)
+        unreachable = isinstance(error, aiohttp.ClientConnectorError)
+        if unreachable:
+            text = f"{text}; Edge API at {self.base_url}: check region / edge_url and that this machine can reach it"
+        return Response(False, None, attempts, _ms_since(started), text, unreachable=unreachable)
 
     def _edge_error_text(self, status: int, body: str) -> str:
         """The status and body, plus what to fix where the status says it is the configuration, not the user."""
@@ -286,7 +325,10 @@ def _describe_exception(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return "connection failed: the host name does not resolve (check region / the API URL)"
     if isinstance(error, aiohttp.ClientSSLError):
-        return "connection failed: TLS handshake error (the server's certificate is not trusted or invalid)"
+        return (
+            "connection failed: TLS handshake error (the server's certificate is not trusted or invalid; a "
+            "private CA or TLS-inspecting proxy needs its CA in SSL_CERT_FILE or REQUESTS_CA_BUNDLE)"
+        )
     if isinstance(error, TimeoutError):  # aiohttp's socket timeouts derive from it
         return "timed out (retries exhausted): no answer within the client's timeout"
     if isinstance(error, aiohttp.ClientConnectorError):
@@ -335,12 +377,22 @@ class ManagementClient:
     """The Management API: listing a project's attributes and events to check the spec against them."""
 
     def __init__(
-        self, base_url: str, project_uid: str, token: str, *, timeout_s: float = 10.0, max_retries: int = 3
+        self,
+        base_url: str,
+        project_uid: str,
+        token: str,
+        *,
+        timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        deadline_s: float | None = None,
+        max_retries: int = 3,
     ):
         self.base_url = base_url.rstrip("/")
         self.project_uid = project_uid
         self._token = token
-        self.timeout = (5.0, timeout_s)
+        self.timeout = (connect_timeout_s, timeout_s)
+        self.deadline_s = deadline_s if deadline_s is not None else connect_timeout_s + timeout_s
+        self.retry = RetryPolicy(max_retries, 1.0, 10.0)
         self.session = _session(2, max_retries, 1.0, 10.0)
 
     def list_attributes(self) -> list[dict]:
@@ -356,17 +408,20 @@ class ManagementClient:
             if self._token.lower().startswith("bearer ")
             else {"authtoken": self._token}
         )
-        try:
-            response = self.session.get(
-                self.base_url + path,
-                headers={"x-project-uid": self.project_uid, **header},
-                timeout=self.timeout,
-            )
-        except requests.RequestException as error:
-            raise PersonalizeError(
-                f"cannot reach the Personalize Management API at {self.base_url} to list {what}: "
-                f"{_describe_requests_exception(error)}"
-            ) from None
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                response = self._fetch(path, {"x-project-uid": self.project_uid, **header})
+                break
+            except requests.RequestException as error:
+                if isinstance(error, _DeadlinePassed) and attempts <= self.retry.max_retries:
+                    time.sleep(self.retry.delay_s(attempts))
+                    continue
+                raise PersonalizeError(
+                    f"cannot reach the Personalize Management API at {self.base_url} to list {what}: "
+                    f"{_describe_requests_exception(error)}"
+                ) from None
         if response.status_code in (401, 403):
             raise PersonalizeError(
                 f"the Personalize Management API refused the management token (HTTP {response.status_code}) while "
@@ -391,8 +446,53 @@ class ManagementClient:
                 f"listing {what}: the Management API answered something that is not JSON"
             ) from None
         if isinstance(listed, dict):  # tolerate an envelope such as {"attributes": [...]}
-            listed = listed.get(what, [])
+            listed = listed.get(what)
+        if not isinstance(listed, list):
+            # an error envelope read as an empty list would tell the user to create what exists
+            excerpt = " ".join(response.text.split())[:200]
+            raise PersonalizeError(
+                f"the Personalize Management API answered 200 with an unexpected body to list {what} of project "
+                f"{self.project_uid} (not a list of {what}): {excerpt}"
+            )
         return [item for item in listed if isinstance(item, dict)]
+
+    def _fetch(self, path: str, headers: dict[str, str]) -> requests.Response:
+        """GET `path`, its body read whole by the deadline: the timeouts of `requests` bound each read of the
+        socket, so a server sending a byte every few seconds would hold the call for ever. urllib3 retries
+        what fails before the answer's head; a body late or cut off is `_DeadlinePassed`, retried by `_get`."""
+        deadline = time.monotonic() + self.deadline_s
+        response = self.session.get(self.base_url + path, headers=headers, timeout=self.timeout, stream=True)
+        try:
+            body = _read_by(response, deadline)
+        except BaseException:
+            response.close()  # the connection is dropped, not handed back half read
+            raise
+        response._content = body  # where `requests` keeps a body it reads itself
+        response._content_consumed = True
+        response.close()  # back to the pool
+        return response
+
+
+def _read_by(response: requests.Response, deadline: float) -> bytes:
+    """The decoded body of a streamed response, read whole before `deadline` (a `time.monotonic()`)."""
+    chunks = []
+    try:
+        while time.monotonic() < deadline:
+            chunk = response.raw.read1(65536, decode_content=True)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    except urllib3.exceptions.ReadTimeoutError:
+        raise _DeadlinePassed("no answer within the read timeout") from None
+    except urllib3.exceptions.DecodeError as error:
+        raise requests.exceptions.ContentDecodingError(error) from None
+    except urllib3.exceptions.HTTPError as error:
+        raise requests.exceptions.ConnectionError(error) from None
+    raise _DeadlinePassed("no whole answer by the deadline")
+
+
+class _DeadlinePassed(requests.exceptions.ReadTimeout):
+    """A Management API answer not read whole within the client's deadline."""
 
 
 def _describe_requests_exception(error: requests.RequestException) -> str:
