@@ -1,0 +1,258 @@
+"""Every change is delivered eventually, whatever the order in which rows arrive and runs go (issue 13).
+
+Each test drives the sync's own sensor and schedule (`evaluate_tick`), executes the runs they ask for as
+the daemon would (their tags, their partitions) against the emulator, and checks what the API holds. Each
+failed on the code before its fix: the sensor asked only for days at or after its watermark and moved its
+cursor when it asked, and a scheduled run covered only the previous tick's day through today.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from contentstack_assets.definitions import build_definitions
+from contentstack_assets.spec import load_spec
+from contentstack_assets.syncs.cadence import LOOKBACK, RANGE_END_TAG, RANGE_START_TAG, scheduled_days
+from tests.helpers import push_metadata, users_sync, write_spec
+
+UTC = dt.UTC
+TODAY = dt.datetime.now(UTC).date()
+
+
+def _day(days_ago: int) -> str:
+    return (TODAY - dt.timedelta(days=days_ago)).isoformat()
+
+
+def _at(days_ago: int, time: str = "10:00:00") -> str:
+    return f"{_day(days_ago)} {time}"
+
+
+class Source:
+    """A SQLite users table whose rows carry an `updated_at` a number of days before today."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with sqlite3.connect(path) as connection:
+            connection.execute("CREATE TABLE users (user_uid, plan_name, updated_at)")
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    def upsert(self, uid: str, plan: str, updated_at: str) -> None:
+        with sqlite3.connect(self.path) as connection:
+            connection.execute("DELETE FROM users WHERE user_uid = ?", (uid,))
+            connection.execute("INSERT INTO users VALUES (?, ?, ?)", (uid, plan, updated_at))
+
+
+def _sync(url: str, edge_url: str, **overrides) -> dict:
+    source = {"url": url, "table": "users", "updated_at": "updated_at", "start_date": _day(20)}
+    sync = users_sync(url, edge_url, source=source, **overrides)
+    sync["attributes"] = {"plan": {"column": "plan_name", "type": "string"}}
+    return sync
+
+
+class Daemon:
+    """What the daemon does with a sensor or schedule: evaluate a tick, launch the runs it asks for."""
+
+    def __init__(self, spec: Path, instance: dg.DagsterInstance):
+        self.defs = build_definitions(load_spec(spec))
+        self.instance = instance
+        self.cursor: str | None = None
+
+    def sense(self) -> list[dg.RunRequest]:
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor, definitions=self.defs)
+        data = self.defs.resolve_sensor_def("users_source_changed").evaluate_tick(context)
+        self.cursor = data.cursor
+        return list(data.run_requests or [])
+
+    def tick(self, when: dt.datetime, name: str = "users_schedule") -> list[dg.RunRequest]:
+        context = dg.build_schedule_context(
+            instance=self.instance,
+            scheduled_execution_time=when,
+            repository_def=self.defs.get_repository_def(),
+        )
+        data = self.defs.resolve_schedule_def(name).evaluate_tick(context)
+        return list(data.run_requests or [])
+
+    def launch(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        job = self.defs.resolve_job_def("users_sync")
+        return job.execute_in_process(
+            instance=self.instance,
+            tags=request.tags,
+            partition_key=request.partition_key,
+            raise_on_error=False,
+        )
+
+
+def _days(request: dg.RunRequest) -> tuple[str, str]:
+    if request.partition_key:
+        return request.partition_key, request.partition_key
+    return request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
+
+
+@pytest.fixture
+def world(tmp_path, emulator, instance):
+    source = Source(tmp_path / "src.db")
+    source.upsert("u1", "free", _at(5))
+    spec = write_spec(tmp_path / "syncs.yaml", [_sync(source.url, emulator.url, schedule="0 * * * *")])
+    daemon = Daemon(spec, instance)
+    # the first tick asks for everything; its run delivers it
+    [request] = daemon.sense()
+    assert daemon.launch(request).success and emulator.users() == {"u1": {"plan": "free"}}
+    return source, daemon
+
+
+# -- 1. late rows, moved timestamps -----------------------------------------------------------------
+def test_a_row_arriving_late_with_an_old_updated_at_is_requested_and_delivered(world, emulator):
+    source, daemon = world
+    source.upsert("u2", "pro", _at(1))
+    [request] = daemon.sense()
+    assert daemon.launch(request).success
+    # an ELT load keeping the upstream timestamp: three days back, behind everything delivered so far
+    source.upsert("late", "gold", _at(3))
+    requests = daemon.sense()
+    assert [_days(request) for request in requests] == [(_day(3), _day(3))]
+    assert daemon.launch(requests[0]).success
+    assert emulator.users()["late"] == {"plan": "gold"}
+    assert daemon.sense() == []  # delivered: nothing more to ask
+
+
+def test_a_row_whose_updated_at_moves_backwards_is_delivered(world, emulator):
+    source, daemon = world
+    source.upsert("u1", "pro", _at(8))  # the value changed, its timestamp went back three days
+    [request] = daemon.sense()
+    assert _days(request)[0] <= _day(8) and daemon.launch(request).success
+    assert emulator.users()["u1"] == {"plan": "pro"}
+
+
+# -- 2. a future-dated row -------------------------------------------------------------------------
+def test_a_future_dated_row_does_not_blind_the_sensor(world, emulator):
+    source, daemon = world
+    source.upsert("future", "free", "2099-01-01 00:00:00")
+    assert daemon.sense() == []  # its day has no partition yet: nothing to run
+    source.upsert("u3", "pro", _at(2))
+    [request] = daemon.sense()
+    assert _days(request) == (_day(2), _day(2)) and daemon.launch(request).success
+    assert emulator.users()["u3"] == {"plan": "pro"}
+
+
+# -- 3. the cursor moves when the run got through ----------------------------------------------------
+def test_the_days_of_a_failed_run_are_asked_again(world, emulator, tmp_path):
+    source, daemon = world
+    source.upsert("u4", "pro", _at(1))
+    [request] = daemon.sense()
+    # the source is briefly unavailable while the run reads it (a truncate-and-reload, a restart)
+    moved = source.path.rename(tmp_path / "away.db")
+    assert not daemon.launch(request).success
+    moved.rename(source.path)
+    [again] = daemon.sense()
+    assert _days(again) == _days(request) and daemon.launch(again).success
+    assert emulator.users()["u4"] == {"plan": "pro"}
+    assert daemon.sense() == []
+
+
+# -- 4. the schedule catches up ----------------------------------------------------------------------
+def test_a_scheduled_run_covers_everything_since_the_last_delivered_read(world, emulator):
+    source, daemon = world
+    now = dt.datetime.now(UTC)
+    [request] = daemon.tick(now)  # the last run that read up to its own day: the schedule's
+    assert daemon.launch(request).success
+    # the daemon was down for two days: the next tick covers the days since the delivered read, less a day
+    [request] = daemon.tick(now + dt.timedelta(days=2))
+    first, last = _days(request)
+    assert first == (now - LOOKBACK).date().isoformat()
+    assert last == (now + dt.timedelta(days=2)).date().isoformat()
+
+
+def test_a_scheduled_run_after_failed_runs_covers_their_days(tmp_path, emulator, instance):
+    source = Source(tmp_path / "src.db")
+    source.upsert("u1", "free", _at(5))
+    spec = write_spec(tmp_path / "syncs.yaml", [_sync(source.url, emulator.url, schedule="0 * * * *")])
+    daemon = Daemon(spec, instance)
+    now = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    # nothing delivered yet: the first tick covers every day, however many ticks were missed before it
+    [request] = daemon.tick(now)
+    assert _days(request) == (_day(20), TODAY.isoformat())
+    source.upsert("u2", "pro", _at(4))
+    # its run fails (the source is away); the next tick still covers every day
+    moved = source.path.rename(tmp_path / "away.db")
+    assert not daemon.launch(request).success
+    moved.rename(source.path)
+    [request] = daemon.tick(now + dt.timedelta(hours=1))
+    assert _days(request)[0] == _day(20)
+    assert daemon.launch(request).success
+    assert emulator.users() == {"u1": {"plan": "free"}, "u2": {"plan": "pro"}}
+
+
+@pytest.mark.parametrize(
+    ("since", "tick", "days"),
+    [
+        (None, "2024-03-05 13:00", ("2024-01-01", "2024-03-05")),
+        ("2024-03-05 12:00", "2024-03-05 13:00", ("2024-03-04", "2024-03-05")),
+        ("2024-03-01 00:30", "2024-03-05 13:00", ("2024-02-29", "2024-03-05")),  # two days down, then more
+        ("2024-01-01 05:00", "2024-01-01 06:00", ("2024-01-01", "2024-01-01")),  # never before the start
+    ],
+)
+def test_scheduled_days(since, tick, days):
+    partitions = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC", end_offset=1)
+    parse = lambda text: dt.datetime.fromisoformat(text).replace(tzinfo=UTC)  # noqa: E731
+    assert scheduled_days(partitions, parse(tick), since and parse(since)) == days
+
+
+# -- reconciliation -----------------------------------------------------------------------------------
+def test_a_partitioned_sync_reconciles_every_day_by_default(world, emulator):
+    source, daemon = world
+    schedule = daemon.defs.resolve_schedule_def("users_reconcile")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    # a row changed without its updated_at moving (a reload that kept the timestamps): no digest moves...
+    with sqlite3.connect(source.path) as connection:
+        connection.execute("UPDATE users SET plan_name = 'max' WHERE user_uid = 'u1'")
+    # ... the reconciliation reads every day and the plan finds it
+    [request] = daemon.tick(dt.datetime.now(UTC), name="users_reconcile")
+    assert _days(request) == (_day(20), TODAY.isoformat())
+    result = daemon.launch(request)
+    assert push_metadata(result)["users_changed"] == 1 and emulator.users()["u1"] == {"plan": "max"}
+
+
+def test_reconcile_can_be_turned_off_and_needs_partitions(tmp_path, emulator):
+    source = Source(tmp_path / "src.db")
+    spec = write_spec(tmp_path / "syncs.yaml", [_sync(source.url, emulator.url, reconcile=False)])
+    defs = build_definitions(load_spec(spec))
+    assert not [s for s in defs.schedules or [] if s.name == "users_reconcile"]
+    unpartitioned = users_sync(source.url, emulator.url, reconcile="0 3 * * *")
+    with pytest.raises(Exception, match="`reconcile` is for partitioned syncs"):
+        load_spec(write_spec(tmp_path / "syncs.yaml", [unpartitioned]))
+
+
+# -- 5. time zones of the window -------------------------------------------------------------------
+@pytest.mark.postgres
+def test_a_query_over_timestamptz_in_a_non_utc_session_reads_its_day(
+    tmp_path, emulator, instance, postgres_url
+):
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("CREATE TABLE tz_users (user_uid text, plan_name text, updated_at timestamptz)")
+        )
+        connection.execute(
+            sa.text("INSERT INTO tz_users VALUES ('a', 'free', :one), ('b', 'pro', :two)"),
+            {"one": f"{_day(0)} 01:00:00+00", "two": f"{_day(0)} 02:00:00+00"},
+        )
+    url = postgres_url + ("&" if "?" in postgres_url else "?") + "options=-c%20timezone%3DAmerica/New_York"
+    sync = _sync(url, emulator.url)
+    sync["source"] = {
+        "url": url,
+        "query": "SELECT * FROM tz_users",
+        "updated_at": "updated_at",
+        "start_date": _day(20),
+    }
+    daemon = Daemon(write_spec(tmp_path / "syncs.yaml", [sync]), instance)
+    result = daemon.launch(dg.RunRequest(partition_key=_day(0)))
+    assert result.success and push_metadata(result)["rows_read"] == 2
