@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from contentstack_assets.engine.state import StateStore, StateStoreError, default_state_url
+from contentstack_assets.engine.state import StateSchemaError, StateStore, StateStoreError, default_state_url
 from contentstack_assets.urls import mask_url, scrub
 
 PROG = "python -m contentstack_assets.log"
@@ -51,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
             for sync in sorted({row["sync"] for row in requests} | ({args.sync} if args.sync else set()))
             if (state := store.user_state(sync, args.user_uid))
         ]
-    except StateStoreError as error:
+    except StateSchemaError as error:
         return _error(str(error))
+    except StateStoreError as error:  # the store's own paragraph is for runs; here one line, as below
+        return _error(
+            f"cannot read the sync state at {shown}: {_first_line(error.__context__ or error, url)}"
+        )
     except (sa.exc.SQLAlchemyError, ImportError) as error:
         return _error(f"cannot read the sync state at {shown}: {_first_line(error, url)}")
     if args.json:

@@ -35,6 +35,7 @@ from contentstack_assets.personalize import regions
 from contentstack_assets.urls import mask_url
 
 SYNCS_FILE_ENV = "CONTENTSTACK_SYNCS_FILE"
+DEFAULT_RECONCILE = "0 3 * * *"  # a partitioned sync's whole read, daily at 03:00 UTC
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SYNC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -173,6 +174,13 @@ class _SyncBase(_Model):
     renamed_from: str | None = Field(
         None, description="the sync's former name: its state (what each user holds, events sent) carries over"
     )
+    reconcile: str | Literal[False] | None = Field(
+        None,
+        description=(
+            "cron (UTC) of a run over every day of a partitioned sync, diffed against the state (default "
+            f"'{DEFAULT_RECONCILE}'); false: none"
+        ),
+    )
 
     @field_validator("name", "renamed_from")
     @classmethod
@@ -181,12 +189,28 @@ class _SyncBase(_Model):
             raise ValueError("must match [a-z][a-z0-9_]* (it prefixes every asset key of the sync)")
         return name
 
-    @field_validator("schedule")
+    @property
+    def reconcile_cron(self) -> str | None:
+        """The reconciliation's cron: the spec's, else the default for a partitioned sync, else none."""
+        if self.reconcile is False or not self.source.partition_column:
+            return None
+        return self.reconcile or DEFAULT_RECONCILE
+
+    @model_validator(mode="after")
+    def _check_reconcile(self) -> _SyncBase:
+        if isinstance(self.reconcile, str) and not self.source.partition_column:
+            raise ValueError(
+                "`reconcile` is for partitioned syncs (with `source.updated_at`/`occurred_at`): an "
+                "unpartitioned sync reads the whole source every run"
+            )
+        return self
+
+    @field_validator("schedule", "reconcile")
     @classmethod
     def _check_cron(cls, cron: str | None) -> str | None:
         from dagster._utils.schedules import is_valid_cron_string
 
-        if cron is not None and not is_valid_cron_string(cron):
+        if isinstance(cron, str) and not is_valid_cron_string(cron):
             raise ValueError(f"{cron!r} is not a cron expression (e.g. '0 * * * *')")
         return cron
 

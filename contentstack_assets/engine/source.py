@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import hashlib
 import re
 import time
 from collections import Counter
@@ -215,6 +216,10 @@ class SourceReader:
         if row is None or row[0] is None:
             return
         values = list(row)
+        if any(isinstance(value, dt.datetime) and value.tzinfo is not None for value in values):
+            # a `query:` over a zoned column (its type is not declared): bind the window as an instant, or
+            # the driver would shift a naive bound by the session's time zone
+            self._window_column_has_tz = True
         numbers = [_is_number(value) for value in values]
         where = f"source {source.display_url} ({source.relation}): the partition column {column_name!r}"
         if any(numbers) and not all(numbers):
@@ -336,6 +341,66 @@ class SourceReader:
                 probe["max_updated"] = None if row.max_updated is None else str(row.max_updated)
             return probe
 
+    def day_digests(self) -> dict[str, str]:
+        """Per UTC day of the partition column (as the day's window reads it), a short digest of its rows,
+        computed by the database in one GROUP BY: the count, the min and max of the column, and where the
+        dialect can, the sum of its values as numbers (so a row whose `updated_at` moves within its day moves
+        the digest). A day whose digest moved has rows that were added, removed or touched, whatever their
+        time: a row loaded late with an old `updated_at` moves its own day."""
+        column_name = self.source.partition_column
+        reader = SourceReader(self.source, [column_name])
+        with self._database_errors(), engine_for(self.source).connect() as connection:
+            relation = reader._relation(connection)
+            reader._detect_epoch(connection, relation)
+            column = relation.c[column_name]
+            day, total = reader._day_and_sum(column, connection.dialect.name)
+            measures = [sa.func.count().label("n"), sa.func.min(column), sa.func.max(column)]
+            if total is not None:
+                measures.append(sa.func.sum(total))
+            statement = sa.select(day.label("day"), *measures).where(column.is_not(None)).group_by(day)
+            rows = connection.execute(statement).all()
+        digests: dict[str, str] = {}
+        for row in rows:
+            key = reader._day_key(row[0])
+            if key is None:
+                continue
+            text = "|".join(str(value) for value in row[1:])
+            if key in digests:  # two spellings of one day (a date and a text): one digest of both
+                text = digests[key] + "|" + text
+            digests[key] = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+        return digests
+
+    def _day_and_sum(
+        self, column: sa.ColumnElement, dialect: str
+    ) -> tuple[sa.ColumnElement, sa.ColumnElement | None]:
+        """The expression of a value's partition day, and of the value as a number (None: no such sum)."""
+        if self._epoch_scale is not None:
+            seconds_per_day = 86_400 * self._epoch_scale
+            return sa.cast(sa.func.floor(column / seconds_per_day), sa.BigInteger), column
+        if dialect == "sqlite":
+            # the window compares the stored text with bare dates: a row belongs to the day its text starts with
+            return sa.func.substr(column, 1, 10), sa.func.julianday(column)
+        if dialect == "postgresql":
+            if self._window_column_has_tz:
+                utc = sa.func.timezone("UTC", column)
+                return sa.cast(utc, sa.Date), sa.func.extract("epoch", column)
+            kind = self._window_column_type
+            if kind is not None and isinstance(kind, sa.String):
+                return sa.func.substr(column, 1, 10), None
+            return sa.cast(column, sa.Date), sa.func.extract("epoch", column)
+        return sa.cast(column, sa.Date), None
+
+    def _day_key(self, value: object) -> str | None:
+        """A day expression's value as a partition key (`YYYY-MM-DD`); None for what names no day."""
+        if self._epoch_scale is not None and _is_number(value):
+            return (dt.date(1970, 1, 1) + dt.timedelta(days=int(value))).isoformat()
+        if isinstance(value, dt.datetime):
+            return value.astimezone(dt.UTC).date().isoformat() if value.tzinfo else value.date().isoformat()
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        text = str(value)
+        return text if _DAY_TEXT.fullmatch(text) else None
+
     def partition_range_since(self, watermark: str | dt.datetime | None) -> tuple[object, object] | None:
         """The lowest and highest partition-column values at or above a watermark (the max a probe
         returned, as text or datetime), computed by the database; None when no row is that recent.
@@ -358,6 +423,8 @@ class SourceReader:
             lowest, highest = connection.execute(statement).one()
         return None if highest is None else (reader._epoch_time(lowest), reader._epoch_time(highest))
 
+
+_DAY_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # what a ';' may hide in: literals, quoted names, comments, PostgreSQL's dollar quotes
 _SQL_TOKENS = re.compile(

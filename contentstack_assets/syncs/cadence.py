@@ -7,13 +7,11 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 from urllib.parse import urlsplit
 
 import dagster as dg
 import requests
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-from dagster._utils.schedules import get_latest_completed_cron_tick
 
 from contentstack_assets.engine.source import SourceError, SourceReader
 from contentstack_assets.spec import Sync
@@ -31,7 +29,6 @@ SYNC_TAG = "contentstack/sync"
 PROBE_TAG = "contentstack/probe"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 # -- which sync a run belongs to ---------------------------------------------------------------------
@@ -62,57 +59,133 @@ def _range_request(run_key: str, first: str, last: str, tags: dict[str, str] | N
     return dg.RunRequest(run_key=run_key, tags={**(tags or {}), RANGE_START_TAG: first, RANGE_END_TAG: last})
 
 
+# -- what was delivered -------------------------------------------------------------------------------
+LOOKBACK = dt.timedelta(days=1)  # a scheduled run reaches back this far before the last delivered read
+REQUEST_TAG = "contentstack/request"  # the sensor's name for the change a run was asked to deliver
+
+
+def _delivering_records(instance: dg.DagsterInstance, push_key: dg.AssetKey, limit: int = 200):
+    """The push asset's latest materializations that delivered (not dry runs), newest first."""
+    records = instance.fetch_materializations(push_key, limit=limit).records
+    for record in records:
+        materialization = record.asset_materialization
+        dry = materialization.metadata.get("dry_run") if materialization else None
+        if dry is not None and dry.value:
+            continue
+        yield record
+
+
+def delivered_through(instance: dg.DagsterInstance, push_key: dg.AssetKey) -> dt.datetime | None:
+    """When the read of the last push that covered the days up to its own day started (its run's start), or
+    None when no push ever did: every row updated since then (less `LOOKBACK`) is still to be read."""
+    starts: dict[str, float | None] = {}
+    for record in _delivering_records(instance, push_key):
+        if record.run_id not in starts:
+            run = instance.get_run_record_by_id(record.run_id)
+            starts[record.run_id] = run.start_time if run is not None else None
+        started = starts[record.run_id]
+        if started is None:
+            continue
+        moment = dt.datetime.fromtimestamp(started, dt.UTC)
+        if record.partition_key is None or record.partition_key >= moment.strftime("%Y-%m-%d"):
+            return moment
+    return None
+
+
+def _pushed_in(instance: dg.DagsterInstance, run: dg.DagsterRun, push_key: dg.AssetKey) -> bool:
+    """Whether a run got through the push of its rows (it may still have failed for some users, who are
+    retried by later runs)."""
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        return True
+    records = instance.get_records_for_run(
+        run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        materialization = event.event_specific_data.materialization if event else None
+        if materialization is not None and materialization.asset_key == push_key:
+            dry = materialization.metadata.get("dry_run")
+            return not (dry is not None and dry.value)
+    return False
+
+
 # -- the schedule ------------------------------------------------------------------------------------
 def schedules(
-    sync: Sync, job: UnresolvedAssetJobDefinition, partitions: dg.PartitionsDefinition | None
+    sync: Sync,
+    job: UnresolvedAssetJobDefinition,
+    partitions: dg.PartitionsDefinition | None,
+    push_key: dg.AssetKey,
 ) -> list[dg.ScheduleDefinition]:
-    """`N_schedule` on the spec's cron (UTC) when the spec has one; skipped while the sync is running."""
-    if not sync.schedule:
-        return []
-    cron = sync.schedule
+    """`N_schedule` on the spec's cron (UTC) when the spec has one, and `N_reconcile` for a partitioned sync;
+    both skip while the sync is running."""
+    found = []
+    if sync.schedule:
+        found.append(_schedule(sync, job, partitions, push_key, sync.schedule, reconcile=False))
+    if partitions is not None and sync.reconcile_cron:
+        found.append(_schedule(sync, job, partitions, push_key, sync.reconcile_cron, reconcile=True))
+    return found
+
+
+def _schedule(
+    sync: Sync,
+    job: UnresolvedAssetJobDefinition,
+    partitions: dg.PartitionsDefinition | None,
+    push_key: dg.AssetKey,
+    cron: str,
+    *,
+    reconcile: bool,
+) -> dg.ScheduleDefinition:
+    if reconcile:
+        name, what = f"{sync.name}_reconcile", "over every day (a whole read diffed against the sync state)"
+    else:
+        name = f"{sync.name}_schedule"
+        what = "over the days since the last delivered read, less a day" if partitions else ""
 
     @dg.schedule(
-        name=f"{sync.name}_schedule",
+        name=name,
         cron_schedule=cron,
         job=job,
         execution_timezone="UTC",
-        description=(
-            f"Runs {job.name} on '{cron}' (UTC)"
-            + (", over the days since the previous tick (today's partition)" if partitions else "")
-            + "; skipped while a run of the sync is in progress"
-        ),
+        description=f"Runs {job.name} on '{cron}' (UTC) {what}; skipped while a run of the sync is in progress",
+        # the safety net of a partitioned sync is on unless the spec says `reconcile: false`
+        default_status=dg.DefaultScheduleStatus.RUNNING if reconcile else dg.DefaultScheduleStatus.STOPPED,
     )
-    def _schedule(context: dg.ScheduleEvaluationContext):
+    def _evaluate(context: dg.ScheduleEvaluationContext):
         running = run_in_progress(context.instance, sync.name)
         if running is not None:
             return dg.SkipReason(
                 f"a run of the {sync.name} sync is still in progress ({running.run_id}, {running.status.value}); "
-                "not starting another"
+                "not starting another (the next tick covers what this one would have)"
             )
         tick = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
-        run_key = f"schedule:{tick.astimezone(dt.UTC).isoformat()}"
+        run_key = f"{'reconcile' if reconcile else 'schedule'}:{tick.astimezone(dt.UTC).isoformat()}"
         if partitions is None:
             return dg.RunRequest(run_key=run_key)
-        days = scheduled_days(partitions, cron, tick)
+        since = None if reconcile else delivered_through(context.instance, push_key)
+        days = scheduled_days(partitions, tick, since)
         if days is None:
             return dg.SkipReason(f"{tick:%Y-%m-%d} is before the first partition of {sync.name}")
         return _range_request(run_key, *days)
 
-    return [_schedule]
+    return _evaluate
 
 
 def scheduled_days(
-    partitions: dg.PartitionsDefinition, cron: str, tick: dt.datetime
+    partitions: dg.PartitionsDefinition, tick: dt.datetime, since: dt.datetime | None
 ) -> tuple[str, str] | None:
-    """The days a scheduled run covers: today's partition (the latest, a UTC day), reaching back to the day of
-    the previous tick, so that rows updated between the last tick of a day and midnight are not left behind.
-    None before the first partition."""
+    """The days a scheduled run covers: from the day of the last delivered read less `LOOKBACK` (a tick
+    skipped, a failed run, a daemon that was down: the next tick covers it all; the look-back covers
+    transactions still open at that read and text with a negative offset, which SQLite sorts into the day
+    before its UTC day) through today's partition; every day from the first partition when nothing was
+    delivered yet. None before the first partition."""
     first_partition = partitions.get_first_partition_key()
     latest = tick.astimezone(dt.UTC).strftime("%Y-%m-%d")
     if first_partition is None or latest < first_partition:
         return None
-    previous_tick = get_latest_completed_cron_tick(cron, tick - dt.timedelta(seconds=1), "UTC")
-    return max(previous_tick.astimezone(dt.UTC).strftime("%Y-%m-%d"), first_partition), latest
+    if since is None:
+        return first_partition, latest
+    first = (since.astimezone(dt.UTC) - LOOKBACK).strftime("%Y-%m-%d")
+    return min(max(first, first_partition), latest), latest
 
 
 # -- the source-change sensor ----------------------------------------------------------------------
@@ -121,107 +194,156 @@ def source_changed_sensor(
     job: UnresolvedAssetJobDefinition,
     partitions: dg.PartitionsDefinition | None,
     columns: list[str],
+    push_key: dg.AssetKey,
 ) -> dg.SensorDefinition:
-    """`N_source_changed`: probe the source cheaply; start a run only when the probe changed since the cursor."""
+    """`N_source_changed`: compare the source with what the sync's runs delivered; ask for what differs.
+
+    Unpartitioned, the probe (the row count and the latest `updated_at`, or the spec's `probe_query`) is the
+    source's digest; partitioned, a digest per day computed by the database (`SourceReader.day_digests`),
+    behind the spec's `probe_query` when there is one. The cursor holds the digests that runs delivered
+    (`confirmed`) and those a requested run is to deliver (`pending`, by the request's tag): a digest is
+    confirmed only once a run of its request got through the push, so a failed run's days are asked again."""
 
     @dg.sensor(
         name=f"{sync.name}_source_changed",
         job=job,
         minimum_interval_seconds=60,
         description=(
-            f"Starts {job.name} when the source changes: the spec's probe_query if set, else the row count"
-            + (" and the latest updated_at; runs over the days whose rows changed" if partitions else "")
+            f"Starts {job.name} when the source changes: "
+            + (
+                "runs over every day whose rows changed (a digest per day), whenever they changed"
+                if partitions
+                else "the spec's probe_query if set, else the row count"
+            )
+            + "; a change counts as delivered once its run got through the push"
         ),
     )
     def _sensor(context: dg.SensorEvaluationContext):
         running = run_in_progress(context.instance, sync.name)
         if running is not None:
-            # the cursor stays: the next tick after this run sees every change since the last probe, in one run
+            # the cursor stays: the next tick after this run sees every change since, in one request
             return dg.SkipReason(
                 f"a run of the {sync.name} sync is in progress ({running.run_id}); probing later"
             )
+        state = _read_cursor(context.cursor)
+        settled = _settle(context.instance, state, push_key)
         reader = SourceReader(sync.source, columns)
         try:
             probe = reader.probe()
+            if partitions is not None and (not sync.source.probe_query or probe != state.get("probe")):
+                current = reader.day_digests()
+            else:
+                current = {"": _describe(probe)}
         except SourceError as error:
-            return dg.SkipReason(f"cannot probe the source: {error}")
-        previous = _read_cursor(context.cursor)
-        # the probe alone says whether the source changed; a cursor may also carry the watermark beside it
-        if previous is not None and all(previous.get(key) == value for key, value in probe.items()):
-            return dg.SkipReason(f"source unchanged since the last probe ({_describe(probe)})")
-        run_key = hashlib.sha256(json.dumps(probe, sort_keys=True).encode()).hexdigest()[:16]
-        tags = {PROBE_TAG: _describe(probe)[:200]}
-        if partitions is None:
             return dg.SensorResult(
-                run_requests=[dg.RunRequest(run_key=run_key, tags=tags)], cursor=json.dumps(probe)
+                skip_reason=dg.SkipReason(f"cannot probe the source: {error}"), cursor=_dump(state)
             )
-        watermark = (previous or {}).get("max_updated")
-        try:
-            found = reader.partition_range_since(watermark)
-        except SourceError as error:
-            return dg.SkipReason(f"cannot read the changed days: {error}")
-        # the next watermark: the probe's max(updated_at), or with a probe_query the max just found
-        cursor = json.dumps({"max_updated": str(found[1]) if found else watermark, **probe})
-        days = changed_day_range(found, partitions)
-        if days is None:
+        if partitions is not None and sync.source.probe_query and probe == state.get("probe"):
             return dg.SensorResult(
-                skip_reason=dg.SkipReason(
-                    f"the source changed ({_describe(probe)}) but no partition day has rows updated since "
-                    f"{watermark or 'the start'}"
-                ),
-                cursor=cursor,
+                skip_reason=dg.SkipReason(f"source unchanged since the last probe ({_describe(probe)})"),
+                cursor=_dump(state),
             )
-        # one run over the range of changed days: one read, one plan, one delivery
-        first, last = days
-        return dg.SensorResult(
-            run_requests=[_range_request(f"{run_key}:{first}...{last}", first, last, tags)], cursor=cursor
-        )
+        state["probe"] = probe
+        changed = _changed(state["confirmed"], current, partitions)
+        if not changed:
+            reason = f"source unchanged since the last delivered run ({_describe(probe)})"
+            if settled:
+                reason += f"; {settled}"
+            return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=_dump(state))
+        state["n"] = state.get("n", 0) + 1
+        requests = []
+        for days in _blocks(sorted(changed)) if partitions is not None else [[""]]:
+            digest = {day: changed[day] for day in days if day in changed}
+            request_id = (
+                f"{state['n']}-"
+                + hashlib.sha256(json.dumps(digest, sort_keys=True).encode()).hexdigest()[:12]
+            )
+            tags = {PROBE_TAG: _describe(probe)[:200], REQUEST_TAG: request_id}
+            state["pending"][request_id] = digest
+            if partitions is None:
+                requests.append(dg.RunRequest(run_key=request_id, tags=tags))
+            else:
+                requests.append(
+                    _range_request(f"{request_id}:{days[0]}...{days[-1]}", days[0], days[-1], tags)
+                )
+        return dg.SensorResult(run_requests=requests, cursor=_dump(state))
 
     return _sensor
 
 
-def _read_cursor(cursor: str | None) -> dict | None:
-    if not cursor:
-        return None
+def _read_cursor(cursor: str | None) -> dict:
+    """The sensor's state; a cursor of an earlier shape (or none) starts afresh: everything is asked once."""
     try:
-        value = json.loads(cursor)
+        value = json.loads(cursor) if cursor else None
     except ValueError:
-        return None  # a cursor of another shape: probe afresh
-    return value if isinstance(value, dict) else None
+        value = None
+    if not isinstance(value, dict) or value.get("v") != 2:
+        return {"v": 2, "confirmed": {}, "pending": {}, "n": 0}
+    return value
 
 
-def changed_day_range(
-    found: tuple[object, object] | None, partitions: dg.PartitionsDefinition
-) -> tuple[str, str] | None:
-    """The first and last partition keys (UTC days) to re-read for the lowest and highest updated_at found,
-    within the partitions' range; None when there is nothing to read."""
-    if found is None:
-        return None
-    first_partition = partitions.get_first_partition_key()
+def _dump(state: dict) -> str:
+    return json.dumps(state, sort_keys=True)
+
+
+def _settle(instance: dg.DagsterInstance, state: dict, push_key: dg.AssetKey) -> str:
+    """Move the digests of requests whose run got through the push to `confirmed`; drop the others (their
+    days differ from `confirmed`, so they are asked again). Returns what it did, for the tick's message."""
+    delivered = failed = 0
+    for request_id, digest in list(state["pending"].items()):
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={REQUEST_TAG: request_id}), limit=5)
+        if any(run.status in IN_PROGRESS for run in runs):
+            continue
+        del state["pending"][request_id]
+        if any(_pushed_in(instance, run, push_key) for run in runs):
+            for day, value in digest.items():
+                if value is None:
+                    state["confirmed"].pop(day, None)
+                else:
+                    state["confirmed"][day] = value
+            delivered += 1
+        else:
+            failed += 1
+            state.pop("probe", None)  # digest the days again even if a probe_query says nothing moved
+    parts = [f"{delivered} request(s) delivered"] if delivered else []
+    if failed:
+        parts.append(f"{failed} request(s) whose run failed are asked again")
+    return ", ".join(parts)
+
+
+def _changed(
+    confirmed: dict[str, str], current: dict[str, str], partitions: dg.PartitionsDefinition | None
+) -> dict[str, str | None]:
+    """The digests that differ from what was delivered (None: the day has no rows now), within the partitions:
+    a day before the first partition is never read, one after today waits for its partition to exist."""
+    changed: dict[str, str | None] = {
+        day: digest for day, digest in current.items() if confirmed.get(day) != digest
+    }
+    changed.update({day: None for day in confirmed if day not in current})
+    if partitions is None:
+        return changed
+    first = partitions.get_first_partition_key()
     with dg.partition_loading_context(effective_dt=dt.datetime.now(dt.UTC)):
-        last_partition = partitions.get_last_partition_key()
-    lowest, highest = found
-    # an endpoint of no day (text that is no timestamp) leaves that side open: read to the partitions' bound
-    first = max(min(_days_read(lowest), default=first_partition), first_partition)
-    last = min(max(_days_read(highest), default=last_partition), last_partition)
-    return (first, last) if first <= last else None
+        last = partitions.get_last_partition_key()
+    return {day: digest for day, digest in changed.items() if first <= day <= last}
 
 
-def _days_read(value: object) -> list[str]:
-    """The days whose partition reads a value of the partition column: its UTC day, and for text also the date
-    it starts with, since SQLite compares the stored text ('2024-02-12T23:30:00-02:00', UTC 2024-02-13, sorts
-    among 2024-02-12's rows)."""
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return [value.isoformat()]
-    text = str(value).strip()
-    days = [text[:10]] if isinstance(value, str) and _DATE_PREFIX.match(text) else []
-    try:
-        moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(text)
-    except ValueError:
-        return days
-    if moment.tzinfo is not None:  # naive = UTC (contract)
-        moment = moment.astimezone(dt.UTC)
-    return [*days, moment.date().isoformat()]
+MAX_GAP_DAYS = 7  # changed days closer than this share one run (one read) rather than start one each
+
+
+def _blocks(days: list[str]) -> list[list[str]]:
+    """Sorted days in runs of nearby days: a late row three years back does not make today's run read three
+    years, and days a few apart are read in one go."""
+    blocks: list[list[str]] = []
+    for day in days:
+        if (
+            blocks
+            and (dt.date.fromisoformat(day) - dt.date.fromisoformat(blocks[-1][-1])).days <= MAX_GAP_DAYS
+        ):
+            blocks[-1].append(day)
+        else:
+            blocks.append([day])
+    return blocks
 
 
 def _describe(probe: dict) -> str:

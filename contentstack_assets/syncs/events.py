@@ -150,8 +150,8 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
     return dg.Definitions(
         assets=[source_events, personalize_events],
         jobs=[job],
-        schedules=cadence.schedules(sync, job, partitions),
-        sensors=[cadence.source_changed_sensor(sync, job, partitions, columns)],
+        schedules=cadence.schedules(sync, job, partitions, push_key),
+        sensors=[cadence.source_changed_sensor(sync, job, partitions, columns, push_key)],
     )
 
 

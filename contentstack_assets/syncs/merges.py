@@ -172,6 +172,6 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
     return dg.Definitions(
         assets=[source_merges, personalize_merges],
         jobs=[job],
-        schedules=cadence.schedules(sync, job, None),
-        sensors=[cadence.source_changed_sensor(sync, job, None, columns)],
+        schedules=cadence.schedules(sync, job, None, push_key),
+        sensors=[cadence.source_changed_sensor(sync, job, None, columns, push_key)],
     )

@@ -240,8 +240,8 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         assets=[source_users, mapped_attributes, personalize_users],
         resources=resources,
         jobs=[job],
-        schedules=cadence.schedules(sync, job, partitions),
-        sensors=[cadence.source_changed_sensor(sync, job, partitions, source_columns(sync))],
+        schedules=cadence.schedules(sync, job, partitions, push_key),
+        sensors=[cadence.source_changed_sensor(sync, job, partitions, source_columns(sync), push_key)],
     )
 
 
