@@ -4,6 +4,7 @@
 import datetime as dt
 import http.server
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,6 @@ from contentstack_assets.syncs.cadence import (
     RANGE_START_TAG,
     WEBSERVER_URL_ENV,
     failure_alerts,
-    scheduled_days,
     syncs_of_run,
 )
 from tests.helpers import (
@@ -94,37 +94,16 @@ def test_no_schedule_without_a_cron(tmp_path):
     defs.resolve_sensor_def("users_source_changed")  # the sensor exists all the same
 
 
-def test_schedule_of_a_partitioned_sync_targets_the_latest_partition(tmp_path, instance):
+def test_schedule_of_a_partitioned_sync_covers_every_day_until_something_was_delivered(tmp_path, instance):
     defs = _defs(tmp_path, _partitioned("sqlite:///src.db", schedule="0 * * * *"))
 
+    # nothing delivered yet: from the first partition to today's (the run reads everything once)
     [request] = _tick(defs, instance, dt.datetime(2024, 3, 5, 13, 0, tzinfo=UTC)).run_requests
-    assert request.partition_key == "2024-03-05"  # today's partition: the rows updated since midnight
-
-    # the first tick of a day also covers the day before: its last hour was not synced yet
-    [request] = _tick(defs, instance, dt.datetime(2024, 3, 6, 0, 0, tzinfo=UTC)).run_requests
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-03-05", "2024-03-06")
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-01", "2024-03-05")
 
     data = _tick(defs, instance, dt.datetime(2023, 12, 31, 12, 0, tzinfo=UTC))
     assert not data.run_requests and "before the first partition" in data.skip_message
-
-
-@pytest.mark.parametrize(
-    ("cron", "tick", "days"),
-    [
-        ("0 * * * *", dt.datetime(2024, 3, 5, 13, 0, tzinfo=UTC), ("2024-03-05", "2024-03-05")),
-        ("0 * * * *", dt.datetime(2024, 3, 5, 0, 0, tzinfo=UTC), ("2024-03-04", "2024-03-05")),
-        ("0 2 * * *", dt.datetime(2024, 3, 5, 2, 0, tzinfo=UTC), ("2024-03-04", "2024-03-05")),
-        ("0 0 * * 1", dt.datetime(2024, 3, 4, 0, 0, tzinfo=UTC), ("2024-02-26", "2024-03-04")),
-        (
-            "0 * * * *",
-            dt.datetime(2024, 1, 1, 0, 0, tzinfo=UTC),
-            ("2024-01-01", "2024-01-01"),
-        ),  # clipped to start
-    ],
-)
-def test_scheduled_days(cron, tick, days):
-    partitions = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC", end_offset=1)
-    assert scheduled_days(partitions, cron, tick) == days
+    # the catch-up after deliveries: tests/test_eventually.py
 
 
 def test_schedule_skips_while_a_run_of_the_sync_is_in_progress(tmp_path, instance):
@@ -159,29 +138,36 @@ def _sense(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | Non
     return sensor.evaluate_tick(context)
 
 
-def test_sensor_of_an_unpartitioned_sync(tmp_path, instance):
+def _launch(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest):
+    """Run what the sensor asked for as the daemon would: its tags, its partition."""
+    return defs.resolve_job_def("users_sync").execute_in_process(
+        instance=instance, tags=request.tags, partition_key=request.partition_key, raise_on_error=False
+    )
+
+
+def test_sensor_of_an_unpartitioned_sync(tmp_path, instance, emulator):
     path = tmp_path / "src.db"
     url = write_sqlite_table(path, ROWS)
-    defs = _defs(tmp_path, users_sync(url, "http://127.0.0.1:9"))
+    defs = _defs(tmp_path, users_sync(url, emulator.url))
     assert defs.resolve_sensor_def("users_source_changed").default_status == dg.DefaultSensorStatus.STOPPED
 
     first = _sense(defs, instance, None)
     [request] = first.run_requests
-    assert json.loads(first.cursor) == {"rows": 5}
     assert request.partition_key is None and request.tags["contentstack/probe"] == "rows=5"
-
-    again = _sense(defs, instance, first.cursor)
-    assert not again.run_requests and "unchanged" in again.skip_message
-    assert again.cursor in (None, first.cursor)  # a skip keeps the cursor
+    # a request whose run never happened (or failed) is asked again, under a new key (Dagster drops a repeat)
+    asked_again = _sense(defs, instance, first.cursor)
+    [repeated] = asked_again.run_requests
+    assert repeated.run_key != request.run_key
+    assert _launch(defs, instance, repeated).success
+    # its run got through the push: the probe is delivered, the next tick has nothing to ask
+    settled = _sense(defs, instance, asked_again.cursor)
+    assert not settled.run_requests and "unchanged" in settled.skip_message
+    cursor = settled.cursor
 
     _insert(path, [dict(user_uid="new", plan_name="pro", updated_at=None)])
-    changed = _sense(defs, instance, first.cursor)
-    [second_request] = changed.run_requests
-    assert json.loads(changed.cursor) == {"rows": 6}
-    assert second_request.run_key != request.run_key  # the run key comes from the probe
-
-    # the same probe again (a sensor restarted from an old cursor) gives the same run key: Dagster dedupes it
-    assert _sense(defs, instance, first.cursor).run_requests[0].run_key == second_request.run_key
+    changed = _sense(defs, instance, cursor)
+    [request] = changed.run_requests
+    assert request.tags["contentstack/probe"] == "rows=6"
 
 
 def test_sensor_of_a_partitioned_sync_requests_the_changed_days(tmp_path, instance, emulator):
@@ -191,17 +177,13 @@ def test_sensor_of_a_partitioned_sync_requests_the_changed_days(tmp_path, instan
     defs = build_definitions(load_spec(spec))
 
     first = _sense(defs, instance, None)
-    [request] = first.run_requests
+    [request] = first.run_requests  # five days with rows, one apart: one run
     assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-01", "2024-01-05")
-    assert request.run_key.endswith(":2024-01-01...2024-01-05")
-    assert json.loads(first.cursor) == {"rows": 6, "max_updated": "2024-01-05 10:00:00"}
-    assert "unchanged" in _sense(defs, instance, first.cursor).skip_message
+    assert _launch(defs, instance, request).success and len(emulator.users()) == 5
+    settled = _sense(defs, instance, first.cursor)
+    assert not settled.run_requests and "unchanged" in settled.skip_message
 
-    # the run the sensor asks for: one run over the range
-    result = run_job(spec, "users_sync", instance, partition_range=("2024-01-01", "2024-01-05"))
-    assert result.success and len(emulator.users()) == 5
-
-    # two users updated on later days, one row added before the start date: the request covers the new days
+    # two users updated on later days, one row added before the start date: the changed days, no more
     with sqlite3.connect(path) as connection:
         connection.execute(
             "UPDATE users SET plan_name = 'pro', updated_at = '2024-02-10 08:00:00' WHERE user_uid = 'd02'"
@@ -209,89 +191,25 @@ def test_sensor_of_a_partitioned_sync_requests_the_changed_days(tmp_path, instan
     _insert(
         path,
         [
-            dict(
-                user_uid="late", plan_name="free", updated_at="2024-02-12T23:30:00-02:00"
-            ),  # 2024-02-13 in UTC
+            dict(user_uid="late", plan_name="free", updated_at="2024-02-12T23:30:00-02:00"),
             dict(user_uid="ancient", plan_name="free", updated_at="2023-06-01 00:00:00"),
         ],
     )
-    changed = _sense(defs, instance, first.cursor)
-    [request] = changed.run_requests
-    # from the watermark's day (rows at the watermark are re-read: one may have come in the same second)
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-05", "2024-02-13")
-    assert json.loads(changed.cursor)["max_updated"] == "2024-02-12T23:30:00-02:00"
+    changed = _sense(defs, instance, settled.cursor)
+    # d02 left 2024-01-02 (that day changed too), 2024-02-10 and 2024-02-12 (SQLite reads the text's day)
+    assert sorted(
+        (r.tags.get(RANGE_START_TAG, r.partition_key), r.tags.get(RANGE_END_TAG, r.partition_key))
+        for r in changed.run_requests
+    ) == [("2024-01-02", "2024-01-02"), ("2024-02-10", "2024-02-12")]
     emulator.reset()
-    result = run_job(spec, "users_sync", instance, partition_range=("2024-01-05", "2024-02-13"))
-    assert result.success
-    assert push_metadata(result)["rows_read"] == 3  # d05 again, unchanged: the plan sends nothing for it
+    for request in changed.run_requests:
+        assert _launch(defs, instance, request).success
     assert set(emulator.users()) == {"d02", "late"}
-
-    # the watermark's row is read on its text's day (SQLite compares text) as well as on its UTC day
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "UPDATE users SET plan_name = 'max', updated_at = '2024-02-14 01:00:00' WHERE user_uid = 'd03'"
-        )
-    changed = _sense(defs, instance, changed.cursor)
-    [request] = changed.run_requests
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-02-12", "2024-02-14")
-
-    # one changed day: a single-partition run
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "UPDATE users SET plan_name = 'max', updated_at = '2024-02-14 02:00:00' WHERE user_uid = 'd04'"
-        )
-    [request] = _sense(defs, instance, changed.cursor).run_requests
-    assert request.partition_key == "2024-02-14" and RANGE_START_TAG not in request.tags
-
-
-def test_sensor_sees_rows_loaded_in_the_same_second_as_the_watermark(tmp_path, instance):
-    path = tmp_path / "src.db"
-    defs = _defs(tmp_path, _partitioned(write_sqlite_table(path, ROWS)))
-    first = _sense(defs, instance, None)
-    assert json.loads(first.cursor)["max_updated"] == "2024-01-05 10:00:00"
-
-    # a batch load finishing within the second of the last probe's max(updated_at)
-    _insert(path, [dict(user_uid="same_second", plan_name="pro", updated_at="2024-01-05 10:00:00")])
-    changed = _sense(defs, instance, first.cursor)
-    [request] = changed.run_requests
-    assert request.partition_key == "2024-01-05"
-
-    # an idle source: the probe (max, count) is the same, so no run, although rows sit at the watermark
-    idle = _sense(defs, instance, changed.cursor)
-    assert not idle.run_requests and "unchanged" in idle.skip_message
-
-
-def test_sensor_with_a_probe_query_on_a_partitioned_sync_keeps_a_watermark(tmp_path, instance):
-    path = tmp_path / "src.db"
-    sync = _partitioned(write_sqlite_table(path, ROWS))
-    sync["source"]["probe_query"] = "SELECT group_concat(plan_name) FROM users"
-    defs = _defs(tmp_path, sync)
-    first = _sense(defs, instance, None)
-    [request] = first.run_requests
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-01", "2024-01-05")
-    assert json.loads(first.cursor) == {
-        "probe": "free,free,free,free,free",
-        "max_updated": "2024-01-05 10:00:00",
-    }
-
-    # only the probe decides: a touched updated_at with the same probe value starts nothing
-    with sqlite3.connect(path) as connection:
-        connection.execute("UPDATE users SET updated_at = '2024-01-06 09:00:00' WHERE user_uid = 'd01'")
-    assert "unchanged" in _sense(defs, instance, first.cursor).skip_message
-
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "UPDATE users SET plan_name = 'pro', updated_at = '2024-01-08 09:00:00' WHERE user_uid = 'd05'"
-        )
-    changed = _sense(defs, instance, first.cursor)
-    [request] = changed.run_requests
-    # the days since the last watermark, not start_date..today
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-06", "2024-01-08")
-    assert json.loads(changed.cursor)["max_updated"] == "2024-01-08 09:00:00"
+    assert not _sense(defs, instance, changed.cursor).run_requests
 
 
 def test_the_sensor_reads_aggregates_only(tmp_path, instance):
-    """The changed days come from min/max in SQL: no statement brings the partition column's values over."""
+    """The changed days come from one GROUP BY in SQL: no statement brings the partition column's values over."""
     path = tmp_path / "src.db"
     defs = _defs(
         tmp_path,
@@ -305,18 +223,19 @@ def test_the_sensor_reads_aggregates_only(tmp_path, instance):
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)
     try:
-        first = _sense(defs, instance, None)
-        _insert(path, [dict(user_uid="later", plan_name="pro", updated_at="2024-01-10 10:00:00")])
-        [request] = _sense(defs, instance, first.cursor).run_requests
+        _sense(defs, instance, None)
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", capture)
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-09", "2024-01-10")
     reads = [statement for statement in statements if statement.upper().startswith("SELECT")]
-    assert any("min(" in statement and ">= ?" in statement for statement in reads), reads
+    assert any("GROUP BY" in statement for statement in reads), reads
     for statement in reads:
+        if "pragma" in statement.lower():
+            continue
         selected = statement[len("SELECT ") : statement.upper().index(" FROM ")]
+        while "(" in selected:  # function arguments out of the way
+            selected = re.sub(r"\([^()]*\)", "", selected)
         for item in selected.split(", "):
-            assert item.startswith(("count(", "min(", "max(")), statement
+            assert item.split(" AS ")[0] in ("count", "min", "max", "sum", "substr"), statement
 
 
 def test_sensor_skips_what_it_cannot_probe_and_while_the_sync_runs(tmp_path, instance):
@@ -341,16 +260,39 @@ def test_sensor_with_a_probe_query(tmp_path, instance):
     sync = users_sync(url, "http://127.0.0.1:9")
     sync["source"]["probe_query"] = "SELECT group_concat(plan_name) FROM users"
     defs = _defs(tmp_path, sync)
-    first = _sense(defs, instance, None)
-    assert len(first.run_requests) == 1
-    assert "unchanged" in _sense(defs, instance, first.cursor).skip_message
+    [request] = _sense(defs, instance, None).run_requests
+    assert request.tags["contentstack/probe"] == "probe=free,free,free,free,free"
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE users SET plan_name = 'pro' WHERE user_uid = 'd01'")  # same count
-    assert len(_sense(defs, instance, first.cursor).run_requests) == 1
+    [request] = _sense(defs, instance, None).run_requests
+    assert request.tags["contentstack/probe"] == "probe=pro,free,free,free,free"
+
+
+def test_a_probe_query_gates_the_day_digests_of_a_partitioned_sync(tmp_path, instance, emulator):
+    path = tmp_path / "src.db"
+    sync = _partitioned(write_sqlite_table(path, ROWS), emulator.url)
+    sync["source"]["probe_query"] = "SELECT group_concat(plan_name) FROM users"
+    defs = _defs(tmp_path, sync)
+    first = _sense(defs, instance, None)
+    [request] = first.run_requests
+    assert _launch(defs, instance, request).success
+    settled = _sense(defs, instance, first.cursor)
+    assert not settled.run_requests
+    # only the probe decides: a touched updated_at with the same probe value starts nothing
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE users SET updated_at = '2024-01-06 09:00:00' WHERE user_uid = 'd01'")
+    assert "unchanged" in _sense(defs, instance, settled.cursor).skip_message
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "UPDATE users SET plan_name = 'pro', updated_at = '2024-01-08 09:00:00' WHERE user_uid = 'd05'"
+        )
+    [request] = _sense(defs, instance, settled.cursor).run_requests
+    # the days whose digest moved: d01 left 01-01 for 01-06, d05 left 01-05 for 01-08
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-01", "2024-01-08")
 
 
 @pytest.mark.parametrize("column_type", ["timestamptz", "timestamp"])
-def test_sensor_on_postgres_timestamps(tmp_path, instance, postgres_url, column_type):
+def test_sensor_on_postgres_timestamps(tmp_path, instance, postgres_url, column_type, emulator):
     engine = sa.create_engine(postgres_url)
     with engine.begin() as connection:
         connection.execute(
@@ -362,22 +304,25 @@ def test_sensor_on_postgres_timestamps(tmp_path, instance, postgres_url, column_
             )
         )
     defs = _defs(
-        tmp_path, _partitioned(postgres_url, attributes={"plan": {"column": "plan_name", "type": "string"}})
+        tmp_path,
+        _partitioned(
+            postgres_url, emulator.url, attributes={"plan": {"column": "plan_name", "type": "string"}}
+        ),
     )
     first = _sense(defs, instance, None)
     [request] = first.run_requests
     assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-02", "2024-01-04")
-    assert "unchanged" in _sense(defs, instance, first.cursor).skip_message
+    assert _launch(defs, instance, request).success
+    settled = _sense(defs, instance, first.cursor)
+    assert "unchanged" in settled.skip_message
     with engine.begin() as connection:
         connection.execute(sa.text("INSERT INTO users VALUES ('c', 'pro', '2024-01-07 12:00+00')"))
-    changed = _sense(defs, instance, first.cursor)
-    [request] = changed.run_requests
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-04", "2024-01-07")
-    # a row at the very instant of the watermark (the cursor's text, read back as a timestamp) is seen
-    with engine.begin() as connection:
-        connection.execute(sa.text("INSERT INTO users VALUES ('d', 'pro', '2024-01-07 12:00+00')"))
-    [request] = _sense(defs, instance, changed.cursor).run_requests
-    assert request.partition_key == "2024-01-07"
+        # a row whose time moves within its day: the day's sum moves
+        connection.execute(
+            sa.text("UPDATE users SET updated_at = '2024-01-02 11:00+00' WHERE user_uid = 'a'")
+        )
+    [request] = _sense(defs, instance, settled.cursor).run_requests  # two days five apart: one run
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2024-01-02", "2024-01-07")
     engine.dispose()
 
 
