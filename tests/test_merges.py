@@ -12,7 +12,15 @@ import requests
 import sqlalchemy as sa
 
 from contentstack_assets.definitions import build_definitions
-from contentstack_assets.engine.merges import MergeRequest, map_merges, merge_waves
+from contentstack_assets.engine.merges import (
+    MergeRequest,
+    WaitingPair,
+    hold_back,
+    map_merges,
+    merge_waves,
+    pairs_into,
+    stuck_waiting,
+)
 from contentstack_assets.engine.state import StateStore, rejections
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.spec import MergesSync, load_spec
@@ -376,6 +384,109 @@ def test_a_pair_refused_run_after_run_stops_holding_up_the_run_once_stuck(tmp_pa
         assert emulator.users() == {"u1": {"plan": "gold"}, "u2": {"plan": "free"}}
 
 
+# -- chains: a pair waits for the pairs into its source uid ------------------------------------------------
+def _post_event(emulator, uid: str, key: str) -> None:
+    response = requests.post(
+        f"{emulator.url}/events",
+        json=[{"eventKey": key, "type": "EVENT"}],
+        headers={"x-project-uid": PROJECT_UID, "x-cs-personalize-user-uid": uid},
+        timeout=5,
+    )
+    assert response.ok
+
+
+def _chain_spec(tmp_path, emulator, pairs: list[tuple], **overrides):
+    return write_spec(
+        tmp_path / "syncs.yaml",
+        [merges_sync(_links(tmp_path, pairs), emulator.url, concurrency=1, **overrides)],
+    )
+
+
+def _fail_the_first_request_only(emulator) -> None:
+    """Faults on half the requests, seeded so that the first fails and the second (one at a time) passes."""
+    seed = next(s for s in range(1000) if (draws := random.Random(s)).random() < 0.5 <= draws.random())
+    emulator.configure(faults={"500": 0.5}, seed=seed)
+
+
+def test_a_pair_waits_while_the_pair_into_its_source_failed(tmp_path, emulator, instance):
+    """a -> b fails: b -> c is held back (not sent), counted and reported with the pair it waits for; the
+    unrelated x -> y of the same wave is merged."""
+    spec = _chain_spec(tmp_path, emulator, [("b", "c"), ("a", "b"), ("x", "y")])
+    _fail_the_first_request_only(emulator)  # a -> b, then x -> y
+    first = run_job(spec, "identities_sync", instance, resources=fast_retries(0))
+    assert _merges(emulator) == [("x", "y")]  # b -> c not sent
+    metadata = _metadata(first)
+    assert metadata["merges_failed"] == 1 and metadata["merges_delivered"] == 1
+    assert metadata["merges_waiting"] == 1 and metadata["requests_sent"] == 2
+    assert "| b | c | waits for a -> b (failed) |" in metadata["waiting"]
+    [failure] = [e for e in first.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message
+    assert "1 pairs wait for a pair into their source uid not merged yet" in message
+    assert "b -> c waits for a -> b (failed)" in message and "Traceback" not in message
+
+
+def test_the_waiting_pair_goes_in_the_run_that_merges_its_feeder(tmp_path, emulator, instance):
+    """Run 2 merges a -> b, then b -> c in a later wave of the same run: c ends with a's values and events."""
+    _patch(emulator, "a", {"from_a": "a", "plan": "anonymous"})
+    _patch(emulator, "b", {"from_b": "b"})
+    _patch(emulator, "c", {"plan": "gold"})
+    _post_event(emulator, "a", "viewed")
+    spec = _chain_spec(tmp_path, emulator, [("a", "b"), ("b", "c")])
+    _fail_the_first_request_only(emulator)  # a -> b; b -> c would pass if it were sent
+    first = run_job(spec, "identities_sync", instance, resources=fast_retries(0))
+    assert _merges(emulator) == [] and _metadata(first)["merges_waiting"] == 1
+
+    emulator.configure(faults={})
+    second = run_job(spec, "identities_sync", instance, resources=fast_retries(0))
+    assert second.success
+    assert _merges(emulator) == [("a", "b"), ("b", "c")]
+    metadata = _metadata(second)
+    assert metadata["merges_delivered"] == 2 and metadata["merges_waiting"] == 0
+    c = emulator.user("c")
+    assert c["attributes"] == {"from_a": "a", "from_b": "b", "plan": "anonymous"}  # the source wins
+    assert [event["eventKey"] for event in c["events"]] == ["viewed"]
+    assert _metadata(run_job(spec, "identities_sync", instance))["requests_sent"] == 0
+
+
+def test_a_cycle_waits_as_one_for_the_pairs_into_it_and_is_never_deadlocked(tmp_path, emulator, instance):
+    """z -> a feeds the cycle a -> b, b -> a. While z -> a fails the whole cycle waits; once it is merged, the
+    cycle's pairs go together in the last wave (they do not wait for one another: one has to go first). A
+    self-link is a rejected row and holds nothing back."""
+    spec = _chain_spec(tmp_path, emulator, [("a", "b"), ("b", "a"), ("z", "a"), ("s", "s"), ("t", "s")])
+    emulator.configure(faults={"500": 1.0})
+    first = run_job(spec, "identities_sync", instance, resources=fast_retries(0))
+    metadata = _metadata(first)
+    assert metadata["rows_rejected"] == 1 and metadata["requests_sent"] == 2  # z -> a and t -> s
+    assert metadata["merges_failed"] == 2 and metadata["merges_waiting"] == 2
+    assert "| a | b | waits for z -> a (failed) |" in metadata["waiting"]
+    assert "| b | a | waits for a -> b (waiting) |" in metadata["waiting"]
+
+    emulator.configure(faults={})
+    second = run_job(spec, "identities_sync", instance, resources=fast_retries(0))
+    assert second.success and _metadata(second)["merges_delivered"] == 4
+    merged = _merges(emulator)
+    assert set(merged[:2]) == {("z", "a"), ("t", "s")} and set(merged[2:]) == {("a", "b"), ("b", "a")}
+
+
+def test_a_pair_waiting_on_a_stuck_pair_is_stuck_too(tmp_path, emulator, instance):
+    """a -> b fails run after run (stuck_after_runs 2): b -> c and c -> d wait, and are reported stuck with it
+    from the second run on; being stuck, none of them holds up the run any more."""
+    spec = _chain_spec(tmp_path, emulator, [("a", "b"), ("b", "c"), ("c", "d")], stuck_after_runs=2)
+    emulator.configure(faults={"500": 1.0})
+    first = run_job(spec, "identities_sync", instance, resources=fast_retries(0))
+    assert not first.success
+    metadata = _metadata(first)
+    assert metadata["merges_waiting"] == 2 and metadata["merges_stuck"] == 0
+    assert "| c | d | waits for b -> c (waiting) |" in metadata["waiting"]
+
+    second = run_job(spec, "identities_sync", instance, resources=fast_retries(0))
+    assert second.success
+    metadata = _metadata(second)
+    assert metadata["merges_failed"] == 1 and metadata["merges_waiting"] == 2
+    assert metadata["merges_stuck"] == 3 and metadata["requests_sent"] == 1
+    assert _merges(emulator) == []
+
+
 # -- the engine alone --------------------------------------------------------------------------------------
 def test_chains_are_merged_in_order_and_cycles_last():
     requests_ = [
@@ -391,6 +502,35 @@ def test_chains_are_merged_in_order_and_cycles_last():
         [("b", "c")],
         [("p", "q"), ("q", "p")],
     ]
+
+
+def test_hold_back_follows_chains_and_cycles_and_stuck_spreads_down_them():
+    a_b, b_c, c_d, x_b = (
+        MergeRequest("a", "b"),
+        MergeRequest("b", "c"),
+        MergeRequest("c", "d"),
+        MergeRequest("x", "b"),
+    )
+    p_q, q_p, z_p, s_s = (
+        MergeRequest("p", "q"),
+        MergeRequest("q", "p"),
+        MergeRequest("z", "p"),
+        MergeRequest("s", "s"),
+    )
+    into = pairs_into([a_b, b_c, c_d, x_b, p_q, q_p, z_p, s_s])
+    unmerged = {a_b.item_id: "failed", x_b.item_id: "failed"}
+    ready, waiting = hold_back([b_c], into, unmerged)
+    assert ready == [] and [pair.reason for pair in waiting] == ["waits for a -> b (failed)"]
+    unmerged[b_c.item_id] = "waiting"
+    assert [pair.reason for pair in hold_back([c_d], into, unmerged)[1]] == ["waits for b -> c (waiting)"]
+    # a cycle is sent whole unless a pair into it is not merged; a self-pair is a cycle of one, never held by itself
+    assert hold_back([p_q, q_p, s_s], into, {}) == ([p_q, q_p, s_s], [])
+    ready, waiting = hold_back([p_q, q_p, s_s], into, {z_p.item_id: "failed"})
+    assert ready == [s_s] and [(w.request, w.why) for w in waiting] == [(p_q, "failed"), (q_p, "waiting")]
+    # stuck: any feeder stuck (x -> b, though a -> b is not), and down the chain
+    held = [WaitingPair(b_c, a_b, "failed"), WaitingPair(c_d, b_c, "waiting")]
+    assert stuck_waiting(held, {x_b.item_id}, into) == {b_c.item_id, c_d.item_id}
+    assert stuck_waiting(held, set(), into) == set()
 
 
 def test_numeric_uids_and_an_ambiguous_self_merge():

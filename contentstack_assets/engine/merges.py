@@ -8,12 +8,16 @@ request failed is due again on the next run.
 
 The Edge merges one pair per request (`POST /user-attributes/actions/merge`, the source's values win).
 Chains go in order: a pair whose source is the target of another pair due in the same run waits for that
-pair (a -> b is merged before b -> c, so what a knew reaches c); within a wave, pairs go in parallel.
+pair (a -> b is merged before b -> c, so what a knew reaches c); within a wave, pairs go in parallel. A pair
+is sent only once every pair into its source uid is merged: when a -> b failed (or was held itself), b -> c
+waits for a later run instead of leaving a's values behind for good. The pairs of a cycle do not wait for one
+another, only for the pairs into the cycle.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -148,6 +152,71 @@ def plan_merges(pairs: pd.DataFrame, delivered: set[str], rows_valid: int) -> Me
     return MergesPlan(merge_waves(due), rows_valid - len(pairs), len(requests) - len(due))
 
 
+@dataclass(frozen=True)
+class WaitingPair:
+    """A pair held back in this run: `feeder`, a pair into its source uid, is not merged (`why`: failed,
+    not sent, or waiting itself)."""
+
+    request: MergeRequest
+    feeder: MergeRequest
+    why: str
+
+    @property
+    def reason(self) -> str:
+        return f"waits for {self.feeder.source_uid} -> {self.feeder.target_uid} ({self.why})"
+
+
+def pairs_into(requests: Sequence[MergeRequest]) -> dict[str, list[MergeRequest]]:
+    """The pairs into each uid (the pairs that feed the pairs out of it)."""
+    into: dict[str, list[MergeRequest]] = {}
+    for request in requests:
+        into.setdefault(request.target_uid, []).append(request)
+    return into
+
+
+def hold_back(
+    wave: list[MergeRequest], into: dict[str, list[MergeRequest]], unmerged: dict[str, str]
+) -> tuple[list[MergeRequest], list[WaitingPair]]:
+    """Split a wave into the pairs to send and the pairs that wait: a pair waits while a pair into its source
+    uid is in `unmerged` (item id -> why, from the earlier waves of the run). Within a wave only the pairs of a
+    cycle feed one another; they are sent together, except that when one waits, the pairs it feeds wait too."""
+    out_of: dict[str, list[MergeRequest]] = {}
+    for request in wave:
+        out_of.setdefault(request.source_uid, []).append(request)
+    queue = deque(
+        (request, feeder, unmerged[feeder.item_id])
+        for request in wave
+        for feeder in into.get(request.source_uid, ())
+        if feeder.item_id in unmerged
+    )
+    waiting: dict[str, WaitingPair] = {}
+    while queue:
+        request, feeder, why = queue.popleft()
+        if request.item_id not in waiting:
+            waiting[request.item_id] = WaitingPair(request, feeder, why)
+            queue.extend((fed, request, "waiting") for fed in out_of.get(request.target_uid, ()))
+    ready = [request for request in wave if request.item_id not in waiting]
+    return ready, [waiting[request.item_id] for request in wave if request.item_id in waiting]
+
+
+def stuck_waiting(
+    waiting: Sequence[WaitingPair], stuck: set[str], into: dict[str, list[MergeRequest]]
+) -> set[str]:
+    """The waiting pairs that wait, directly or down a chain, for a stuck pair (item ids)."""
+    fed: dict[str, list[str]] = {}
+    for pair in waiting:
+        for feeder in into.get(pair.request.source_uid, ()):
+            fed.setdefault(feeder.item_id, []).append(pair.request.item_id)
+    found: set[str] = set()
+    queue = deque(stuck)
+    while queue:
+        for item in fed.get(queue.popleft(), ()):
+            if item not in found and item not in stuck:
+                found.add(item)
+                queue.append(item)
+    return found
+
+
 # -- one push --------------------------------------------------------------------------------------------
 @dataclass
 class MergesPushResult:
@@ -158,13 +227,19 @@ class MergesPushResult:
     rejected: pd.DataFrame
     dry_run: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
-    merges_stuck: int = 0  # pairs that failed in this run and in at least `stuck_after_runs` runs in all
+    failed_stuck: int = 0  # pairs that failed in this run and in at least `stuck_after_runs` runs in all
+    waiting: list[WaitingPair] = field(default_factory=list)
+    waiting_stuck: int = 0  # waiting pairs held back, directly or down a chain, by a stuck pair
+
+    @property
+    def merges_stuck(self) -> int:
+        return self.failed_stuck + self.waiting_stuck
 
     @property
     def failed_share(self) -> float:
         """The share of failed pairs among those tried, stuck pairs left out of both: a pair the API has
         refused run after run is reported (and still retried), but no longer holds up every run."""
-        fresh = self.report.failed - self.merges_stuck
+        fresh = self.report.failed - self.failed_stuck
         tried = self.report.delivered + fresh
         return fresh / tried if tried else 0.0
 
@@ -178,6 +253,7 @@ class MergesPushResult:
             "merges_already_delivered": self.plan.merges_already_delivered,
             "merges_delivered": self.report.delivered,
             "merges_failed": self.report.failed,
+            "merges_waiting": len(self.waiting),
             "merges_stuck": self.merges_stuck,
             "requests_sent": self.report.requests_sent,
         }
@@ -223,10 +299,14 @@ def push_merges(
     store.prune(key, sync.log_retention_days)
     store.record_rejections(key, run_id, rejected.drop(columns=[TARGET_UID]))
 
-    failed: list[str] = []
+    merged: set[str] = set()
+    failed: set[str] = set()
+    unmerged: dict[str, str] = {}  # the pairs of earlier waves not merged in this run, with why
+    into = pairs_into([request for wave in plan.waves for request in wave])
 
     def record(batch: list[tuple[MergeRequest, Response]]) -> None:
-        failed.extend(request.item_id for request, response in batch if not response.ok)
+        for request, response in batch:
+            (merged if response.ok else failed).add(request.item_id)
         store.record_item_requests(
             key,
             run_id,
@@ -237,20 +317,35 @@ def push_merges(
     delivery_started = time.perf_counter()
     for wave in plan.waves:
         assert client is not None, "a real push needs an Edge client"
+        ready, waiting = hold_back(wave, into, unmerged)
         report = deliver(
-            wave,
+            ready,
             lambda request: client.merge_users(request.source_uid, request.target_uid),
             client=client,
             concurrency=sync.concurrency,
             record=record,
-            total=len(wave),
+            total=len(ready),
         )
         result.report.merge(report)
+        result.waiting.extend(waiting)
+        for request in ready:
+            if request.item_id not in merged:
+                unmerged[request.item_id] = "failed" if request.item_id in failed else "not sent"
+        unmerged.update((pair.request.item_id, "waiting") for pair in waiting)
         log(f"{sync.name}: {result.report.delivered} pairs merged, {result.report.failed} failed")
     timings["deliver"] = time.perf_counter() - delivery_started
     if failed:
         failed_runs = store.item_failed_runs(key, failed)
-        result.merges_stuck = sum(1 for item in failed if failed_runs.get(item, 0) >= sync.stuck_after_runs)
+        stuck = {item for item in failed if failed_runs.get(item, 0) >= sync.stuck_after_runs}
+        result.failed_stuck = len(stuck)
+        result.waiting_stuck = len(stuck_waiting(result.waiting, stuck, into))
+    if result.waiting:
+        first = result.waiting[0]
+        log(
+            f"{sync.name}: {len(result.waiting)} pairs wait for a pair into their source uid not merged yet "
+            f"(first: {first.request.source_uid} -> {first.request.target_uid} {first.reason}); a later run "
+            "sends them once it is merged"
+        )
     store.finish_run(key, run_id, result.counts)
     return result
 

@@ -103,6 +103,18 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
             ["source_uid", "target_uid", "status", "attempts", "error"],
             "(no failures)",
         )
+        waiting = markdown_table(
+            [
+                {
+                    "source_uid": pair.request.source_uid,
+                    "target_uid": pair.request.target_uid,
+                    "reason": pair.reason,
+                }
+                for pair in result.waiting[:20]
+            ],
+            ["source_uid", "target_uid", "reason"],
+            "(no pairs waiting)",
+        )
         metadata = {
             **result.counts,
             "duration_s": round(time.perf_counter() - started, 3),
@@ -115,6 +127,7 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
                 "(no rows rejected)",
             ),
             "failures": failures,
+            "waiting": waiting,
         }
         if config.dry_run:
             metadata["plan_sample"] = markdown_table(result.plan.sample(), ["source_uid", "target_uid"])
@@ -134,7 +147,9 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
                         "failed_share": round(result.failed_share, 4),
                         "threshold": sync.max_failed_share,
                         "merges_stuck": result.merges_stuck,
+                        "merges_waiting": len(result.waiting),
                         "failures": failures,
+                        "waiting": waiting,
                     },
                 )
             ],
@@ -146,11 +161,19 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
                 f"(first: {first_request.source_uid + ' -> ' + first_request.target_uid if first_request else '?'}: "
                 f"{first.error if first else '?'}); {report.delivered} were merged"
                 + (
-                    f", {result.merges_stuck} failed in {sync.stuck_after_runs}+ runs (stuck)"
-                    if result.merges_stuck
+                    f", {result.failed_stuck} failed in {sync.stuck_after_runs}+ runs (stuck)"
+                    if result.failed_stuck
                     else ""
                 )
-                + ". The failed pairs are retried by the next run."
+                + (
+                    f"; {len(result.waiting)} pairs wait for a pair into their source uid not merged yet "
+                    f"({result.waiting_stuck} of them behind a stuck pair; first: "
+                    f"{result.waiting[0].request.source_uid} -> {result.waiting[0].request.target_uid} "
+                    f"{result.waiting[0].reason})"
+                    if result.waiting
+                    else ""
+                )
+                + ". The failed pairs are retried by the next run, and the pairs waiting for them follow."
             )
             if not fails_step:
                 context.log.warning(
