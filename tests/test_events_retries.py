@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from contentstack_assets.engine import events as events_engine
 from contentstack_assets.engine.state import StateStore, items
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from tests.helpers import PROJECT_UID, fast_retries, run_job, write_spec
@@ -92,3 +93,40 @@ def test_an_event_failing_stuck_after_runs_runs_in_a_row_is_reported_stuck(tmp_p
         check = _check(second)
         assert check.metadata["events_stuck"].value == 1 and check.metadata["failed_share"].value == 0.0
         assert second.success  # a stuck event is still retried, but no longer holds up every run
+
+
+def test_failed_events_gone_from_the_source_free_their_reread_slots(
+    tmp_path, emulator, instance, monkeypatch
+):
+    monkeypatch.setattr(events_engine, "MAX_REREAD", 2)
+    old = [
+        _event("a1", "u1", "purchase", "2024-01-01 08:00:00"),
+        _event("a2", "u1", "signup", "2024-01-01 09:00:00"),
+    ]
+    newer = [
+        _event("b", "u2", "purchase", "2024-01-02 08:00:00"),
+        _event("c", "u3", "purchase", "2024-01-03 08:00:00"),
+    ]
+    url = _write(tmp_path, old + newer)
+    spec = write_spec(tmp_path / "syncs.yaml", [events_sync(url, emulator.url, partitioned=True)])
+
+    def run(day: str, faults: dict):
+        emulator.configure(faults=faults)
+        return run_job(
+            spec, "purchases_sync", instance, partition_range=(day, day), resources=fast_retries(0)
+        )
+
+    assert _metadata(run("2024-01-01", {"500": 1.0}))["events_failed"] == 2
+    _write(tmp_path, newer)  # the two failed events are deleted from the source
+    second = run("2024-01-02", {"500": 1.0})  # b fails; the re-read does not find a1 and a2 any more
+    metadata = _metadata(second)
+    assert metadata["events_failed"] == 1 and metadata["rows_reread"] == 0 and metadata["events_gone"] == 2
+    assert StateStore().count_items("purchases") == {"delivered": 0, "undelivered": 1}
+    assert _item("a1") is None
+
+    # the oldest failures no longer take the two re-read slots: b (of the 2nd) is re-read by a run of the 3rd
+    third = run("2024-01-03", {})
+    metadata = _metadata(third)
+    assert metadata["rows_reread"] == 1 and metadata["events_delivered"] == 2 and metadata["events_gone"] == 0
+    assert _keys(emulator, "u2") == ["purchase"] and _keys(emulator, "u3") == ["purchase"]
+    assert StateStore().count_items("purchases") == {"delivered": 2, "undelivered": 0}

@@ -236,6 +236,7 @@ class EventsPushResult:
     dry_run: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
     users_failed: set[str] = field(default_factory=set)
+    events_gone: int = 0  # failed events the re-read did not find in the source: dropped from the retries
     events_stuck: int = 0  # events that failed in this run and in at least `stuck_after_runs` runs in a row
     stuck_sample: list[dict] = field(default_factory=list)
 
@@ -258,6 +259,7 @@ class EventsPushResult:
             "events_delivered": self.events_delivered,
             "events_failed": self.events_failed,
             "events_stuck": self.events_stuck,
+            "events_gone": self.events_gone,
             "users_sent": self.plan.users_to_send,
             "requests_sent": self.report.requests_sent,
         }
@@ -285,8 +287,13 @@ def push_events(
     started = time.perf_counter()
     rows_read = len(raw)
     rows_reread = 0
+    gone: list[str] = []
     if read_pending is not None:
-        extra = _pending_rows(sync, raw, store, read_pending)
+        extra, gone = _pending_rows(sync, raw, store, read_pending)
+        if gone:
+            log(
+                f"{sync.name}: {len(gone)} events that failed earlier are no longer in the source: not retried"
+            )
         if len(extra):
             rows_reread = len(extra)
             log(f"{sync.name}: {rows_reread} rows of events that failed earlier re-read from the source")
@@ -304,6 +311,7 @@ def push_events(
     result = EventsPushResult(
         rows_read, rows_reread, len(rejected), plan, report, rejected, dry_run=dry_run, timings_s=timings
     )
+    result.events_gone = len(gone)
     if dry_run:
         return result
 
@@ -311,6 +319,7 @@ def push_events(
     store.start_run(key, run_id, scope, dry_run=False)
     store.prune(key, sync.log_retention_days)
     store.record_rejections(key, run_id, rejected.drop(columns=[EVENT_ID]))
+    store.forget_failed_items(key, gone)
 
     refused: list[EventsRequest] = []  # requests of several events refused with a 400: to be split
     failed: list[ItemOutcome] = []
@@ -419,16 +428,20 @@ def _outcomes(request: EventsRequest, response: Response) -> tuple[list[ItemOutc
 
 def _pending_rows(
     sync: EventsSync, raw: pd.DataFrame, store: StateStore, read_pending: Callable[[list[str]], pd.DataFrame]
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, list[str]]:
+    """The source rows of the failed events outside `raw` (the oldest `MAX_REREAD` failures), and the ids of
+    those the source no longer holds: left in the retry set, they would keep the oldest slots for good."""
     pending = [item["item_id"] for item in store.undelivered_items(store.key_of(sync), limit=MAX_REREAD)]
     if not pending:
-        return raw.iloc[:0]
+        return raw.iloc[:0], []
     in_window, _ = event_ids(raw[sync.event.id_column])
     outside = sorted(set(pending) - set(in_window.dropna()))
     if not outside:
-        return raw.iloc[:0]
+        return raw.iloc[:0], []
     extra = read_pending(outside)
-    return extra[list(raw.columns)] if len(raw.columns) else extra
+    found, _ = event_ids(extra[sync.event.id_column])
+    gone = sorted(set(outside) - set(found.dropna()))
+    return (extra[list(raw.columns)] if len(raw.columns) else extra), gone
 
 
 # -- reading events by id --------------------------------------------------------------------------------
