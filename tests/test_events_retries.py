@@ -6,9 +6,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from contentstack_assets.engine import events as events_engine
+from contentstack_assets.engine.resend import read_users_by_uid
 from contentstack_assets.engine.state import StateStore, items
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
-from tests.helpers import PROJECT_UID, fast_retries, run_job, write_spec
+from contentstack_assets.spec import load_spec
+from tests.helpers import PROJECT_UID, fast_retries, run_job, users_sync, write_spec, write_sqlite_table
 from tests.test_events import _event, _keys, _metadata, _write, events_sync
 
 KNOWN_EVENTS = ["purchase", "signup"]
@@ -130,3 +132,50 @@ def test_failed_events_gone_from_the_source_free_their_reread_slots(
     assert metadata["rows_reread"] == 1 and metadata["events_delivered"] == 2 and metadata["events_gone"] == 0
     assert _keys(emulator, "u2") == ["purchase"] and _keys(emulator, "u3") == ["purchase"]
     assert StateStore().count_items("purchases") == {"delivered": 2, "undelivered": 0}
+
+
+def test_failed_events_with_ids_stored_as_real_are_reread_on_sqlite(tmp_path, emulator, instance):
+    # an id column holding REAL 42.0 (SQLite keeps each value's type): its event id is "42", its text "42.0"
+    rows = [
+        _event(42.0, "u1", "purchase", "2024-01-01 08:00:00"),
+        _event(7, "u2", "purchase", "2024-01-02 08:00:00"),
+    ]
+    url = _write(tmp_path, rows)
+    spec = write_spec(tmp_path / "syncs.yaml", [events_sync(url, emulator.url, partitioned=True)])
+    emulator.configure(faults={"500": 1.0})
+    failed = run_job(
+        spec, "purchases_sync", instance, partition_range=("2024-01-01",) * 2, resources=fast_retries(0)
+    )
+    assert _metadata(failed)["events_failed"] == 1 and _item("42")["failed_runs"] == 1
+
+    emulator.configure(faults={})
+    retried = run_job(
+        spec, "purchases_sync", instance, partition_range=("2024-01-02",) * 2, resources=fast_retries(0)
+    )
+    metadata = _metadata(retried)
+    assert metadata["rows_reread"] == 1 and metadata["events_gone"] == 0 and metadata["events_delivered"] == 2
+    assert _keys(emulator, "u1") == ["purchase"]
+    assert StateStore().count_items("purchases") == {"delivered": 2, "undelivered": 0}
+
+
+def test_reads_by_id_match_numbers_stored_as_real_and_text_exactly(tmp_path):
+    # the users re-read (a merge's resend mark) goes through the same read by text
+    rows = [
+        {"user_uid": 42.0, "plan_name": "real"},
+        {"user_uid": "42.00", "plan_name": "text, another uid"},
+        {"user_uid": " abc ", "plan_name": "text"},
+        {"user_uid": 7, "plan_name": "integer"},
+        {"user_uid": "v1.10", "plan_name": "dotted text"},
+    ]
+    url = write_sqlite_table(tmp_path / "src.db", rows)
+    sync = load_spec(write_spec(tmp_path / "syncs.yaml", [users_sync(url, "http://127.0.0.1:1")])).get(
+        "users"
+    )
+    found = read_users_by_uid(sync, ["42", "abc", "7", "v1.10", "v1.1"])
+    assert sorted(found["plan_name"]) == ["dotted text", "integer", "real", "text"]
+    assert sorted(read_users_by_uid(sync, ["42.00"])["plan_name"]) == ["text, another uid"]
+
+    events = _write(tmp_path, [_event(42.0, "u1"), _event("42.0", "u2"), _event(-3.0, "u3")])
+    events_spec = write_spec(tmp_path / "syncs.yaml", [events_sync(events, "http://127.0.0.1:1")])
+    found = events_engine.read_events_by_id(load_spec(events_spec).get("purchases"), ["42", "-3"])
+    assert sorted(found["user_uid"]) == ["u1", "u3"]

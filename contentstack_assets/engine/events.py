@@ -448,10 +448,11 @@ def _pending_rows(
 def read_events_by_id(sync: EventsSync, ids: Sequence[str], batch: int = 5000) -> pd.DataFrame:
     """The source rows of these event ids (any day), in the columns `events_source_columns` names."""
     columns = events_source_columns(sync)
-    frames = [
-        SourceReader(sync.source, columns).read(text_in=(sync.event.id_column, chunk))
-        for chunk in _chunks(list(ids), batch)
-    ]
+    frames = []
+    for chunk in _chunks(list(ids), batch):
+        candidates = SourceReader(sync.source, columns).read(text_in=(sync.event.id_column, chunk))
+        found, _ = event_ids(candidates[sync.event.id_column])  # the id as the run's read makes it
+        frames.append(candidates.loc[found.isin(chunk).to_numpy()].reset_index(drop=True))
     if not frames:
         return pd.DataFrame({column: pd.Series([], dtype=object) for column in columns})
     return pd.concat(frames, ignore_index=True)
