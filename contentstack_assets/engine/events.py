@@ -364,7 +364,8 @@ def push_events(
         report.failed -= len(refused)
         report.failures = [(r, response) for r, response in report.failures if not _to_split(r, response)]
         result.report.merge(report)
-        requests = [half for request in refused for half in _halves(request)]
+        # a destination that refuses everything stopped delivery: nothing to split
+        requests = [] if report.stopped else [half for request in refused for half in _halves(request)]
         if requests:
             log(
                 f"{sync.name}: {len(refused)} requests of several events refused (HTTP 400): sending their "
