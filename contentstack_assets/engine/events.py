@@ -6,7 +6,9 @@ with its reason, for a null (or blank) event id, for every row of an event id th
 what the run reads, for an empty event key, and for a key the project does not know when its event list is
 known (Management API). Each valid event id is delivered once per sync, ever: the state (`cs_items`) keeps
 the delivered ids, so a rerun or an overlapping backfill sends nothing twice, and an id whose request failed
-is due again on the next run. The new events of one user go out as one `POST /events` with a JSON array.
+is due again on the next run. The new events of one user go out as one `POST /events` with a JSON array; a
+request the API refuses with a 400 is split in halves, and the halves are sent again, until each refused event
+fails alone (one unknown key must not hold back the other events of its user, run after run).
 """
 
 from __future__ import annotations
@@ -233,6 +235,18 @@ class EventsPushResult:
     events_failed: int = 0
     dry_run: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
+    users_failed: set[str] = field(default_factory=set)
+    events_gone: int = 0  # failed events the re-read did not find in the source: dropped from the retries
+    events_stuck: int = 0  # events that failed in this run and in at least `stuck_after_runs` runs in a row
+    stuck_sample: list[dict] = field(default_factory=list)
+
+    @property
+    def failed_share(self) -> float:
+        """The share of failed events among those tried, stuck events left out of both: an event the API has
+        refused run after run is reported (and still retried), but no longer holds up every run."""
+        fresh = self.events_failed - self.events_stuck
+        tried = self.events_delivered + fresh
+        return fresh / tried if tried else 0.0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -244,6 +258,8 @@ class EventsPushResult:
             "events_already_delivered": self.plan.events_already_delivered,
             "events_delivered": self.events_delivered,
             "events_failed": self.events_failed,
+            "events_stuck": self.events_stuck,
+            "events_gone": self.events_gone,
             "users_sent": self.plan.users_to_send,
             "requests_sent": self.report.requests_sent,
         }
@@ -271,8 +287,13 @@ def push_events(
     started = time.perf_counter()
     rows_read = len(raw)
     rows_reread = 0
+    gone: list[str] = []
     if read_pending is not None:
-        extra = _pending_rows(sync, raw, store, read_pending)
+        extra, gone = _pending_rows(sync, raw, store, read_pending)
+        if gone:
+            log(
+                f"{sync.name}: {len(gone)} events that failed earlier are no longer in the source: not retried"
+            )
         if len(extra):
             rows_reread = len(extra)
             log(f"{sync.name}: {rows_reread} rows of events that failed earlier re-read from the source")
@@ -290,6 +311,7 @@ def push_events(
     result = EventsPushResult(
         rows_read, rows_reread, len(rejected), plan, report, rejected, dry_run=dry_run, timings_s=timings
     )
+    result.events_gone = len(gone)
     if dry_run:
         return result
 
@@ -297,16 +319,28 @@ def push_events(
     store.start_run(key, run_id, scope, dry_run=False)
     store.prune(key, sync.log_retention_days)
     store.record_rejections(key, run_id, rejected.drop(columns=[EVENT_ID]))
+    store.forget_failed_items(key, gone)
+
+    refused: list[EventsRequest] = []  # requests of several events refused with a 400: to be split
+    failed: list[ItemOutcome] = []
 
     def record(batch: list[tuple[EventsRequest, Response]]) -> None:
-        store.record_item_requests(
-            sync.name, run_id, [_outcomes(request, response) for request, response in batch]
-        )
+        outcomes = []
         for request, response in batch:
+            if _to_split(request, response):
+                # logged, but its events are decided by its halves: a failure here would count a run twice
+                refused.append(request)
+                outcomes.append(([], _outcomes(request, response)[1]))
+                continue
+            outcome = _outcomes(request, response)
+            outcomes.append(outcome)
             if response.ok:
                 result.events_delivered += len(request.event_ids)
             else:
                 result.events_failed += len(request.event_ids)
+                result.users_failed.add(request.user_uid)
+                failed.extend(outcome[0])
+        store.record_item_requests(key, run_id, outcomes)
 
     def progress(done: int, total: int | None, report: DeliveryReport) -> None:
         log(
@@ -314,20 +348,63 @@ def push_events(
         )
 
     delivery_started = time.perf_counter()
-    if plan.requests:
+    requests = plan.requests
+    while requests:
         assert client is not None, "a real push needs an Edge client"
-        result.report = deliver(
-            plan.requests,
+        report = deliver(
+            requests,
             lambda request: client.track_events(request.user_uid, list(request.event_keys)),
             client=client,
             concurrency=sync.concurrency,
             record=record,
-            total=len(plan.requests),
+            total=len(requests),
             on_progress=progress,
         )
+        # a split request is no failure: its events are tried again in its halves
+        report.failed -= len(refused)
+        report.failures = [(r, response) for r, response in report.failures if not _to_split(r, response)]
+        result.report.merge(report)
+        # a destination that refuses everything stopped delivery: nothing to split
+        requests = [] if report.stopped else [half for request in refused for half in _halves(request)]
+        if requests:
+            log(
+                f"{sync.name}: {len(refused)} requests of several events refused (HTTP 400): sending their "
+                f"events again in {len(requests)} smaller requests, to find the refused ones"
+            )
+        refused.clear()
     timings["deliver"] = time.perf_counter() - delivery_started
+    if failed:
+        failed_runs = store.item_failed_runs(key, [outcome.item_id for outcome in failed])
+        stuck = [o for o in failed if failed_runs.get(o.item_id, 0) >= sync.stuck_after_runs]
+        result.events_stuck = len(stuck)
+        result.stuck_sample = [
+            {
+                "event_id": o.item_id,
+                "user_uid": o.user_uid,
+                "failed_runs": failed_runs[o.item_id],
+                "last_status": o.status,
+                "last_error": o.error,
+            }
+            for o in stuck[:20]
+        ]
     store.finish_run(key, run_id, result.counts)
     return result
+
+
+def _to_split(request: EventsRequest, response: Response) -> bool:
+    """Whether a failed request is split: a 400 (the API refused what it carries, such as an unknown event
+    key) for several events, of which the others may well be valid."""
+    return response.status == 400 and len(request.event_ids) > 1
+
+
+def _halves(request: EventsRequest) -> list[EventsRequest]:
+    """A refused request's events in two requests: bisecting finds one refused event among n in about
+    2 x log2(n) requests, and sends the valid ones on the way."""
+    middle = len(request.event_ids) // 2
+    return [
+        EventsRequest(request.user_uid, request.event_ids[:middle], request.event_keys[:middle]),
+        EventsRequest(request.user_uid, request.event_ids[middle:], request.event_keys[middle:]),
+    ]
 
 
 def _outcomes(request: EventsRequest, response: Response) -> tuple[list[ItemOutcome], UserOutcome]:
@@ -352,26 +429,31 @@ def _outcomes(request: EventsRequest, response: Response) -> tuple[list[ItemOutc
 
 def _pending_rows(
     sync: EventsSync, raw: pd.DataFrame, store: StateStore, read_pending: Callable[[list[str]], pd.DataFrame]
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, list[str]]:
+    """The source rows of the failed events outside `raw` (the oldest `MAX_REREAD` failures), and the ids of
+    those the source no longer holds: left in the retry set, they would keep the oldest slots for good."""
     pending = [item["item_id"] for item in store.undelivered_items(store.key_of(sync), limit=MAX_REREAD)]
     if not pending:
-        return raw.iloc[:0]
+        return raw.iloc[:0], []
     in_window, _ = event_ids(raw[sync.event.id_column])
     outside = sorted(set(pending) - set(in_window.dropna()))
     if not outside:
-        return raw.iloc[:0]
+        return raw.iloc[:0], []
     extra = read_pending(outside)
-    return extra[list(raw.columns)] if len(raw.columns) else extra
+    found, _ = event_ids(extra[sync.event.id_column])
+    gone = sorted(set(outside) - set(found.dropna()))
+    return (extra[list(raw.columns)] if len(raw.columns) else extra), gone
 
 
 # -- reading events by id --------------------------------------------------------------------------------
 def read_events_by_id(sync: EventsSync, ids: Sequence[str], batch: int = 5000) -> pd.DataFrame:
     """The source rows of these event ids (any day), in the columns `events_source_columns` names."""
     columns = events_source_columns(sync)
-    frames = [
-        SourceReader(sync.source, columns).read(text_in=(sync.event.id_column, chunk))
-        for chunk in _chunks(list(ids), batch)
-    ]
+    frames = []
+    for chunk in _chunks(list(ids), batch):
+        candidates = SourceReader(sync.source, columns).read(text_in=(sync.event.id_column, chunk))
+        found, _ = event_ids(candidates[sync.event.id_column])  # the id as the run's read makes it
+        frames.append(candidates.loc[found.isin(chunk).to_numpy()].reset_index(drop=True))
     if not frames:
         return pd.DataFrame({column: pd.Series([], dtype=object) for column in columns})
     return pd.concat(frames, ignore_index=True)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contentstack_assets.engine.convert import convert_uids
 from contentstack_assets.engine.mapping import REJECTION, ROW, UID, map_users, source_columns
 from contentstack_assets.engine.push import PushResult, push_users
 from contentstack_assets.engine.source import SourceReader
@@ -52,12 +53,12 @@ def resend_syncs(spec: SyncsSpec, merges_sync: str) -> list[UsersSync]:
 def read_users_by_uid(sync: UsersSync, uids: Sequence[str], batch: int = 5000) -> pd.DataFrame:
     """The source rows of these user uids (any day), in the columns `source_columns` names."""
     columns = source_columns(sync)
-    frames = [
-        SourceReader(sync.source, columns).read(
-            text_in=(sync.match.column, list(uids[start : start + batch]))
-        )
-        for start in range(0, len(uids), batch)
-    ]
+    frames = []
+    for start in range(0, len(uids), batch):
+        chunk = list(uids[start : start + batch])
+        candidates = SourceReader(sync.source, columns).read(text_in=(sync.match.column, chunk))
+        found = convert_uids(candidates[sync.match.column]).values  # the uid as the run's read makes it
+        frames.append(candidates.loc[found.isin(chunk).to_numpy()].reset_index(drop=True))
     if not frames:
         return pd.DataFrame({column: pd.Series([], dtype=object) for column in columns})
     return pd.concat(frames, ignore_index=True)

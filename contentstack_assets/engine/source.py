@@ -37,6 +37,9 @@ PROGRESS_EVERY_S = 2.0
 EPOCH_MILLISECONDS_FROM = 10**11
 EPOCH_MILLISECONDS_BELOW = 10**14
 _DIGITS_TEXT = re.compile(r"\s*[+-]?[0-9]+(?:\.[0-9]*)?\s*")
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+# dialects whose rtrim takes no second argument (the characters to trim): reads by text match text only there
+_RTRIM_ONE_ARGUMENT = frozenset({"mysql", "mariadb", "mssql"})
 
 
 class SourceError(RuntimeError):
@@ -157,15 +160,25 @@ class SourceReader:
         return sa.text(query).columns(*(sa.column(c) for c in self.columns)).subquery("src")
 
     def _statement(
-        self, relation: sa.FromClause, window: Window | None, text_in: tuple[str, Sequence[str]] | None = None
+        self,
+        relation: sa.FromClause,
+        window: Window | None,
+        text_in: tuple[str, Sequence[str]] | None = None,
+        dialect: str = "",
     ) -> sa.Select:
         statement = sa.select(*(relation.c[c] for c in self.columns))
         if text_in is not None:
             # ids arrive as text, the column may be an integer: compare the column's trimmed text
             column_name, values = text_in
-            statement = statement.where(
-                sa.func.trim(sa.cast(relation.c[column_name], sa.String)).in_(list(values))
-            )
+            text = sa.func.trim(sa.cast(relation.c[column_name], sa.String))
+            condition = text.in_(list(values))
+            integers = [value for value in values if _INTEGER_TEXT.fullmatch(value)]
+            if integers and dialect not in _RTRIM_ONE_ARGUMENT:
+                # a number stored with a fraction (SQLite's REAL 42.0, a numeric(10,2) 42.00) is id "42" but
+                # its text is "42.0": also compare that text without the zeros of its fraction
+                whole = sa.func.rtrim(sa.func.rtrim(text, sa.literal("0")), sa.literal("."))
+                condition = sa.or_(condition, sa.case((text.like(sa.literal("%.%")), whole)).in_(integers))
+            statement = statement.where(condition)
         if window is not None:
             column = relation.c[self.source.partition_column]
             # fixed parameter names: SQLAlchemy would name them after the (spec-given) column otherwise
@@ -258,7 +271,9 @@ class SourceReader:
         text_in: tuple[str, Sequence[str]] | None = None,
     ) -> pd.DataFrame:
         """Every row of the source (within the window; with `text_in=(column, values)` only the rows whose
-        column, as trimmed text, is one of the values), as object columns of raw driver values.
+        column, as trimmed text, is one of the values, or for a value that is an integer's text, a number
+        with a zero fraction: 42.0 for "42"), as object columns of raw driver values. The caller keeps the
+        rows whose column gives one of the values by its own rule (the text "42.0" is not id "42").
 
         `on_progress(rows so far)` is called every `PROGRESS_EVERY_S` seconds at most (each call is a line in
         the run's log, an event Dagster stores) and once with the total."""
@@ -269,7 +284,7 @@ class SourceReader:
             relation = self._relation(connection)
             if window is not None:
                 self._detect_epoch(connection, relation)
-            statement = self._statement(relation, window, text_in)
+            statement = self._statement(relation, window, text_in, connection.dialect.name)
             result = connection.execution_options(stream_results=True).execute(statement)
             # the driver's own cursor (server-side on PostgreSQL): its plain tuples, not a SQLAlchemy Row
             # per row. The columns are untyped (`sa.column`), so SQLAlchemy would not process any value

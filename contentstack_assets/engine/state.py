@@ -1029,6 +1029,25 @@ class StateStore:
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(statement)]
 
+    def forget_failed_items(self, sync: str, item_ids: Iterable[str]) -> int:
+        """Drop these items from the retry set when not delivered (their source rows are gone): they stop
+        taking a re-read slot; a delivered one stays. Returns how many were dropped."""
+        ids = sorted(set(item_ids))
+
+        def write(connection: sa.Connection) -> int:
+            dropped = 0
+            for start in range(0, len(ids), 1000):
+                dropped += connection.execute(
+                    items.delete().where(
+                        items.c.sync == sync,
+                        items.c.delivered.is_(False),
+                        items.c.item_id.in_(ids[start : start + 1000]),
+                    )
+                ).rowcount
+            return dropped
+
+        return self._write(write) if ids else 0
+
     def count_items(self, sync: str) -> dict[str, int]:
         with self.engine.connect() as connection:
             counts = dict(

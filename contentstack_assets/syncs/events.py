@@ -79,6 +79,14 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
         kinds={"contentstack"},
         pool=sync.destination.pool,
         description=f"Events of the {name} sync in Personalize project {sync.destination.project_uid}: each event id sent once",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "delivery_failures",
+                asset=push_key,
+                description=f"Share of events whose delivery failed (error above {sync.max_failed_share:.0%}, "
+                f"stuck events, failed in {sync.stuck_after_runs}+ runs in a row, left out)",
+            )
+        ],
         **common,
     )
     def personalize_events(
@@ -127,16 +135,52 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
         }
         if config.dry_run:
             metadata["plan_sample"] = markdown_table(result.plan.sample(), ["user_uid", "events", "body"])
-        yield dg.MaterializeResult(metadata=metadata)
-        if report.failed:
-            # every user was tried; the step fails so the run shows it, and the next run retries these events
+        if result.events_stuck:
+            metadata["stuck_sample"] = markdown_table(
+                result.stuck_sample, ["event_id", "user_uid", "failed_runs", "last_status", "last_error"]
+            )
+        # Above `max_failed_share` (stuck events left out), or when delivery stopped on refusals, the
+        # destination is the problem: the step fails. Below it the check warns and the run goes on; the failed
+        # events are retried by the next run either way.
+        fails_step = bool(report.stopped) or result.failed_share > sync.max_failed_share
+        yield dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="delivery_failures",
+                    passed=result.events_failed == 0,
+                    severity=dg.AssetCheckSeverity.ERROR if fails_step else dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "num_failures": result.events_failed,
+                        "failed_share": round(result.failed_share, 4),
+                        "threshold": sync.max_failed_share,
+                        "events_stuck": result.events_stuck,
+                        "failures": failures,
+                    },
+                )
+            ],
+        )
+        if result.events_failed:
             first_request, first = report.failures[0] if report.failures else (None, None)
+            summary = (
+                f"{name}: {result.events_failed} events of {len(result.users_failed)} users failed after retries "
+                f"(first: {first_request.user_uid if first_request else '?'}: {first.error if first else '?'}); "
+                f"{result.events_delivered} events were delivered"
+                + (
+                    f", {result.events_stuck} failed in {sync.stuck_after_runs}+ runs in a row (stuck)"
+                    if result.events_stuck
+                    else ""
+                )
+                + ". The failed events are retried by the next run."
+            )
+            if not fails_step:
+                context.log.warning(
+                    f"{summary} Below max_failed_share ({sync.max_failed_share:.0%}, stuck events left out): "
+                    "the run goes on."
+                )
+                return
             raise dg.Failure(
-                description=(
-                    f"{name}: {result.events_failed} events of {report.failed} users failed after retries (first: "
-                    f"{first_request.user_uid if first_request else '?'}: {first.error if first else '?'}); "
-                    f"{result.events_delivered} events were delivered. The failed events are retried by the next run."
-                ),
+                description=(f"{name}: {report.stopped}. " if report.stopped else "") + summary,
                 metadata={"failures": failures},
             )
 
