@@ -9,6 +9,7 @@ cursor when it asked, and a scheduled run covered only the previous tick's day t
 from __future__ import annotations
 
 import datetime as dt
+import random
 import sqlite3
 from pathlib import Path
 
@@ -256,3 +257,100 @@ def test_a_query_over_timestamptz_in_a_non_utc_session_reads_its_day(
     daemon = Daemon(write_spec(tmp_path / "syncs.yaml", [sync]), instance)
     result = daemon.launch(dg.RunRequest(partition_key=_day(0)))
     assert result.success and push_metadata(result)["rows_read"] == 2
+
+
+# -- the property: weeks of random events, every change delivered ------------------------------------------
+START = dt.datetime(2024, 3, 1, tzinfo=UTC)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [7, 19])
+def test_every_change_reaches_the_api_whatever_the_order_of_events(seed, tmp_path, emulator, instance):
+    """Three simulated weeks at Dagster's frozen clock, a step every six hours: rows added, changed, loaded
+    late with old timestamps and moved back in time; sensor ticks and hourly-cron schedule ticks, some skipped
+    (the daemon down for a day or two), some runs failing (the source away while they read), old frames pushed
+    again. After it the sensor and schedule alone (no reconciliation) bring the API to the source's values."""
+    from dagster._core.test_utils import freeze_time  # Dagster's own clock, which partitions and runs read
+
+    rng = random.Random(seed)
+    source = Source(tmp_path / "src.db")
+    sync = _sync(source.url, emulator.url, schedule="0 * * * *", reconcile=False)
+    sync["source"]["start_date"] = "2024-02-01"
+    daemon = Daemon(write_spec(tmp_path / "syncs.yaml", [sync]), instance)
+    truth: dict[str, str] = {}
+    figures = {
+        "changes": 0,
+        "late": 0,
+        "moved_back": 0,
+        "failed_runs": 0,
+        "skipped_ticks": 0,
+        "stale_pushes": 0,
+    }
+    down_until = START
+    old_days: list[str] = []
+
+    def launch(requests: list[dg.RunRequest]) -> None:
+        for request in requests:
+            if rng.random() < 0.15:  # the source is away while this run reads it
+                away = source.path.rename(tmp_path / "away.db")
+                assert not daemon.launch(request).success
+                away.rename(source.path)
+                figures["failed_runs"] += 1
+            else:
+                result = daemon.launch(request)
+                assert result.success or "failed after retries" in str(result.all_events), request
+
+    now = START
+    for _step in range(4 * 21):
+        now += dt.timedelta(hours=6)
+        with freeze_time(now):
+            for _ in range(rng.randint(0, 3)):
+                uid = f"u{rng.randint(0, 14):02d}"
+                plan = f"plan{rng.randint(0, 99)}"
+                kind = rng.random()
+                if kind < 0.6:
+                    updated = now - dt.timedelta(minutes=rng.randint(0, 300))
+                elif kind < 0.85:
+                    updated = now - dt.timedelta(days=rng.randint(1, 6), hours=rng.randint(0, 23))
+                    figures["late"] += 1
+                else:
+                    updated = now - dt.timedelta(days=rng.randint(7, 25))
+                    figures["moved_back"] += 1
+                source.upsert(uid, plan, updated.strftime("%Y-%m-%d %H:%M:%S"))
+                truth[uid] = plan
+                figures["changes"] += 1
+            if now < down_until:
+                figures["skipped_ticks"] += 1
+                continue
+            if rng.random() < 0.05:  # the daemon goes down for a day or two
+                down_until = now + dt.timedelta(days=rng.randint(1, 2))
+                continue
+            roll = rng.random()
+            if roll < 0.5:
+                launch(daemon.sense())
+            elif roll < 0.85:
+                launch(daemon.tick(now))
+            elif old_days:  # an old frame pushed again (the push alone, as an old backfill's push would)
+                day = rng.choice(old_days)
+                push = dg.AssetKey(["users", "personalize_users"])
+                job = daemon.defs.resolve_implicit_global_asset_job_def()
+                job.execute_in_process(
+                    instance=instance, partition_key=day, asset_selection=[push], raise_on_error=False
+                )
+                figures["stale_pushes"] += 1
+            old_days.append(now.strftime("%Y-%m-%d"))
+
+    # the daemon back for good: the sensor until it has nothing to ask, then one scheduled tick
+    with freeze_time(now + dt.timedelta(hours=1)):
+        for _ in range(6):
+            requests = daemon.sense()
+            if not requests:
+                break
+            for request in requests:
+                assert daemon.launch(request).success
+        assert daemon.sense() == []
+        for request in daemon.tick(now + dt.timedelta(hours=1)):
+            assert daemon.launch(request).success
+    held = {uid: values.get("plan") for uid, values in emulator.users().items()}
+    print(f"\nseed {seed}: {figures}")
+    assert held == truth, figures
