@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from contentstack_assets.engine.plan import fingerprints
+from contentstack_assets.engine.state import StateStore
 from tests.helpers import fast_retries, push_metadata, run_job, users_sync, write_spec, write_sqlite_table
 
 DAY_1, DAY_2 = "2024-03-01", "2024-03-02"
@@ -89,3 +90,32 @@ def test_a_row_without_nulls_keeps_its_fingerprint():
     before = pd.util.hash_pandas_object(frame, index=False, categorize=False).to_numpy().view("int64")
     after = fingerprints(frame, list(frame.columns)).to_numpy()
     assert after[0] == before[0] and after[1] != before[1]
+
+
+# -- 6: failed and unconfirmed users of other days are read again by uid ---------------------------------
+def test_a_user_that_failed_on_one_day_is_retried_by_a_run_over_another_day(write, emulator, instance):
+    spec = write(_rows(u02={"birth_date": "x"}), partitioned=True)
+    _refuse_extra(emulator)
+    assert not _day(spec, instance, DAY_1).success
+    assert StateStore().user_state("users", "u02")["failed_runs"] == 1
+    emulator.configure(attributes=None)
+    metadata = push_metadata(_day(spec, instance, DAY_2))
+    assert emulator.users().get("u02", {}).get("extra") == "x"
+    assert metadata["users_reread_failed"] == 1 and metadata["users_failed"] == 0
+    assert StateStore().user_state("users", "u02")["failed_runs"] == 0
+    assert metadata["users_stuck"] == 0
+
+
+def test_a_user_cut_after_the_write_ahead_is_unconfirmed_and_read_again(write, emulator, instance):
+    assert _day(write(_rows(), partitioned=True), instance, DAY_1).success
+    # u03 moves; a run over its day plans it, writes ahead and dies before the request goes out
+    spec = write(_rows(u03={"plan_name": "gold"}), partitioned=True)
+    store = StateStore()
+    store.forget_in_flight("users", [("u03", ("plan",))])
+    state = store.user_state("users", "u03")
+    metadata = push_metadata(_day(spec, instance, DAY_2))
+    assert emulator.users()["u03"]["plan"] == "gold"
+    assert state["fingerprint"] is None and state["last_status"] is None  # not 200: nothing is confirmed
+    assert metadata["users_reread_failed"] == 1 and metadata["users_new"] == 5  # and the day's own users
+    assert store.log_for_user("u03", "users")[0]["keys"] == "plan"
+    assert store.user_state("users", "u03")["last_status"] == 200
