@@ -119,3 +119,44 @@ def test_a_user_cut_after_the_write_ahead_is_unconfirmed_and_read_again(write, e
     assert metadata["users_reread_failed"] == 1 and metadata["users_new"] == 5  # and the day's own users
     assert store.log_for_user("u03", "users")[0]["keys"] == "plan"
     assert store.user_state("users", "u03")["last_status"] == 200
+
+
+# -- 9: stuck users are users the source still holds, with a valid row --------------------------------------
+def _fail_u02(spec, instance, emulator, partitioned: bool = False) -> None:
+    _refuse_extra(emulator)
+    run = (
+        _day(spec, instance, DAY_1)
+        if partitioned
+        else run_job(spec, "users_sync", instance, resources=fast_retries())
+    )
+    assert push_metadata(run)["users_stuck"] == 1  # stuck_after_runs: 1
+
+
+def test_a_failing_user_that_left_the_source_is_no_longer_stuck(write, emulator, instance):
+    _fail_u02(write(_rows(u02={"birth_date": "x"}), stuck_after_runs=1), instance, emulator)
+    rows = [row for row in _rows() if row["user_uid"] != "u02"]
+    metadata = push_metadata(run_job(write(rows, stuck_after_runs=1), "users_sync", instance))
+    assert metadata["users_stuck"] == 0
+    assert StateStore().user_state("users", "u02") is None
+
+
+def test_a_failing_user_of_another_day_that_left_the_source_is_no_longer_stuck(write, emulator, instance):
+    spec = write(_rows(u02={"birth_date": "x"}), partitioned=True, stuck_after_runs=1)
+    _fail_u02(spec, instance, emulator, partitioned=True)
+    rows = [row for row in _rows() if row["user_uid"] != "u02"]
+    metadata = push_metadata(_day(write(rows, partitioned=True, stuck_after_runs=1), instance, DAY_2))
+    assert metadata["users_stuck"] == 0 and metadata["users_reread_failed"] == 0
+    assert StateStore().user_state("users", "u02") is None
+
+
+def test_a_failing_user_now_rejected_is_counted_as_rejected_not_stuck(write, emulator, instance):
+    _fail_u02(write(_rows(u02={"birth_date": "x"}), stuck_after_runs=1), instance, emulator)
+    emulator.configure(attributes=None)
+    rejected = _rows(u02={"birth_date": "x", "is_vip": "maybe"})
+    metadata = push_metadata(run_job(write(rejected, stuck_after_runs=1), "users_sync", instance))
+    assert metadata["users_stuck"] == 0 and metadata["rows_rejected"] == 1
+    # once valid again it is sent, as any user the API does not hold yet
+    metadata = push_metadata(
+        run_job(write(_rows(u02={"birth_date": "x"}), stuck_after_runs=1), "users_sync", instance)
+    )
+    assert metadata["users_delivered"] == 1 and emulator.users()["u02"]["extra"] == "x"

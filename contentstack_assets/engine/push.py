@@ -167,6 +167,8 @@ def push_users(
     store.start_run(key, run_key, run_scope, dry_run=False)
     store.prune(key, sync.log_retention_days)
     store.record_rejections(key, run_id, rejected)
+    store.set_aside_failures(key, rejected["user_uid"])
+    store.drop_unconfirmed(key, gone)
     store.refresh_fingerprints(key, plan.refresh)
 
     def record(batch: list[tuple[UserRequest, Response]]) -> None:
