@@ -41,11 +41,34 @@ def spec_salt(sync: UsersSync) -> int:
 
 def fingerprints(valid: pd.DataFrame, keys: Sequence[str], salt: int = 0) -> pd.Series:
     """A 64-bit hash per row of its wire values, in spec order (stable across runs for the same dtypes),
-    xor the spec's salt."""
+    xor the spec's salt.
+
+    pandas' row hash (`hash_pandas_object`: its column hashes, combined as it combines them), except that
+    pandas hashes an object column's values as their text, so a null would hash like the text "None" (or
+    "nan", "NaT", "<NA>"): a null gets a column hash of its own. Only the few values that hash like one of
+    those texts are looked at; a row without such a null keeps the hash pandas gives it."""
     if valid.empty:
         return pd.Series([], dtype="int64", index=valid.index)
-    hashed = pd.util.hash_pandas_object(valid[list(keys)], index=False, categorize=False)
-    return pd.Series(hashed.to_numpy().view("int64") ^ np.int64(salt), index=valid.index)
+    multiplier = np.uint64(1000003)
+    hashed = np.full(len(valid), 0x345678, dtype=np.uint64)
+    for position, key in enumerate(keys):
+        column = pd.util.hash_pandas_object(valid[key], index=False, categorize=False).to_numpy()
+        suspect = np.flatnonzero(np.isin(column, _NULL_TEXT_HASHES))
+        if len(suspect):
+            column = column.copy()
+            column[suspect[valid[key].iloc[suspect].isna().to_numpy()]] = _NULL_HASH
+        remaining = len(keys) - position
+        hashed ^= column
+        hashed *= multiplier
+        multiplier += np.uint64(82520 + remaining + remaining)
+    hashed += np.uint64(97531)
+    return pd.Series(hashed.view("int64") ^ np.int64(salt), index=valid.index)
+
+
+_NULL_TEXT_HASHES = pd.util.hash_array(
+    np.array(["None", "nan", "NaT", "<NA>"], dtype=object), categorize=False
+)
+_NULL_HASH = np.uint64(np.iinfo(np.uint64).max)  # what pandas gives a missing value in a categorical
 
 
 def native_columns(frame: pd.DataFrame, keys: Sequence[str]) -> dict[str, np.ndarray]:

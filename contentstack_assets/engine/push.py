@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -104,6 +104,7 @@ def push_users(
     log: Callable[[str], None] = print,
     shard: tuple[int, int] | None = None,
     concurrency: int | None = None,
+    gone: Sequence[str] = (),
 ) -> PushResult:
     """One push; with `shard=(index, count)` the push of one shard's users (syncs/shards.py), recorded as
     its own run row (`<run id>/shard-<i>-of-<n>`, scope `<scope>/shard-<i>-of-<n>`) so that shards of one run
@@ -111,7 +112,11 @@ def push_users(
 
     The empty-source guard: a run over all rows compares what it read with the last such run; a run over some
     days (a day may rightly be empty) counts the whole source, compares it with the last count and records it
-    (also when the guard is waived, so the next run compares with the source as it is now)."""
+    (also when the guard is waived, so the next run compares with the source as it is now).
+
+    `gone`: users the source no longer holds (engine/resend.py); once the guard has passed, those whose last
+    delivery is unconfirmed leave the state. A failing user whose row is now rejected stops counting as
+    failing. Either way `users_stuck` counts only users the source still holds with a valid row."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     key = store.key_of(sync)  # the state of this sync at this destination
@@ -162,6 +167,8 @@ def push_users(
     store.start_run(key, run_key, run_scope, dry_run=False)
     store.prune(key, sync.log_retention_days)
     store.record_rejections(key, run_id, rejected)
+    store.set_aside_failures(key, rejected["user_uid"])
+    store.drop_unconfirmed(key, gone)
     store.refresh_fingerprints(key, plan.refresh)
 
     def record(batch: list[tuple[UserRequest, Response]]) -> None:

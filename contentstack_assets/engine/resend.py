@@ -1,4 +1,4 @@
-"""Users a merge overwrote: the next push of each users sync that depends on the merges sync resends them whole.
+"""Users read again by uid: those a merge overwrote (resent whole), and those whose last delivery is unconfirmed.
 
 On a merge the Edge keeps the anonymous (source) user's value wherever both users have one, so after it the
 known user's values in Personalize are no longer those the users sync's state says it delivered, and a push
@@ -8,15 +8,21 @@ transaction (`StateStore.record_item_requests(..., resend_in=...)`): the user's 
 sent, and `cs_resend` keeps the user's uid. The users push then plans that user as changed with nothing
 delivered, and sends every non-null attribute of its row.
 
-What this module adds is the push's side of it:
-- `find_resends`: the marked users this push owns; a partitioned run reads the users updated in its days, so
-  a marked user of other days is read again from the source by uid, and its mapped row joins the run's rows
-  (the same row rules, the same plan, the same delivery);
-- before delivery the push forgets those users' state again (`StateStore.forget_delivered`): a users push
+A user whose last delivery failed, or was cut after the write-ahead (no fingerprint, no status), is retried by
+the next run that reads its row; a partitioned run reads the rows updated in its days only, so such a user of
+other days would wait for its day to be run again.
+
+What this module adds is the push's side of both:
+- `find_resends`: the marked and the unconfirmed users this push owns (at most `MAX_REREAD` of each, oldest
+  first); a partitioned run reads again from the source by uid those outside its rows, and their mapped rows
+  join the run's rows (the same row rules, the same plan, the same delivery). An unconfirmed user the source no
+  longer holds (missing from an unpartitioned run's rows, or from the read by uid) leaves the state once the
+  push's empty-source guard has passed (`StateStore.drop_unconfirmed`): it is neither retried nor stuck;
+- before delivery the push forgets the marked users' state again (`StateStore.forget_delivered`): a users push
   of another run may have recorded a delivery planned before the merge landed;
 - `StateStore.settle_resends` after the push removes the marks it took care of (the user is delivered in the
   state, has nothing to send, or is no longer in the source). A marked user whose row is rejected keeps
-  its mark, and is read again by each run until its row is valid.
+  its mark, and is read again by each run until its row is valid; so is an unconfirmed one.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.state import StateStore
 from contentstack_assets.spec import SyncsSpec, UsersSync
 
-MAX_REREAD = 20_000  # marked users read again per run, oldest marks first; the others wait for the next run
+MAX_REREAD = 20_000  # users read again per run, oldest first; the others wait for the next run
 
 
 def resend_syncs(spec: SyncsSpec, merges_sync: str) -> list[UsersSync]:
@@ -66,16 +72,22 @@ def read_users_by_uid(sync: UsersSync, uids: Sequence[str], batch: int = 5000) -
 
 @dataclass
 class Resends:
-    """The marked users one push owns, and what it found of them."""
+    """The marked and unconfirmed users one push owns, and what it found of them."""
 
     marks: dict[str, int] = field(default_factory=dict)  # uid -> marks, as read before the push
-    rows: pd.DataFrame | None = None  # mapped rows of marked users read again outside the run's window
-    gone: list[str] = field(default_factory=list)  # marked users the source no longer holds
+    unconfirmed: list[str] = field(default_factory=list)  # users whose last delivery is unconfirmed
+    rows: pd.DataFrame | None = None  # mapped rows of those users read again outside the run's window
+    gone: list[str] = field(default_factory=list)  # those users the source no longer holds
     nothing_to_send: list[str] = field(default_factory=list)  # valid rows whose every attribute is null
 
     @property
     def rows_reread(self) -> int:
         return 0 if self.rows is None else len(self.rows)
+
+    @property
+    def unconfirmed_reread(self) -> int:
+        """Unconfirmed users (failed, or cut after the write-ahead) whose rows were read again."""
+        return 0 if self.rows is None else int(self.rows[UID].isin(self.unconfirmed).sum())
 
     @property
     def present(self) -> list[str]:
@@ -100,32 +112,43 @@ def find_resends(
     owns: Callable[[list[str]], np.ndarray] | None = None,
     read: Callable[[UsersSync, Sequence[str]], pd.DataFrame] = read_users_by_uid,
 ) -> Resends:
-    """The marked users of this push (`owns(uids)`: a mask of those a shard owns), with the rows of those
-    outside `mapped` read again when the run is `partitioned` (an unpartitioned run read the whole source,
-    so a marked user missing from it is gone)."""
-    marks = store.pending_resends(store.key_of(sync), limit=MAX_REREAD)
-    if owns is not None and marks:
-        uids = list(marks)
-        marks = {uid: marks[uid] for uid, owned in zip(uids, owns(uids), strict=True) if owned}
-    if not marks:
+    """The marked and unconfirmed users of this push (`owns(uids)`: a mask of those a shard owns), with the
+    rows of those outside `mapped` read again when the run is `partitioned` (an unpartitioned run read the
+    whole source, so a user missing from it is gone)."""
+    key = store.key_of(sync)
+    marks = store.pending_resends(key, limit=MAX_REREAD)
+    unconfirmed = [uid for uid in store.unconfirmed_users(key, limit=MAX_REREAD) if uid not in marks]
+    if owns is not None:
+        marks = _owned(marks, owns)
+        unconfirmed = list(_owned(dict.fromkeys(unconfirmed), owns))
+    wanted = [*marks, *unconfirmed]
+    if not wanted:
         return Resends()
-    in_run = mapped.loc[mapped[UID].isin(list(marks))]
+    in_run = mapped.loc[mapped[UID].isin(wanted)]
     present = set(in_run[UID])
+    outside = [uid for uid in wanted if uid not in present][:MAX_REREAD]
     rows = None
-    outside = sorted(set(marks) - present)
     if outside and partitioned:
-        raw = read(sync, outside)
+        raw = read(sync, sorted(outside))
         if len(raw):
             rows = map_users(raw, sync)
             rows[ROW] += len(mapped)  # numbered after the run's own rows
             present.update(rows[UID].dropna())
-    marked_rows = in_run if rows is None else pd.concat([in_run, rows], ignore_index=True)
+    marked = in_run.loc[in_run[UID].isin(list(marks))]
+    if rows is not None:
+        marked = pd.concat([marked, rows.loc[rows[UID].isin(list(marks))]], ignore_index=True)
     return Resends(
         marks=marks,
+        unconfirmed=unconfirmed,
         rows=rows,
-        gone=sorted(set(marks) - present),
-        nothing_to_send=_nothing_to_send(sync, marked_rows),
+        gone=sorted(set(outside) - present),
+        nothing_to_send=_nothing_to_send(sync, marked),
     )
+
+
+def _owned(users: dict, owns: Callable[[list[str]], np.ndarray]) -> dict:
+    uids = list(users)
+    return {uid: users[uid] for uid, owned in zip(uids, owns(uids), strict=True) if owned} if uids else {}
 
 
 def _nothing_to_send(sync: UsersSync, rows: pd.DataFrame) -> list[str]:
@@ -150,15 +173,16 @@ def push_users_resending(
     """`push_users` (same keyword arguments) with the marked users of this push resent whole: read again
     if outside the run's rows, forgotten in the state before delivery, their marks settled after it."""
     resends = find_resends(sync, mapped, store, partitioned=partitioned, owns=owns)
-    if resends.marks:
+    if resends.marks or resends.unconfirmed:
         log(
-            f"{sync.name}: {len(resends.marks)} users marked for a full resend after a merge "
-            f"({resends.rows_reread} rows read again from the source, {len(resends.gone)} no longer in it)"
+            f"{sync.name}: {len(resends.marks)} users marked for a full resend after a merge, "
+            f"{len(resends.unconfirmed)} whose last delivery is unconfirmed ({resends.rows_reread} rows read "
+            f"again from the source, {len(resends.gone)} no longer in it)"
         )
     dry_run = push.get("dry_run", False)
     if not dry_run:
         store.forget_delivered(store.key_of(sync), resends.present)
-    result = push_users(sync, resends.with_rows(mapped), store=store, log=log, **push)
+    result = push_users(sync, resends.with_rows(mapped), store=store, log=log, gone=resends.gone, **push)
     if not dry_run:
         store.settle_resends(
             store.key_of(sync), resends.marks, regardless=[*resends.gone, *resends.nothing_to_send]

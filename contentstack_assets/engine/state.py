@@ -656,7 +656,7 @@ class StateStore:
 
     def forget_in_flight(self, sync: str, requests: Sequence[tuple[str, Sequence[str]]]) -> None:
         """Write ahead, before these requests go out: each user's state stops claiming the values of the keys
-        about to be sent, and its fingerprint is cleared.
+        about to be sent, its fingerprint is cleared and its last status too (in flight, unconfirmed).
 
         A request can be applied by the API and still never be confirmed here (the answer was lost, or the
         process died). Without this, the state would keep claiming the old values, and a source that later
@@ -693,7 +693,7 @@ class StateStore:
                         connection.execute(
                             users.update()
                             .where(where)
-                            .values(fingerprint=None, delivered=_without(keys, dialect))
+                            .values(fingerprint=None, last_status=None, delivered=_without(keys, dialect))
                         )
                     else:
                         self._forget_portably(connection, where, keys)
@@ -714,7 +714,7 @@ class StateStore:
             connection.execute(
                 users.update()
                 .where(where, users.c.user_uid == sa.bindparam("uid"))
-                .values(fingerprint=None, delivered=sa.bindparam("kept")),
+                .values(fingerprint=None, last_status=None, delivered=sa.bindparam("kept")),
                 [
                     {
                         "uid": uid,
@@ -738,6 +738,57 @@ class StateStore:
             .values(fingerprint=sa.bindparam("fp"), failed_runs=0, last_error=None)
         )
         self._write(lambda connection: connection.execute(statement, rows))
+
+    def unconfirmed_users(self, sync: str, limit: int | None = None) -> list[str]:
+        """The users whose last delivery is not confirmed (it failed, or was cut after the write-ahead: no
+        fingerprint), least recently updated first."""
+        unconfirmed = (users.c.failed_runs > 0) | users.c.fingerprint.is_(None)
+        statement = (
+            sa.select(users.c.user_uid)
+            .where(users.c.sync == sync, unconfirmed)
+            .order_by(users.c.updated_at, users.c.user_uid)
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        with self.engine.connect() as connection:
+            return list(connection.execute(statement).scalars())
+
+    def drop_unconfirmed(self, sync: str, user_uids: Iterable[str]) -> None:
+        """Users the source no longer holds: those whose last delivery is not confirmed leave the state (they
+        are no longer retried nor stuck; one that comes back is new)."""
+        uids = sorted(set(user_uids))
+        unconfirmed = (users.c.failed_runs > 0) | users.c.fingerprint.is_(None)
+
+        def write(connection: sa.Connection) -> None:
+            for start in range(0, len(uids), 1000):
+                connection.execute(
+                    users.delete().where(
+                        users.c.sync == sync, users.c.user_uid.in_(uids[start : start + 1000]), unconfirmed
+                    )
+                )
+
+        if uids:
+            self._write(write)
+
+    def set_aside_failures(self, sync: str, user_uids: Iterable[str]) -> None:
+        """Failing users whose row is now rejected: no longer counted as failing (nor stuck); their state
+        still claims nothing unconfirmed, so a valid row later is diffed and sent."""
+        uids = sorted({uid for uid in user_uids if isinstance(uid, str)})
+
+        def write(connection: sa.Connection) -> None:
+            for start in range(0, len(uids), 1000):
+                connection.execute(
+                    users.update()
+                    .where(
+                        users.c.sync == sync,
+                        users.c.failed_runs > 0,
+                        users.c.user_uid.in_(uids[start : start + 1000]),
+                    )
+                    .values(failed_runs=0)
+                )
+
+        if uids:
+            self._write(write)
 
     def user_state(self, sync: str, user_uid: str) -> dict | None:
         with self.engine.connect() as connection:

@@ -118,6 +118,7 @@ SUMMED = (
     "requests_sent",
     "users_resent_after_merge",
     "rows_reread",
+    "users_reread_failed",
 )
 
 
@@ -228,6 +229,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
             **result.counts,
             "users_resent_after_merge": len(resends.present),
             "rows_reread": resends.rows_reread,
+            "users_reread_failed": resends.unconfirmed_reread,
         }
         context.add_output_metadata({**counts, "shard": f"{index + 1}/{shards}", "concurrency": concurrency})
         return ShardSummary(

@@ -188,6 +188,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             "users_to_send": result.plan.users_to_send,
             "users_resent_after_merge": len(resends.present),
             "rows_reread": resends.rows_reread,
+            "users_reread_failed": resends.unconfirmed_reread,
             "duration_s": round(time.perf_counter() - started, 3),
             **{f"{phase}_s": round(result.timings_s.get(phase, 0.0), 3) for phase in ("plan", "deliver")},
             "latency_p50_ms": round(report.percentile_ms(50), 2),
