@@ -40,7 +40,13 @@ def test_the_code_location_loads_from_the_demo_spec(demo_defs):
     assert "users_schedule" in schedules
     for name in schedules:
         schedule = demo_defs.resolve_schedule_def(name)
-        assert schedule.job_name in jobs and schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+        # the user turns schedules on, except the reconciliation of a partitioned sync (its safety net)
+        expected = (
+            dg.DefaultScheduleStatus.RUNNING
+            if name.endswith("_reconcile")
+            else dg.DefaultScheduleStatus.STOPPED
+        )
+        assert schedule.job_name in jobs and schedule.default_status == expected
     sensors = [sensor.name for sensor in repository.sensor_defs]
     assert {"users_source_changed", "contentstack_failure_alerts"} <= set(sensors)
     for name in sensors:
