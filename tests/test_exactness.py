@@ -193,3 +193,21 @@ def test_an_unusable_state_store_fails_with_one_paragraph_and_sends_nothing(
     expected = "not a SQLite database" if problem == "corrupt" else "read-only"
     assert expected in error.message and "Traceback" not in error.message
     assert emulator.users() == {}
+
+
+def test_events_go_to_a_new_destination_too_and_not_twice_to_the_old_one(tmp_path, emulator, instance):
+    from tests.test_events import _event, _metadata, events_sync
+    from tests.test_events import _write as write_events
+
+    url = write_events(tmp_path, [_event(1, "u1"), _event(2, "u2", "signup")])
+    spec = write_spec(tmp_path / "syncs.yaml", [events_sync(url, emulator.url)])
+    assert _metadata(run_job(spec, "purchases_sync", instance))["events_delivered"] == 2
+    with run_emulator_in_thread(EmulatorConfig(project_uid=OTHER_PROJECT)) as other:
+        moved = events_sync(url, other.url, destination={"project_uid": OTHER_PROJECT, "edge_url": other.url})
+        spec = write_spec(tmp_path / "syncs.yaml", [moved])
+        assert _metadata(run_job(spec, "purchases_sync", instance))["events_delivered"] == 2
+        assert other.stats()["event_counts"] == {"u1": 1, "u2": 1}
+    spec = write_spec(tmp_path / "syncs.yaml", [events_sync(url, emulator.url)])
+    metadata = _metadata(run_job(spec, "purchases_sync", instance))
+    assert metadata["events_delivered"] == 0 and metadata["events_already_delivered"] == 2
+    assert emulator.stats()["event_counts"] == {"u1": 1, "u2": 1}
