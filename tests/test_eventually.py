@@ -264,9 +264,10 @@ START = dt.datetime(2024, 3, 1, tzinfo=UTC)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [7, 19])
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("seed", [7])
 def test_every_change_reaches_the_api_whatever_the_order_of_events(seed, tmp_path, emulator, instance):
-    """Three simulated weeks at Dagster's frozen clock, a step every six hours: rows added, changed, loaded
+    """Two simulated weeks at Dagster's frozen clock, a step every six hours: rows added, changed, loaded
     late with old timestamps and moved back in time; sensor ticks and hourly-cron schedule ticks, some skipped
     (the daemon down for a day or two), some runs failing (the source away while they read), old frames pushed
     again. After it the sensor and schedule alone (no reconciliation) bring the API to the source's values."""
@@ -301,7 +302,7 @@ def test_every_change_reaches_the_api_whatever_the_order_of_events(seed, tmp_pat
                 assert result.success or "failed after retries" in str(result.all_events), request
 
     now = START
-    for _step in range(4 * 21):
+    for _step in range(4 * 14):
         now += dt.timedelta(hours=6)
         with freeze_time(now):
             for _ in range(rng.randint(0, 3)):
