@@ -323,6 +323,8 @@ def _valid_cron(cron: str) -> str:
 
 
 class UsersSync(_SyncBase):
+    """A users sync: the match column's users and their attributes, each change sent once (`kind: users`)."""
+
     kind: Literal["users"] = "users"
     match: MatchSpec
     attributes: dict[str, AttributeSpec] = Field(min_length=1)
@@ -370,6 +372,8 @@ class EventSpec(_Model):
 
 
 class EventsSync(_SyncBase):
+    """An events sync: each event id of the source delivered once (`kind: events`)."""
+
     kind: Literal["events"]
     match: MatchSpec
     event: EventSpec
@@ -387,6 +391,8 @@ class MergeSpec(_Model):
 
 
 class MergesSync(_SyncBase):
+    """A merges sync: anonymous uids merged into known users, each pair once (`kind: merges`)."""
+
     kind: Literal["merges"]
     merge: MergeSpec
 
@@ -410,6 +416,8 @@ Sync = Annotated[
 
 
 class SyncsSpec(_Model):
+    """The whole spec: its syncs (names unique, `depends_on` acyclic) and the file it came from."""
+
     syncs: tuple[Sync, ...] = Field(min_length=1)
     path: Path | None = Field(None, exclude=True)
 
