@@ -188,3 +188,29 @@ def test_on_cron_sets_the_condition_in_utc(tmp_path):
     for spec in defs.resolve_all_asset_specs():
         condition = spec.automation_condition
         assert condition is not None and "0 6 * * *" in condition.get_label(), spec.key
+
+
+def test_a_translator_sets_labels_in_python(tmp_path):
+    from contentstack_assets import PersonalizeTranslator
+
+    class Crm(PersonalizeTranslator):
+        def get_key_prefix(self, sync):
+            return ["crm"]
+
+        def get_owners(self, sync):
+            return [f"team:{sync.name}"]
+
+    spec = load_spec(
+        write_spec(tmp_path / "syncs.yaml", [_merges(), users_sync(URL, EDGE, depends_on=["identities"])])
+    )
+    graph = build_definitions(spec, translator=Crm()).resolve_asset_graph()
+    push = dg.AssetKey(["crm", "users", "personalize_users"])
+    assert dg.AssetKey(["crm", "identities", "personalize_merges"]) in graph.get(push).parent_keys
+    assert graph.get(push).owners == ["team:users"]
+
+    class Bad(PersonalizeTranslator):
+        def get_key_prefix(self, sync):
+            return ["no spaces"]
+
+    with pytest.raises(SpecError, match="sync 'identities': key 'key_prefix' from Bad"):
+        build_definitions(spec, translator=Bad())
