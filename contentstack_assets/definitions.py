@@ -10,10 +10,26 @@ from contentstack_assets.syncs.cadence import failure_alerts
 from contentstack_assets.syncs.events import build_events_sync
 from contentstack_assets.syncs.merges import build_merges_sync
 from contentstack_assets.syncs.users import build_users_sync
+from contentstack_assets.translator import PersonalizeTranslator
 
 
-def build_definitions(spec: SyncsSpec, resources: dict | None = None) -> dg.Definitions:
-    """Every sync of the spec; `resources` replaces default resources by key (tests, custom retries)."""
+def build_definitions(
+    spec: SyncsSpec, resources: dict | None = None, translator: PersonalizeTranslator | None = None
+) -> dg.Definitions:
+    """Every sync of the spec as Dagster definitions: assets, checks, jobs, schedules, sensors, resources.
+
+    Args:
+        spec: the sync spec (`load_spec`).
+        resources: replaces default resources by key (`personalize`, `sync_state`, `io_manager`): tests,
+            custom retries, another state store.
+        translator: sets each sync's asset key prefix, group, owners and tags in Python (by default the
+            spec's own keys).
+
+    Returns:
+        The definitions, to merge into a project's own or to serve as a code location.
+    """
+    if translator is not None:
+        spec = translator.apply(spec)
     builders = {"users": build_users_sync, "events": build_events_sync, "merges": build_merges_sync}
     per_sync = [builders[sync.kind](sync, spec) for sync in spec.syncs]
     return dg.Definitions.merge(

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import re
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -38,6 +39,9 @@ SYNCS_FILE_ENV = "CONTENTSTACK_SYNCS_FILE"
 DEFAULT_RECONCILE = "0 3 * * *"  # a partitioned sync's whole read, daily at 03:00 UTC
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SYNC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+KEY_PART = re.compile(r"^[A-Za-z0-9_]+$")  # what Dagster accepts in an asset key part or a group name
+TAG_TEXT = re.compile(r"^[\w.-]{0,63}$")
+TAG_KEY = re.compile(r"^([\w.-]{1,63}/)?[\w.-]{1,63}$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 AttributeType = Literal["string", "number", "integer", "boolean", "datetime", "date"]
@@ -64,6 +68,20 @@ class SourceSpec(_Model):
         None, description="optional SQL returning one row whose change means the source changed"
     )
     chunk_size: int = Field(50_000, ge=100, le=5_000_000)
+    deps: tuple[str, ...] = Field(
+        (), description="asset keys (slash form, e.g. analytics/dim_users) the source asset depends on"
+    )
+
+    @field_validator("deps")
+    @classmethod
+    def _check_deps(cls, deps: tuple[str, ...]) -> tuple[str, ...]:
+        for dep in deps:
+            if not all(KEY_PART.match(part) for part in dep.split("/")):
+                raise ValueError(
+                    f"{dep!r} is not an asset key: give it in slash form, parts of letters, digits and _ "
+                    "(e.g. analytics/dim_users)"
+                )
+        return deps
 
     @model_validator(mode="after")
     def _one_of_table_or_query(self) -> SourceSpec:
@@ -159,11 +177,47 @@ class AttributeSpec(_Model):
     type: AttributeType
 
 
+class AutomationSpec(_Model):
+    """`automation: eager` (read as `{eager: true}`) or `automation: {on_cron: CRON}`."""
+
+    eager: bool = False
+    on_cron: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_eager(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value != "eager":
+                raise ValueError(f"use `eager` or `{{on_cron: CRON}}` (got {value!r})")
+            return {"eager": True}
+        return value
+
+    @field_validator("on_cron")
+    @classmethod
+    def _check_cron(cls, cron: str | None) -> str | None:
+        return _valid_cron(cron) if cron is not None else None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> AutomationSpec:
+        if self.eager == (self.on_cron is not None):
+            raise ValueError("use `eager` or `{on_cron: CRON}`, one of the two")
+        return self
+
+
 class _SyncBase(_Model):
     name: str
     source: SourceSpec
     destination: DestinationSpec
     schedule: str | None = None
+    automation: AutomationSpec | None = Field(
+        None,
+        description="the Dagster AutomationCondition of the sync's assets: eager, or {on_cron: CRON}; not "
+        "with `schedule`",
+    )
+    key_prefix: tuple[str, ...] = Field((), description="asset key parts before the sync's name")
+    group: str | None = Field(None, description="the assets' group (default: the sync's name)")
+    owners: tuple[str, ...] = ()
+    tags: dict[str, str] = {}
     concurrency: int = Field(16, ge=1, le=512)
     depends_on: tuple[str, ...] = ()
     max_failed_share: float = Field(
@@ -181,6 +235,55 @@ class _SyncBase(_Model):
             f"'{DEFAULT_RECONCILE}'); false: none"
         ),
     )
+
+    @field_validator("key_prefix", mode="before")
+    @classmethod
+    def _split_key_prefix(cls, prefix: Any) -> Any:
+        return tuple(prefix.split("/")) if isinstance(prefix, str) else prefix
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_key_prefix(cls, prefix: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(KEY_PART.match(part) for part in prefix):
+            raise ValueError("asset key parts are letters, digits and _ (e.g. [personalize] or 'a/b')")
+        return prefix
+
+    @field_validator("group")
+    @classmethod
+    def _check_group(cls, group: str | None) -> str | None:
+        if group is not None and not KEY_PART.match(group):
+            raise ValueError("a Dagster group name is letters, digits and _")
+        return group
+
+    @field_validator("owners")
+    @classmethod
+    def _check_owners(cls, owners: tuple[str, ...]) -> tuple[str, ...]:
+        from dagster._core.definitions.utils import is_valid_owner
+
+        for owner in owners:
+            if not is_valid_owner(owner):
+                raise ValueError(f"{owner!r} is not an owner: give an email address or 'team:NAME'")
+        return owners
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key, value in tags.items():
+            if not TAG_KEY.match(key) or not TAG_TEXT.match(value):
+                raise ValueError(
+                    f"tag {key}: {value!r}: keys and values are up to 63 letters, digits, _, - or . "
+                    "(a key may have one 'prefix/')"
+                )
+        return tags
+
+    @model_validator(mode="after")
+    def _check_automation(self) -> _SyncBase:
+        if self.automation is not None and self.schedule:
+            raise ValueError(
+                "give `automation` or `schedule`, not both: `automation` lets Dagster's automation sensor "
+                "start the sync's assets, `schedule` starts its job on a cron"
+            )
+        return self
 
     @field_validator("name", "renamed_from")
     @classmethod
@@ -208,14 +311,20 @@ class _SyncBase(_Model):
     @field_validator("schedule", "reconcile")
     @classmethod
     def _check_cron(cls, cron: str | None) -> str | None:
-        from dagster._utils.schedules import is_valid_cron_string
+        return _valid_cron(cron) if isinstance(cron, str) else cron
 
-        if isinstance(cron, str) and not is_valid_cron_string(cron):
-            raise ValueError(f"{cron!r} is not a cron expression (e.g. '0 * * * *')")
-        return cron
+
+def _valid_cron(cron: str) -> str:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(cron):
+        raise ValueError(f"{cron!r} is not a cron expression (e.g. '0 * * * *')")
+    return cron
 
 
 class UsersSync(_SyncBase):
+    """A users sync: the match column's users and their attributes, each change sent once (`kind: users`)."""
+
     kind: Literal["users"] = "users"
     match: MatchSpec
     attributes: dict[str, AttributeSpec] = Field(min_length=1)
@@ -263,6 +372,8 @@ class EventSpec(_Model):
 
 
 class EventsSync(_SyncBase):
+    """An events sync: each event id of the source delivered once (`kind: events`)."""
+
     kind: Literal["events"]
     match: MatchSpec
     event: EventSpec
@@ -280,6 +391,8 @@ class MergeSpec(_Model):
 
 
 class MergesSync(_SyncBase):
+    """A merges sync: anonymous uids merged into known users, each pair once (`kind: merges`)."""
+
     kind: Literal["merges"]
     merge: MergeSpec
 
@@ -303,6 +416,8 @@ Sync = Annotated[
 
 
 class SyncsSpec(_Model):
+    """The whole spec: its syncs (names unique, `depends_on` acyclic) and the file it came from."""
+
     syncs: tuple[Sync, ...] = Field(min_length=1)
     path: Path | None = Field(None, exclude=True)
 
@@ -363,6 +478,18 @@ def spec_path() -> Path:
 
 
 def load_spec(path: str | Path | None = None) -> SyncsSpec:
+    """Read and check a sync spec file.
+
+    Args:
+        path: the `syncs.yaml` to read; by default `$CONTENTSTACK_SYNCS_FILE`, else `syncs.yaml` in the
+            current directory, else the one at the project root.
+
+    Returns:
+        The spec, every sync checked; `${VAR}` and `${VAR:-default}` read from the environment.
+
+    Raises:
+        SpecError: one paragraph naming the file, the sync and the key, for every problem found.
+    """
     path = Path(path) if path is not None else spec_path()
     try:
         text = path.read_text()
@@ -383,13 +510,25 @@ def load_spec(path: str | Path | None = None) -> SyncsSpec:
         raise SpecError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
     if not isinstance(raw, dict) or "syncs" not in raw:
         raise SpecError(f"{path}: expected a mapping with a `syncs:` list at the top")
-    raw = _interpolate(raw, path, raw.get("syncs"), ())
+    return spec_from_data(raw, path)
+
+
+def spec_from_data(raw: dict, path: Path, line_of: Callable[[tuple], int | None] | None = None) -> SyncsSpec:
+    """The spec from parsed YAML (`{"syncs": [...]}`): `${VAR}` read, relative SQLite paths taken from
+    `path`'s folder, every sync checked. `line_of` maps a key's location (`("syncs", 0, "source")`) to its
+    line, for errors that point into a file other than a plain spec (a component's `defs.yaml`)."""
+    raw = _interpolate(raw, path, raw.get("syncs"), (), line_of)
     _resolve_sqlite_paths(raw, path)
     try:
         spec = SyncsSpec.model_validate(raw)
     except ValidationError as error:
-        raise SpecError(_describe(error, path, raw)) from None
+        raise SpecError(_describe(error, path, raw, line_of)) from None
     return spec.model_copy(update={"path": path})
+
+
+def _at(path: Path, loc: tuple, line_of: Callable[[tuple], int | None] | None) -> str:
+    line = line_of(loc) if line_of else None
+    return f"{path}:{line}" if line else str(path)
 
 
 class _DuplicateKey(Exception):
@@ -428,17 +567,17 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     )
 
 
-def _interpolate(node: Any, path: Path, syncs: Any, loc: tuple) -> Any:
+def _interpolate(node: Any, path: Path, syncs: Any, loc: tuple, line_of=None) -> Any:
     """Replace ${VAR} and ${VAR:-default}; drop keys that end up empty (absent for optional keys)."""
     if isinstance(node, dict):
         result = {}
         for key, value in node.items():
-            value = _interpolate(value, path, syncs, (*loc, key))
+            value = _interpolate(value, path, syncs, (*loc, key), line_of)
             if value != "" or not _is_interpolated(node[key]):
                 result[key] = value
         return result
     if isinstance(node, list):
-        return [_interpolate(item, path, syncs, (*loc, index)) for index, item in enumerate(node)]
+        return [_interpolate(item, path, syncs, (*loc, index), line_of) for index, item in enumerate(node)]
     if not isinstance(node, str):
         return node
 
@@ -448,7 +587,7 @@ def _interpolate(node: Any, path: Path, syncs: Any, loc: tuple) -> Any:
         if value is None:
             if default is None:
                 raise SpecError(
-                    f"{path}: {_where(loc, syncs)}: environment variable {variable} is not set "
+                    f"{_at(path, loc, line_of)}: {_where(loc, syncs)}: environment variable {variable} is not set "
                     f"(set it, or write ${{{variable}:-default}})"
                 )
             return default
@@ -496,7 +635,7 @@ def _where(loc: tuple, syncs: Any) -> str:
     return f"key '{'.'.join(str(part) for part in loc)}'" if loc else "top level"
 
 
-def _describe(error: ValidationError, path: Path, raw: dict) -> str:
+def _describe(error: ValidationError, path: Path, raw: dict, line_of=None) -> str:
     items = error.errors(include_url=False)
     # a tuple whose items all failed is also reported too short: only the items' own errors are news
     if any(len(item["loc"]) > 1 and item["loc"][0] == "syncs" for item in items):
@@ -539,5 +678,5 @@ def _describe(error: ValidationError, path: Path, raw: dict) -> str:
             and not secret
         ):
             hint = f" (got {shown!r})"
-        lines.append(f"{path}: {_where(loc, raw.get('syncs'))}: {message}{hint}")
+        lines.append(f"{_at(path, loc, line_of)}: {_where(loc, raw.get('syncs'))}: {message}{hint}")
     return "\n".join(lines)

@@ -33,14 +33,15 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # -- which sync a run belongs to ---------------------------------------------------------------------
 def syncs_of_run(run: dg.DagsterRun) -> set[str]:
-    """The syncs a run works on: its job's tag, its `N_sync` job name, or the prefixes of the asset keys it
-    materializes (a backfill or a "Materialize" click in the UI runs an asset job with neither)."""
+    """The syncs a run works on: its job's tag, its `N_sync` job name, or the sync part of the asset keys it
+    materializes (`[*key_prefix, N, asset]`; a backfill, a "Materialize" click in the UI or a run of
+    Dagster's automation sensor has neither)."""
     names = set()
     if run.tags.get(SYNC_TAG):
         names.add(run.tags[SYNC_TAG])
     if run.job_name.endswith("_sync"):
         names.add(run.job_name.removesuffix("_sync"))
-    names.update(key.path[0] for key in run.asset_selection or () if len(key.path) > 1)
+    names.update(key.path[-2] for key in run.asset_selection or () if len(key.path) > 1)
     return names
 
 

@@ -19,9 +19,9 @@ from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import EventsSync, SyncsSpec
 from contentstack_assets.syncs import cadence
+from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
 from contentstack_assets.syncs.partitions import backfill_policy, daily_partitions, scope_of, window_of
 from contentstack_assets.syncs.report import failures_sample, markdown_table, user_errors
-from contentstack_assets.syncs.users import push_asset_key
 
 
 class EventsPushConfig(dg.Config):
@@ -33,13 +33,14 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
     name = sync.name
     partitions = daily_partitions(sync.source)
     policy = backfill_policy(sync.source)
-    source_key = dg.AssetKey([name, "source_events"])
-    push_key = dg.AssetKey([name, "personalize_events"])
+    source_key = asset_key(sync, "source_events")
+    push_key = asset_key(sync, "personalize_events")
     columns = events_source_columns(sync)
-    common = {"group_name": name, "partitions_def": partitions, "backfill_policy": policy}
+    common = {**asset_labels(sync), "partitions_def": partitions, "backfill_policy": policy}
 
     @dg.asset(
         key=source_key,
+        deps=source_deps(sync),
         kinds={"sqlalchemy"},
         description=f"Event rows of {sync.source.relation} at {sync.source.display_url} for the {name} sync",
         metadata={"source": sync.source.display_url, "relation": sync.source.relation},

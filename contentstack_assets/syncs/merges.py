@@ -14,8 +14,8 @@ from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import MergesSync, SyncsSpec
 from contentstack_assets.syncs import cadence
+from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
 from contentstack_assets.syncs.report import markdown_table, user_errors
-from contentstack_assets.syncs.users import push_asset_key
 
 
 class MergesPushConfig(dg.Config):
@@ -25,15 +25,17 @@ class MergesPushConfig(dg.Config):
 
 def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
     name = sync.name
-    source_key = dg.AssetKey([name, "source_merges"])
-    push_key = dg.AssetKey([name, "personalize_merges"])
+    source_key = asset_key(sync, "source_merges")
+    push_key = asset_key(sync, "personalize_merges")
+    labels = asset_labels(sync)
     columns = merges_source_columns(sync)
     resend_in = resend_syncs(spec, name)  # users syncs whose merged users are resent whole afterwards
 
     @dg.asset(
         key=source_key,
+        deps=source_deps(sync),
         kinds={"sqlalchemy"},
-        group_name=name,
+        **labels,
         description=f"Identity pairs of {sync.source.relation} at {sync.source.display_url} for the {name} sync",
         metadata={"source": sync.source.display_url, "relation": sync.source.relation},
     )
@@ -53,7 +55,7 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
         ins={"source_merges": dg.AssetIn(key=source_key)},
         deps=[push_asset_key(spec, dependency) for dependency in sync.depends_on],
         kinds={"contentstack"},
-        group_name=name,
+        **labels,
         pool=sync.destination.pool,
         description=(
             f"Anonymous users of the {name} sync merged into known ones in Personalize project "

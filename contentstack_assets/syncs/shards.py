@@ -41,13 +41,13 @@ from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.personalize.client import Response
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SpecError, SyncsSpec, UsersSync
+from contentstack_assets.syncs.labels import push_asset_key
 from contentstack_assets.syncs.partitions import is_partitioned_run, scope_of
 from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample, user_errors
 from contentstack_assets.syncs.users import (
     PushConfig,
     delivery_check,
     delivery_failure,
-    push_asset_key,
     require_attribute_keys,
 )
 
@@ -130,9 +130,9 @@ def sharded_push_asset(
     mapped_key: dg.AssetKey,
     push_key: dg.AssetKey,
     check_specs: Sequence[dg.AssetCheckSpec],
-    group_name: str,
     partitions_def: dg.PartitionsDefinition | None,
     backfill_policy: dg.BackfillPolicy | None,
+    **labels,
 ) -> dg.AssetsDefinition:
     """`N/personalize_users` as N shard pushes and a summary; same key, config, check and metadata keys."""
     shards = sync.shards
@@ -171,8 +171,8 @@ def sharded_push_asset(
         config=same_config_for_every_shard,
         check_specs=check_specs,
         kinds={"contentstack"},
-        group_name=group_name,
         partitions_def=partitions_def,
+        **labels,
         backfill_policy=backfill_policy,
         description=(
             f"Users of the {sync.name} sync in Personalize project {sync.destination.project_uid}: only changes "

@@ -20,6 +20,7 @@ from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SyncsSpec, UsersSync
 from contentstack_assets.syncs import cadence
+from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
 from contentstack_assets.syncs.partitions import (
     backfill_policy,
     daily_partitions,
@@ -39,26 +40,18 @@ class PushConfig(dg.Config):
     """Run even if the source returned far fewer rows than the last run (the empty-source guard)."""
 
 
-def push_asset_key(spec: SyncsSpec, name: str) -> dg.AssetKey:
-    """The asset whose completion a `depends_on` waits for (the push asset of that sync)."""
-    sync = spec.get(name)
-    suffix = {"users": "personalize_users", "events": "personalize_events", "merges": "personalize_merges"}[
-        sync.kind
-    ]
-    return dg.AssetKey([name, suffix])
-
-
 def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
     name = sync.name
     partitions = daily_partitions(sync.source)
     policy = backfill_policy(sync.source)
-    source_key = dg.AssetKey([name, "source_users"])
-    mapped_key = dg.AssetKey([name, "mapped_attributes"])
-    push_key = dg.AssetKey([name, "personalize_users"])
-    common = {"group_name": name, "partitions_def": partitions, "backfill_policy": policy}
+    source_key = asset_key(sync, "source_users")
+    mapped_key = asset_key(sync, "mapped_attributes")
+    push_key = asset_key(sync, "personalize_users")
+    common = {**asset_labels(sync), "partitions_def": partitions, "backfill_policy": policy}
 
     @dg.asset(
         key=source_key,
+        deps=source_deps(sync),
         kinds={"sqlalchemy"},
         description=f"Rows of {sync.source.relation} at {sync.source.display_url} for the {name} sync",
         metadata={"source": sync.source.display_url, "relation": sync.source.relation},

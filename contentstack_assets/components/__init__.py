@@ -1,0 +1,1 @@
+"""Dagster components of contentstack_assets (`dg list components`)."""
