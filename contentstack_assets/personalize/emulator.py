@@ -31,9 +31,11 @@ import os
 import queue
 import random
 import signal
+import site
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import urllib.parse
@@ -937,9 +939,11 @@ class EmulatorProcess:
 
     def start(self) -> Self:
         env = dict(os.environ if self._env is None else self._env)
-        # The package need not be installed: make the checkout that holds this file importable.
+        # From a checkout that is not installed, the child needs the checkout on its path; an installed
+        # package is found in site-packages, which must not go on PYTHONPATH (it would precede the stdlib).
         package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        if package_root not in _site_directories():
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         command = [
             sys.executable,
             "-m",
@@ -1031,6 +1035,12 @@ class EmulatorProcess:
 
     def reset(self) -> None:
         self._control("POST", "/_emulator/reset")
+
+
+def _site_directories() -> set[str]:
+    directories = {*site.getsitepackages(), site.getusersitepackages()}
+    directories |= {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    return {str(Path(directory).resolve()) for directory in directories}
 
 
 def start_emulator_process(
