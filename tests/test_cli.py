@@ -17,7 +17,7 @@ from contentstack_assets.demo import (
     demo_file,
     prepare,
 )
-from contentstack_assets.spec import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 
 def test_help_lists_the_commands(capsys):

@@ -27,8 +27,7 @@ from contentstack_assets.demo import (
     create_demo_database,
 )
 from contentstack_assets.personalize.emulator import EmulatorConfig, EmulatorProcess, start_emulator_process
-from contentstack_assets.spec import PROJECT_ROOT
-from tests.helpers import free_port
+from tests.helpers import PROJECT_ROOT, free_port
 
 LOCATION = "contentstack_assets"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"

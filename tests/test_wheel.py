@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from contentstack_assets.spec import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
