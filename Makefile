@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 EMULATOR_PORT ?= 8787
-# the emulator's management token in the demo (one copy, in demo.py): with it the attribute-key checks run
-DEMO_MANAGEMENT_TOKEN := $(shell sed -n 's/^DEMO_MANAGEMENT_TOKEN = "\(.*\)"$$/\1/p' contentstack_assets/demo.py)
+# the package's console script (pyproject [project.scripts]): log, emulator, demo
+CLI    := $(BIN)/contentstack-assets
 
 .PHONY: install demo test test-fast dev log emulator lint format bench clean
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/python -m contentstack_assets.demo
+	$(CLI) demo
 
 # three test processes (pytest-xdist): most tests wait on the emulator's latency and on child processes, so
 # three share two cores well (the whole suite: ~6 min here instead of ~11)
@@ -35,24 +35,22 @@ test: install
 test-fast: install
 	$(PYTEST) -m "not slow"; $(NO_TESTS_FAIL)
 
-# the Dagster UI on the demo: the emulator in the background, dagster dev with $(DAGSTER_HOME)/dagster.yaml
+# the Dagster UI on the demo: its folder prepared (demo/users.db, $(DAGSTER_HOME)/dagster.yaml), the emulator
+# with the demo's keys and management token in the background (so the attribute-key checks run), dagster dev
+# pointed at it by the variables `demo --print-env` prints
 dev: install
-	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	@[ -f demo/users.db ] || $(BIN)/python -c "from contentstack_assets.demo import create_demo_database; create_demo_database()"
-	@$(BIN)/python -m contentstack_assets.emulator --port $(EMULATOR_PORT) --project-uid demo00000000000000000001 \
-		--attributes plan,ltv,orders,vip,signup_at,birthday --events purchase,signup,newsletter_opt_in \
-		--management-token $(DEMO_MANAGEMENT_TOKEN) --latency-ms 5 & echo $$! > $(DAGSTER_HOME)/emulator.pid
-	PERSONALIZE_EDGE_URL=http://127.0.0.1:$(EMULATOR_PORT) PERSONALIZE_MANAGEMENT_URL=http://127.0.0.1:$(EMULATOR_PORT) \
-		PERSONALIZE_MANAGEMENT_TOKEN=$(DEMO_MANAGEMENT_TOKEN) $(BIN)/dagster dev -w workspace.yaml; \
+	@$(CLI) demo --prepare --keep-database
+	@$(CLI) emulator --demo --port $(EMULATOR_PORT) & echo $$! > $(DAGSTER_HOME)/emulator.pid
+	env $$($(CLI) demo --print-env http://127.0.0.1:$(EMULATOR_PORT)) $(BIN)/dagster dev -w workspace.yaml; \
 		kill $$(cat $(DAGSTER_HOME)/emulator.pid) 2>/dev/null || true
 
 # the sync log of one user in the state of `make demo` / `make dev` (`make log UID=usr_000042`)
 log: install
 	@[ -n "$(UID)" ] || { echo "usage: make log UID=<user uid>"; exit 2; }
-	@DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m contentstack_assets.log '$(UID)'
+	@DAGSTER_HOME=$(DAGSTER_HOME) $(CLI) log '$(UID)'
 
 emulator: install
-	$(BIN)/python -m contentstack_assets.emulator --port $(EMULATOR_PORT)
+	$(CLI) emulator --port $(EMULATOR_PORT)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

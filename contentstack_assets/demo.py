@@ -1,5 +1,9 @@
 """The demo: a SQLite user table with a few thousand realistic users (some deliberately bad), the bundled
-emulator, and one run of the sync, printed. `python -m contentstack_assets.demo` (or `make demo`).
+emulator, and one run of the sync, printed. `contentstack-assets demo` (or `make demo` in a checkout).
+
+It works in a folder of its own (default: the current directory): `demo/users.db`, a copy of the demo's
+`syncs.yaml` and `.dagster_home/` (unless DAGSTER_HOME is set), so it runs the same from a checkout or from
+an installed wheel.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ import random
 import sqlite3
 import sys
 import warnings
+from importlib.resources import as_file, files
+from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from contentstack_assets.spec import PROJECT_ROOT
+if TYPE_CHECKING:
+    from contentstack_assets.personalize.emulator import EmulatorConfig
 
-DEMO_DB = PROJECT_ROOT / "demo" / "users.db"
+DEMO_DB = Path("demo") / "users.db"  # under the demo's folder
 DEMO_PROJECT_UID = "demo00000000000000000001"
 DEMO_MANAGEMENT_TOKEN = "demo-management-token"
 DEMO_ATTRIBUTES = ["plan", "ltv", "orders", "vip", "signup_at", "birthday"]
@@ -23,6 +31,35 @@ DEMO_EVENTS = ["purchase", "signup", "newsletter_opt_in"]
 DEMO_DAYS = 30  # the demo's rows were updated within the last 30 days; its run covers those partitions
 # the run's progress and warnings on the console, without the DEBUG line of every Dagster event
 CONSOLE_AT_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def demo_file(name: str) -> Traversable:
+    """The demo's `syncs.yaml` or `dagster.yaml`, shipped inside the package."""
+    return files("contentstack_assets") / "demo_project" / name
+
+
+def demo_emulator_config() -> EmulatorConfig:
+    """The emulator the demo spec expects: its project, attribute and event keys, and management token."""
+    from contentstack_assets.personalize.emulator import EmulatorConfig
+
+    return EmulatorConfig(
+        project_uid=DEMO_PROJECT_UID,
+        attributes=DEMO_ATTRIBUTES,
+        events=DEMO_EVENTS,
+        management_token=DEMO_MANAGEMENT_TOKEN,
+        latency_ms=5,
+    )
+
+
+def demo_env(emulator_url: str) -> dict[str, str]:
+    """The variables that point the demo spec at an emulator started with `demo_emulator_config`."""
+    return {
+        "PERSONALIZE_PROJECT_UID": DEMO_PROJECT_UID,
+        "PERSONALIZE_EDGE_URL": emulator_url,
+        "PERSONALIZE_MANAGEMENT_URL": emulator_url,
+        "PERSONALIZE_MANAGEMENT_TOKEN": DEMO_MANAGEMENT_TOKEN,
+    }
+
 
 PLANS = ["free", "starter", "pro", "enterprise"]
 FIRST = [
@@ -132,34 +169,25 @@ def _create_events_and_identities(
     connection.executemany("INSERT INTO identity_links VALUES (?, ?)", links)
 
 
-def run_demo() -> int:
-    """Start the emulator, run every sync job of the spec once into DAGSTER_HOME, print what happened."""
-    import shutil
-
+def run_demo(database: Path) -> int:
+    """Start the emulator, run every sync job of the demo spec on `database` once into DAGSTER_HOME, print
+    what happened."""
     import dagster as dg
 
     from contentstack_assets.definitions import build_definitions
     from contentstack_assets.engine import state
-    from contentstack_assets.personalize.emulator import EmulatorConfig, start_emulator_process
+    from contentstack_assets.personalize.emulator import start_emulator_process
     from contentstack_assets.spec import load_spec
 
     home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    config = EmulatorConfig(
-        project_uid=DEMO_PROJECT_UID,
-        attributes=DEMO_ATTRIBUTES,
-        events=DEMO_EVENTS,
-        management_token=DEMO_MANAGEMENT_TOKEN,
-        latency_ms=5,
-    )
+    config = demo_emulator_config()
     with start_emulator_process(config) as emulator:
         print(f"emulator: {emulator.url} (project {DEMO_PROJECT_UID})")
-        os.environ["PERSONALIZE_EDGE_URL"] = emulator.url
-        os.environ["PERSONALIZE_MANAGEMENT_URL"] = emulator.url
-        os.environ["PERSONALIZE_MANAGEMENT_TOKEN"] = DEMO_MANAGEMENT_TOKEN
-        spec = load_spec()
+        # the spec shipped with the package, whatever syncs.yaml the folder holds: only the demo's
+        # own source and emulator, never a project's real ones
+        os.environ.update(demo_env(emulator.url), SOURCE_DATABASE_URL=f"sqlite:///{database.resolve()}")
+        with as_file(demo_file("syncs.yaml")) as spec_file:
+            spec = load_spec(spec_file)
         with warnings.catch_warnings():  # `backfill_policy` is a beta parameter, chosen knowingly (README)
             warnings.simplefilter("ignore", dg.BetaWarning)
             defs = build_definitions(spec)
@@ -192,7 +220,7 @@ def run_demo() -> int:
         print(f"\nthe emulator now holds {len(users)} users; a few of them:")
         for uid in [uid for uid in sorted(users) if uid.startswith("usr_")][:5]:
             print(f"  {uid}: {users[uid]}")
-        print(f"\nruns are recorded in {home}: `make dev` opens them in the Dagster UI")
+        print(f"\nruns are recorded in {home} (in a checkout, `make dev` opens them in the Dagster UI)")
     return 1 if failed else 0
 
 
@@ -236,19 +264,49 @@ def _print_rejections(sync_name: str, run_id: str, store) -> None:  # noqa: ANN0
             print(f"    row {row_number} ({(uid or '')[:30]!r}): {reason}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def prepare(folder: Path, users: int = 3000, keep_database: bool = False) -> Path:
+    """The demo's folder: its database, a copy of its spec (unless a syncs.yaml is there) and DAGSTER_HOME
+    (set to `.dagster_home` in it unless given) with the demo's dagster.yaml; returns the database."""
+    database = folder / DEMO_DB
+    if not (keep_database and database.exists()):
+        create_demo_database(database, users=users)
+        print(f"created {database}: {users} users and {len(BAD_ROWS)} deliberately bad rows")
+    spec = folder / "syncs.yaml"
+    if not spec.exists():
+        spec.write_text(demo_file("syncs.yaml").read_text())
+        print(f"wrote {spec}: the demo spec")
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str((folder / ".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(demo_file("dagster.yaml").read_text())
+    return database
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m contentstack_assets.demo") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path(), help="the demo's folder (default: here)")
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--keep-database", action="store_true", help="reuse demo/users.db if it exists")
+    parser.add_argument("--prepare", action="store_true", help="write the demo's folder, run nothing")
+    parser.add_argument(
+        "--print-env",
+        metavar="EMULATOR_URL",
+        nargs="?",
+        const="http://127.0.0.1:8787",
+        help="print the variables that point the demo spec at an emulator started with "
+        "`contentstack-assets emulator --demo` (default http://127.0.0.1:8787), and exit",
+    )
     args = parser.parse_args(argv)
 
-    if not (args.keep_database and DEMO_DB.exists()):
-        create_demo_database(DEMO_DB, users=args.users)
-        print(
-            f"created {DEMO_DB.relative_to(PROJECT_ROOT)}: {args.users} users and {len(BAD_ROWS)} deliberately bad rows"
-        )
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home"))
-    return run_demo()
+    if args.print_env:
+        for name, value in demo_env(args.print_env).items():
+            print(f"{name}={value}")
+        return 0
+    try:
+        database = prepare(args.dir, users=args.users, keep_database=args.keep_database)
+    except OSError as error:
+        parser.exit(1, f"{prog}: cannot write the demo's folder {args.dir.resolve()}: {error}\n")
+    return 0 if args.prepare else run_demo(database)
 
 
 if __name__ == "__main__":

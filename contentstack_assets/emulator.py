@@ -1,4 +1,5 @@
-"""`python -m contentstack_assets.emulator`: the bundled Personalize emulator (see personalize/emulator.py)."""
+"""`python -m contentstack_assets.emulator` (or `contentstack-assets emulator`): the bundled Personalize emulator
+(see personalize/emulator.py)."""
 
 from contentstack_assets.personalize.emulator import main
 

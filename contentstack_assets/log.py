@@ -1,6 +1,7 @@
 """The sync log from the command line: what was sent to a user, when, and how it went.
 
-    python -m contentstack_assets.log USER_UID [--sync users] [--limit 20] [--json]
+    contentstack-assets log USER_UID [--sync users] [--limit 20] [--json] [--state-url URL]
+    python -m contentstack_assets.log ...   (the same)
 
 Reads the state store of CONTENTSTACK_STATE_URL (default: SQLite under DAGSTER_HOME or .contentstack/).
 """
@@ -20,8 +21,8 @@ from contentstack_assets.urls import mask_url, scrub
 PROG = "python -m contentstack_assets.log"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("user_uid")
     parser.add_argument("--sync", help="only this sync")
     parser.add_argument("--limit", type=int, default=20)
@@ -34,13 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
         return _error(
-            "--state-url is not a SQLAlchemy URL (e.g. sqlite:///.dagster_home/contentstack_state.db)"
+            prog, "--state-url is not a SQLAlchemy URL (e.g. sqlite:///.dagster_home/contentstack_state.db)"
         )
     shown = mask_url(parsed)
     if _missing_sqlite_file(parsed):
         return _error(
+            prog,
             f"no sync state at {shown}: the file does not exist (run with the DAGSTER_HOME or "
-            "CONTENTSTACK_STATE_URL of the syncs, e.g. `make log UID=...` for the demo)"
+            "CONTENTSTACK_STATE_URL of the syncs, e.g. `make log UID=...` for the demo)",
         )
     try:
         store = StateStore(url)
@@ -52,13 +54,13 @@ def main(argv: list[str] | None = None) -> int:
             if (state := store.user_state(sync, args.user_uid))
         ]
     except StateSchemaError as error:
-        return _error(str(error))
+        return _error(prog, str(error))
     except StateStoreError as error:  # the store's own paragraph is for runs; here one line, as below
         return _error(
-            f"cannot read the sync state at {shown}: {_first_line(error.__context__ or error, url)}"
+            prog, f"cannot read the sync state at {shown}: {_first_line(error.__context__ or error, url)}"
         )
     except (sa.exc.SQLAlchemyError, ImportError) as error:
-        return _error(f"cannot read the sync state at {shown}: {_first_line(error, url)}")
+        return _error(prog, f"cannot read the sync state at {shown}: {_first_line(error, url)}")
     if args.json:
         for record in [
             *({"state": s} for s in states),
@@ -92,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _error(message: str) -> int:
+def _error(prog: str, message: str) -> int:
     """One line on stderr, no traceback: the user needs the problem, not the stack."""
-    print(f"{PROG}: {message}", file=sys.stderr)
+    print(f"{prog}: {message}", file=sys.stderr)
     return 2
 
 

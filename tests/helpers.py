@@ -14,6 +14,7 @@ import yaml
 from contentstack_assets.definitions import build_definitions
 from contentstack_assets.spec import load_spec
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: the tests are not installed
 PROJECT_UID = "test0000000000000000proj"
 
 

@@ -27,8 +27,7 @@ from contentstack_assets.demo import (
     create_demo_database,
 )
 from contentstack_assets.personalize.emulator import EmulatorConfig, EmulatorProcess, start_emulator_process
-from contentstack_assets.spec import PROJECT_ROOT
-from tests.helpers import free_port
+from tests.helpers import PROJECT_ROOT, free_port
 
 LOCATION = "contentstack_assets"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -330,8 +329,9 @@ def test_dagster_dev_shows_the_demo_and_runs_a_backfill(tmp_path):
 
 
 def test_make_dev_runs_the_key_checks_and_make_log_reads_the_demo_state():
-    """`make dev` gives the emulator and dagster dev the demo's management token; `make log` reads the state of
-    the demo's DAGSTER_HOME (printed with `make -n`: nothing runs)."""
+    """`make dev` starts the demo's emulator (its keys and management token: tests/test_cli.py) and gives dagster
+    dev the variables `demo --print-env` prints; `make log` reads the state of the demo's DAGSTER_HOME; no
+    sed over source files (printed with `make -n`: nothing runs)."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
 
@@ -342,8 +342,13 @@ def test_make_dev_runs_the_key_checks_and_make_log_reads_the_demo_state():
         ).stdout
 
     dev = planned("dev")
-    assert f"--management-token {DEMO_MANAGEMENT_TOKEN}" in dev
-    assert f"PERSONALIZE_MANAGEMENT_TOKEN={DEMO_MANAGEMENT_TOKEN}" in dev
+    assert "contentstack-assets demo --prepare --keep-database" in dev
+    assert "contentstack-assets emulator --demo --port 8787 &" in dev
+    assert (
+        "env $(.venv/bin/contentstack-assets demo --print-env http://127.0.0.1:8787) .venv/bin/dagster dev"
+        in dev
+    )
     log = planned("log", "UID=usr_000042")
     assert f"DAGSTER_HOME={PROJECT_ROOT / '.dagster_home'} " in log
-    assert "-m contentstack_assets.log 'usr_000042'" in log
+    assert "contentstack-assets log 'usr_000042'" in log
+    assert "sed " not in (PROJECT_ROOT / "Makefile").read_text()

@@ -31,9 +31,11 @@ import os
 import queue
 import random
 import signal
+import site
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import urllib.parse
@@ -52,9 +54,11 @@ __all__ = [
     "EmulatorConfig",
     "EmulatorProcess",
     "EmulatorThread",
+    "build_parser",
     "main",
     "parse_faults",
     "run_emulator_in_thread",
+    "serve",
     "start_emulator_process",
 ]
 
@@ -935,9 +939,11 @@ class EmulatorProcess:
 
     def start(self) -> Self:
         env = dict(os.environ if self._env is None else self._env)
-        # The package need not be installed: make the checkout that holds this file importable.
+        # From a checkout that is not installed, the child needs the checkout on its path; an installed
+        # package is found in site-packages, which must not go on PYTHONPATH (it would precede the stdlib).
         package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        if package_root not in _site_directories():
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         command = [
             sys.executable,
             "-m",
@@ -1031,6 +1037,12 @@ class EmulatorProcess:
         self._control("POST", "/_emulator/reset")
 
 
+def _site_directories() -> set[str]:
+    directories = {*site.getsitepackages(), site.getusersitepackages()}
+    directories |= {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    return {str(Path(directory).resolve()) for directory in directories}
+
+
 def start_emulator_process(
     config: EmulatorConfig | None = None,
     *,
@@ -1048,12 +1060,21 @@ def start_emulator_process(
 # --------------------------------------------------------------------------------------------------
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser(
+    prog: str = "python -m contentstack_assets.emulator", *, default_port: int | None = None
+) -> argparse.ArgumentParser:
+    """The emulator's command line; `serve` runs what it parsed (the `contentstack-assets emulator` command
+    adds options of its own first)."""
     parser = argparse.ArgumentParser(
-        prog="python -m contentstack_assets.emulator",
-        description="A local imitation of the Contentstack Personalize Edge and Management APIs.",
+        prog=prog, description="A local imitation of the Contentstack Personalize Edge and Management APIs."
     )
-    parser.add_argument("--port", type=int, required=True, help="port to listen on; 0 picks a free one")
+    parser.add_argument(
+        "--port",
+        type=int,
+        required=default_port is None,
+        default=default_port,
+        help="port to listen on; 0 picks a free one" + (f" (default {default_port})" if default_port else ""),
+    )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument("--project-uid", help="answer 404 to requests for any other project")
     parser.add_argument("--attributes", help="comma-separated attribute keys; others are refused")
@@ -1119,8 +1140,13 @@ async def _serve_until_signalled(emulator: _Emulator, sock: socket.socket) -> No
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    parser = build_parser()
+    serve(parser, parser.parse_args(argv))
+
+
+def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Serve with the options `parser` parsed into `args` until SIGTERM or SIGINT; a bad option exits
+    through `parser` with one line."""
     if not _is_loopback(args.host):
         parser.error(f"--host must be a loopback address (127.0.0.1, ::1, localhost), not {args.host!r}")
     try:
