@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from contentstack_assets.resources import FrameIOManager, PersonalizeResource, SyncStateResource
+from contentstack_assets.resources import (
+    FRAMES_IO_MANAGER_KEY,
+    FrameIOManager,
+    PersonalizeResource,
+    SyncStateResource,
+)
 from contentstack_assets.spec import SyncsSpec, load_spec
 from contentstack_assets.syncs.cadence import failure_alerts
 from contentstack_assets.syncs.events import build_events_sync
@@ -20,7 +25,7 @@ def build_definitions(
 
     Args:
         spec: the sync spec (`load_spec`).
-        resources: replaces default resources by key (`personalize`, `sync_state`, `io_manager`): tests,
+        resources: replaces default resources by key (`personalize`, `sync_state`, `contentstack_frames`): tests,
             custom retries, another state store.
         translator: sets each sync's asset key prefix, group, owners and tags in Python (by default the
             spec's own keys).
@@ -39,7 +44,7 @@ def build_definitions(
             resources={
                 "personalize": PersonalizeResource(),
                 "sync_state": SyncStateResource(),
-                "io_manager": FrameIOManager(),
+                FRAMES_IO_MANAGER_KEY: FrameIOManager(),
                 **(resources or {}),
             },
         ),

@@ -18,6 +18,8 @@ from contentstack_assets.engine.state import StateStore, default_state_url
 from contentstack_assets.personalize.client import EdgeClient, ManagementClient
 from contentstack_assets.spec import DestinationSpec
 
+FRAMES_IO_MANAGER_KEY = "contentstack_frames"  # our own key: a host project's `io_manager` stays its own
+
 
 class PersonalizeResource(dg.ConfigurableResource):
     """Speaks to Contentstack Personalize for any destination of the spec.

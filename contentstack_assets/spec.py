@@ -37,7 +37,6 @@ from contentstack_assets.urls import mask_url
 
 SYNCS_FILE_ENV = "CONTENTSTACK_SYNCS_FILE"
 DEFAULT_RECONCILE = "0 3 * * *"  # a partitioned sync's whole read, daily at 03:00 UTC
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SYNC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 KEY_PART = re.compile(r"^[A-Za-z0-9_]+$")  # what Dagster accepts in an asset key part or a group name
 TAG_TEXT = re.compile(r"^[\w.-]{0,63}$")
@@ -473,8 +472,8 @@ def spec_path() -> Path:
     configured = os.environ.get(SYNCS_FILE_ENV)
     if configured:
         return Path(configured)
-    local = Path.cwd() / "syncs.yaml"
-    return local if local.exists() else PROJECT_ROOT / "syncs.yaml"
+    # the current directory's: an installed package has no project root of its own to fall back on
+    return Path.cwd() / "syncs.yaml"
 
 
 def load_spec(path: str | Path | None = None) -> SyncsSpec:

@@ -13,7 +13,7 @@ from dagster.components.testing import create_defs_folder_sandbox
 
 import contentstack_assets
 from contentstack_assets import PersonalizeSyncsComponent, SpecError, definitions
-from contentstack_assets.spec import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 INLINE = """\
 type: contentstack_assets.PersonalizeSyncsComponent

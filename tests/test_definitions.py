@@ -13,8 +13,16 @@ import pytest
 
 from contentstack_assets import definitions
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
-from contentstack_assets.spec import PROJECT_ROOT, SpecError, load_spec
-from tests.helpers import PROJECT_UID, push_metadata, run_job, users_sync, write_spec, write_sqlite_table
+from contentstack_assets.spec import SpecError, load_spec
+from tests.helpers import (
+    PROJECT_ROOT,
+    PROJECT_UID,
+    push_metadata,
+    run_job,
+    users_sync,
+    write_spec,
+    write_sqlite_table,
+)
 
 SOURCE, MAPPED, PUSH = (
     dg.AssetKey(["users", name]) for name in ("source_users", "mapped_attributes", "personalize_users")
@@ -57,7 +65,7 @@ def test_the_code_location_loads_from_the_demo_spec(demo_defs):
     # every resource a job needs is bound
     for name in jobs:
         demo_defs.resolve_job_def(name)  # raises on a missing resource
-    assert {"personalize", "sync_state", "io_manager"} <= set(repository.get_top_level_resources())
+    assert {"personalize", "sync_state", "contentstack_frames"} <= set(repository.get_top_level_resources())
 
 
 def test_asset_keys_lineage_and_labels(demo_defs):

@@ -237,7 +237,7 @@ def synced(tmp_path_factory) -> SyncedCatalogue:
                 instance,
                 resources={
                     "sync_state": SyncStateResource(url=state_url),
-                    "io_manager": FrameIOManager(base_dir=str(tmp_path / "frames")),
+                    "contentstack_frames": FrameIOManager(base_dir=str(tmp_path / "frames")),
                 },
             )
             assert result.success

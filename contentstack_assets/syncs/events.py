@@ -16,7 +16,7 @@ from contentstack_assets.engine.events import (
     read_events_by_id,
 )
 from contentstack_assets.engine.source import SourceReader
-from contentstack_assets.resources import PersonalizeResource, SyncStateResource
+from contentstack_assets.resources import FRAMES_IO_MANAGER_KEY, PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import EventsSync, SyncsSpec
 from contentstack_assets.syncs import cadence
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
@@ -42,6 +42,7 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
         key=source_key,
         deps=source_deps(sync),
         kinds={"sqlalchemy"},
+        io_manager_key=FRAMES_IO_MANAGER_KEY,
         description=f"Event rows of {sync.source.relation} at {sync.source.display_url} for the {name} sync",
         metadata={"source": sync.source.display_url, "relation": sync.source.relation},
         check_specs=[

@@ -11,7 +11,7 @@ import pandas as pd
 from contentstack_assets.engine.merges import TARGET_UID, merges_source_columns, push_merges
 from contentstack_assets.engine.resend import resend_syncs
 from contentstack_assets.engine.source import SourceReader
-from contentstack_assets.resources import PersonalizeResource, SyncStateResource
+from contentstack_assets.resources import FRAMES_IO_MANAGER_KEY, PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import MergesSync, SyncsSpec
 from contentstack_assets.syncs import cadence
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
@@ -35,6 +35,7 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
         key=source_key,
         deps=source_deps(sync),
         kinds={"sqlalchemy"},
+        io_manager_key=FRAMES_IO_MANAGER_KEY,
         **labels,
         description=f"Identity pairs of {sync.source.relation} at {sync.source.display_url} for the {name} sync",
         metadata={"source": sync.source.display_url, "relation": sync.source.relation},

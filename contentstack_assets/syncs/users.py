@@ -17,7 +17,7 @@ from contentstack_assets.engine.push import SourceShrankError
 from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.schema import validate_valid_rows
 from contentstack_assets.engine.source import SourceReader
-from contentstack_assets.resources import PersonalizeResource, SyncStateResource
+from contentstack_assets.resources import FRAMES_IO_MANAGER_KEY, PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SyncsSpec, UsersSync
 from contentstack_assets.syncs import cadence
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
@@ -53,6 +53,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         key=source_key,
         deps=source_deps(sync),
         kinds={"sqlalchemy"},
+        io_manager_key=FRAMES_IO_MANAGER_KEY,
         description=f"Rows of {sync.source.relation} at {sync.source.display_url} for the {name} sync",
         metadata={"source": sync.source.display_url, "relation": sync.source.relation},
         **common,
@@ -78,6 +79,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         key=mapped_key,
         ins={"source_users": dg.AssetIn(key=source_key)},
         kinds={"pandas"},
+        io_manager_key=FRAMES_IO_MANAGER_KEY,
         description=f"Attributes of the {name} sync, converted to their wire types; bad rows set aside with reasons",
         check_specs=[
             dg.AssetCheckSpec(
