@@ -56,7 +56,10 @@ class Window:
 
 @functools.lru_cache(maxsize=32)
 def _engine(url: str) -> sa.Engine:
-    # one engine (one connection pool) per URL for the life of the process
+    # one engine (one connection pool) per URL for the life of the process; a DuckDB file is locked by any
+    # open connection (another process cannot write it), so its connections close as soon as a read ends
+    if sa.engine.make_url(url).get_backend_name() == "duckdb":
+        return sa.create_engine(url, poolclass=sa.pool.NullPool)
     return sa.create_engine(url, pool_pre_ping=True)
 
 
