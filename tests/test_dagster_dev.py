@@ -328,7 +328,6 @@ def test_dagster_dev_shows_the_demo_and_runs_a_backfill(tmp_path):
         # each run checked the keys twice (token set): the blocking check of mapped_attributes, and the
         # push's own guard before it sends (a run of the push alone has no such check)
         assert emulator.stats()["by_endpoint"].get("GET /attributes") == 4
-    assert time.monotonic() - started < 120
     assert living_in_group(server.pgid) == [], "processes of dagster dev outlived it"
 
 
