@@ -69,11 +69,8 @@ def _delivering_records(instance: dg.DagsterInstance, push_key: dg.AssetKey, lim
     """The push asset's latest materializations that delivered (not dry runs), newest first."""
     records = instance.fetch_materializations(push_key, limit=limit).records
     for record in records:
-        materialization = record.asset_materialization
-        dry = materialization.metadata.get("dry_run") if materialization else None
-        if dry is not None and dry.value:
-            continue
-        yield record
+        if not _is_dry_run(record.asset_materialization):
+            yield record
 
 
 def delivered_through(instance: dg.DagsterInstance, push_key: dg.AssetKey) -> dt.datetime | None:
@@ -105,9 +102,14 @@ def _pushed_in(instance: dg.DagsterInstance, run: dg.DagsterRun, push_key: dg.As
         event = record.event_log_entry.dagster_event
         materialization = event.event_specific_data.materialization if event else None
         if materialization is not None and materialization.asset_key == push_key:
-            dry = materialization.metadata.get("dry_run")
-            return not (dry is not None and dry.value)
+            return not _is_dry_run(materialization)
     return False
+
+
+def _is_dry_run(materialization: dg.AssetMaterialization | None) -> bool:
+    """Whether a push materialization is a dry run's (its `dry_run` metadata), which delivered nothing."""
+    dry = materialization.metadata.get("dry_run") if materialization else None
+    return bool(dry is not None and dry.value)
 
 
 # -- the schedule ------------------------------------------------------------------------------------
