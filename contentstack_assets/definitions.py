@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from contentstack_assets.resources import (
@@ -10,7 +12,7 @@ from contentstack_assets.resources import (
     PersonalizeResource,
     SyncStateResource,
 )
-from contentstack_assets.spec import SyncsSpec, load_spec
+from contentstack_assets.spec import SpecError, SyncsSpec
 from contentstack_assets.syncs.cadence import failure_alerts
 from contentstack_assets.syncs.events import build_events_sync
 from contentstack_assets.syncs.merges import build_merges_sync
@@ -53,5 +55,20 @@ def build_definitions(
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    # a spec error raises here, with the file, sync and key: the location fails whole, never half-loaded
-    return build_definitions(load_spec())
+    """The demo's code location, a dg project as a user's would be: `contentstack_assets/defs/` holds the
+    component's `defs.yaml` (which reads `$CONTENTSTACK_SYNCS_FILE`, else `syncs.yaml` in the working
+    directory). The tree is built from the module rather than found through pyproject.toml, so an installed
+    wheel serves it too. A spec error raises here, with the file, sync and key: the location fails whole."""
+    import contentstack_assets.defs
+
+    tree = dg.ComponentTree.from_module(defs_module=contentstack_assets.defs, project_root=Path.cwd())
+    try:
+        return tree.build_defs()
+    except Exception as error:
+        # dg wraps a component's error in its tree's; the spec's own paragraph is what a user should read
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, SpecError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None

@@ -481,7 +481,7 @@ def load_spec(path: str | Path | None = None) -> SyncsSpec:
 
     Args:
         path: the `syncs.yaml` to read; by default `$CONTENTSTACK_SYNCS_FILE`, else `syncs.yaml` in the
-            current directory, else the one at the project root.
+            current directory.
 
     Returns:
         The spec, every sync checked; `${VAR}` and `${VAR:-default}` read from the environment.

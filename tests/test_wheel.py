@@ -98,3 +98,97 @@ def test_the_pytest_plugin_comes_with_the_wheel(installed):
         env,
     )
     assert "1 passed" in result.stdout
+
+
+# a user's own dg project, outside any checkout: an upstream asset writes the table, the component's
+# defs.yaml (inline syncs, dg templating, `source.deps` on that asset) sends it
+_PROJECT_FILES = {
+    "pyproject.toml": """\
+[project]
+name = "my_project"
+version = "0.0.1"
+
+[tool.dg]
+directory_type = "project"
+
+[tool.dg.project]
+root_module = "my_project"
+""",
+    "my_project/__init__.py": "",
+    "my_project/definitions.py": """\
+from pathlib import Path
+
+import dagster as dg
+
+
+@dg.definitions
+def defs():
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+""",
+    "my_project/defs/__init__.py": "",
+    "my_project/defs/analytics.py": """\
+import os
+import sqlite3
+
+import dagster as dg
+
+
+@dg.asset(key=["analytics", "dim_users"])
+def dim_users() -> None:
+    with sqlite3.connect(os.environ["WAREHOUSE_PATH"]) as db:
+        db.execute("DROP TABLE IF EXISTS dim_users")
+        db.execute("CREATE TABLE dim_users (user_uid TEXT PRIMARY KEY, plan_name TEXT)")
+        db.executemany("INSERT INTO dim_users VALUES (?, ?)", [(f"u{n}", "pro" if n % 2 else "free") for n in range(7)])
+""",
+    "my_project/defs/personalize/defs.yaml": """\
+type: contentstack_assets.PersonalizeSyncsComponent
+attributes:
+  syncs:
+    - name: users
+      source: {url: "sqlite:///{{ env.WAREHOUSE_PATH }}", table: dim_users, deps: [analytics/dim_users]}
+      destination: {project_uid: demo_project, edge_url: "{{ env.PERSONALIZE_EDGE_URL }}"}
+      match: {column: user_uid}
+      attributes: {plan: {column: plan_name, type: string}}
+""",
+}
+
+
+def test_a_users_dg_project_materializes_through_the_dagster_cli(installed, tmp_path):
+    from contentstack_assets.testing import EmulatorConfig, run_emulator_in_thread
+
+    venv, env, _ = installed
+    project = tmp_path / "my_project_root"
+    for name, text in _PROJECT_FILES.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    with run_emulator_in_thread(EmulatorConfig(attributes=["plan"])) as emulator:
+        run_env = env | {
+            "WAREHOUSE_PATH": str(tmp_path / "warehouse.db"),
+            "PERSONALIZE_EDGE_URL": emulator.url,
+            "DAGSTER_HOME": str(tmp_path / "home"),
+            "PYTHONPATH": str(project),
+        }
+        (tmp_path / "home").mkdir()
+        listed = _run(
+            [venv / "bin" / "python", "-m", "dagster", "asset", "list", "-m", "my_project.definitions"],
+            project,
+            run_env,
+        ).stdout
+        assert {"analytics/dim_users", "users/source_users", "users/personalize_users"} <= set(listed.split())
+        _run(
+            [
+                venv / "bin" / "python",
+                "-m",
+                "dagster",
+                "asset",
+                "materialize",
+                "-m",
+                "my_project.definitions",
+                "--select",
+                "*",
+            ],
+            project,
+            run_env,
+        )
+        users = emulator.users()
+    assert len(users) == 7 and users["u1"] == {"plan": "pro"}
