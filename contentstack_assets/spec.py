@@ -30,10 +30,9 @@ from pydantic import (
     model_validator,
 )
 
-from contentstack_assets.engine.convert import ATTRIBUTE_TYPES
-from contentstack_assets.engine.mapping import UID
 from contentstack_assets.personalize import regions
 from contentstack_assets.urls import mask_url
+from contentstack_assets.wire import UID, AttributeType, is_reserved_key
 
 SYNCS_FILE_ENV = "CONTENTSTACK_SYNCS_FILE"
 DEFAULT_RECONCILE = "0 3 * * *"  # a partitioned sync's whole read, daily at 03:00 UTC
@@ -42,9 +41,6 @@ KEY_PART = re.compile(r"^[A-Za-z0-9_]+$")  # what Dagster accepts in an asset ke
 TAG_TEXT = re.compile(r"^[\w.-]{0,63}$")
 TAG_KEY = re.compile(r"^([\w.-]{1,63}/)?[\w.-]{1,63}$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-AttributeType = Literal["string", "number", "integer", "boolean", "datetime", "date"]
-assert set(ATTRIBUTE_TYPES) == set(AttributeType.__args__)  # one type table, two spellings
 
 
 class SpecError(ValueError):
@@ -342,7 +338,7 @@ class UsersSync(_SyncBase):
         # the mapped frame holds the attributes beside the uid and the engine's own `_`-prefixed columns:
         # such a key would overwrite one of them and send data under the wrong user
         for key in attributes:
-            if key == UID or key.startswith("_"):
+            if is_reserved_key(key):
                 raise ValueError(
                     f"attribute key {key!r} is reserved ({UID!r} and keys starting with '_' name the "
                     "sync's own columns): rename the attribute"

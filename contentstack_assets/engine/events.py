@@ -24,11 +24,12 @@ import pandas as pd
 
 from contentstack_assets.engine.convert import convert_uids, shorten
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
-from contentstack_assets.engine.mapping import REJECTION, ROW, UID, add_reasons, rejected_rows, valid_rows
+from contentstack_assets.engine.mapping import add_reasons, rejected_rows, valid_rows
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.state import ItemOutcome, StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.spec import EventsSync
+from contentstack_assets.wire import REJECTION, ROW, UID
 
 EVENT_ID = "event_id"
 EVENT_KEY = "event_key"

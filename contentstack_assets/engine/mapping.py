@@ -7,19 +7,13 @@ The result is one frame: `user_uid`, one column per attribute key holding its wi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_column, convert_uids
+from contentstack_assets.spec import UsersSync
+from contentstack_assets.wire import REJECTION, ROW, UID
 
-if TYPE_CHECKING:  # the spec reads UID from here to keep attribute keys off the frame's own columns
-    from contentstack_assets.spec import UsersSync
-
-UID = "user_uid"
-ROW = "_row"
-REJECTION = "_rejection"
 READ_AT = "read_at"  # frame attribute: when the source read of these rows started (unix microseconds)
 
 

@@ -26,10 +26,11 @@ import pandas as pd
 
 from contentstack_assets.engine.convert import convert_uids
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
-from contentstack_assets.engine.mapping import REJECTION, ROW, UID, add_reasons
+from contentstack_assets.engine.mapping import add_reasons
 from contentstack_assets.engine.state import ItemOutcome, StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.spec import MergesSync, UsersSync
+from contentstack_assets.wire import REJECTION, ROW, UID
 
 SOURCE_UID = "source_uid"
 TARGET_UID = "target_uid"

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from contentstack_assets.engine.mapping import UID
 from contentstack_assets.spec import UsersSync
+from contentstack_assets.wire import UID
 
 _MISSING = object()
 NEW, CHANGED, RETRY, RESYNC = "new", "changed", "retry", "resync"

@@ -35,11 +35,12 @@ import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_uids
-from contentstack_assets.engine.mapping import REJECTION, ROW, UID, map_users, source_columns
+from contentstack_assets.engine.mapping import map_users, source_columns
 from contentstack_assets.engine.push import PushResult, push_users
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.state import StateStore
 from contentstack_assets.spec import SyncsSpec, UsersSync
+from contentstack_assets.wire import REJECTION, ROW, UID
 
 MAX_REREAD = 20_000  # users read again per run, oldest first; the others wait for the next run
 

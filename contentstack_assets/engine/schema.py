@@ -15,10 +15,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 from contentstack_assets.engine.convert import WIRE_DTYPES
-from contentstack_assets.engine.mapping import UID
 from contentstack_assets.spec import UsersSync
-
-MAX_SAFE_INTEGER = 2**53
+from contentstack_assets.wire import MAX_SAFE_INTEGER, UID, UID_PATTERN
 
 # pandera imports its pandas backends on the first validation; a run would pay that (~0.25 s) mid-step
 pa.DataFrameSchema.register_default_backends(pd.DataFrame)
@@ -58,7 +56,7 @@ def users_schema(sync: UsersSync) -> pa.DataFrameSchema:
             object,
             nullable=False,
             unique=True,
-            checks=[pa.Check.str_matches(r"^[\x20-\x7e]{1,256}$")],
+            checks=[pa.Check.str_matches(f"^{UID_PATTERN}$")],
             description="Personalize User UID",
         )
     }

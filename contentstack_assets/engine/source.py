@@ -1,7 +1,7 @@
 """Chunked reads of a source table or query through SQLAlchemy.
 
 Values come back exactly as the database driver returns them (object columns: `None` stays distinct from
-a float NaN, text dates stay text) because conversion is the job of `convert.py`, judged on the stored value.
+a float NaN, text dates stay text) because conversion is the job of `convert/`, judged on the stored value.
 Table, schema and column names are SQLAlchemy identifiers, quoted by the dialect and never formatted into
 SQL text (bound values get fixed parameter names, never ones derived from a column name); a `query:` is
 wrapped as a subquery so the window filter and column list still go through SQLAlchemy.
