@@ -253,11 +253,14 @@ class _SyncBase(_Model):
     @field_validator("owners")
     @classmethod
     def _check_owners(cls, owners: tuple[str, ...]) -> tuple[str, ...]:
-        from dagster._core.definitions.utils import is_valid_owner
+        # Dagster is the judge of what it accepts: its public AssetSpec checks each owner
+        import dagster as dg
 
         for owner in owners:
-            if not is_valid_owner(owner):
-                raise ValueError(f"{owner!r} is not an owner: give an email address or 'team:NAME'")
+            try:
+                dg.AssetSpec(key="owner_check", owners=[owner])
+            except dg.DagsterInvalidDefinitionError:
+                raise ValueError(f"{owner!r} is not an owner: give an email address or 'team:NAME'") from None
         return owners
 
     @field_validator("tags")
@@ -310,10 +313,14 @@ class _SyncBase(_Model):
 
 
 def _valid_cron(cron: str) -> str:
-    from dagster._utils.schedules import is_valid_cron_string
+    # Dagster runs the schedule, so its public ScheduleDefinition judges the expression (five fields, no
+    # 30 February)
+    import dagster as dg
 
-    if not is_valid_cron_string(cron):
-        raise ValueError(f"{cron!r} is not a cron expression (e.g. '0 * * * *')")
+    try:
+        dg.ScheduleDefinition(name="cron_check", cron_schedule=cron, job_name="cron_check")
+    except dg.DagsterInvalidDefinitionError:
+        raise ValueError(f"{cron!r} is not a cron expression (e.g. '0 * * * *')") from None
     return cron
 
 
