@@ -54,18 +54,67 @@ class Window:
     end: dt.datetime
 
 
+# the extra of this package that installs each warehouse's SQLAlchemy dialect and driver
+# (`pip install 'contentstack_assets[EXTRA]'`), by the URL's backend name
+DRIVER_EXTRAS = {
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "duckdb": "duckdb",
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "redshift": "redshift",
+    "databricks": "databricks",
+}
+# the driver each extra brings, where the dialect's default driver is another one: the URL must name it
+_EXTRA_DRIVERS = {"mysql": "pymysql", "mariadb": "pymysql", "redshift": "redshift_connector"}
+_MYSQL = frozenset({"mysql", "mariadb"})
+
+
 @functools.lru_cache(maxsize=32)
 def _engine(url: str) -> sa.Engine:
     # one engine (one connection pool) per URL for the life of the process; a DuckDB file is locked by any
     # open connection (another process cannot write it), so its connections close as soon as a read ends
-    if sa.engine.make_url(url).get_backend_name() == "duckdb":
+    backend = sa.engine.make_url(url).get_backend_name()
+    if backend == "duckdb":
         return sa.create_engine(url, poolclass=sa.pool.NullPool)
-    return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if backend in _MYSQL:
+        # a TIMESTAMP comes back in the session's time zone, naive: the server's default may be any zone,
+        # and naive means UTC here, so every session reads (and the window compares) in UTC
+        sa.event.listen(engine, "connect", _mysql_session_in_utc)
+    return engine
+
+
+def _mysql_session_in_utc(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET time_zone = '+00:00'")
+    finally:
+        cursor.close()
 
 
 def engine_for(source: SourceSpec) -> sa.Engine:
     _check_sqlite_file(source)
-    return _engine(source.url.get_secret_value())
+    try:
+        return _engine(source.url.get_secret_value())
+    except (ImportError, sa.exc.NoSuchModuleError) as error:
+        raise SourceError(_missing_driver(source, error)) from None
+
+
+def _missing_driver(source: SourceSpec, error: Exception) -> str:
+    """What to install for a URL whose SQLAlchemy dialect or driver is absent."""
+    url = sa.engine.make_url(source.url.get_secret_value())
+    backend = url.get_backend_name()
+    what = f"source {source.display_url}: no SQLAlchemy driver for {url.drivername!r} ({error})"
+    extra = DRIVER_EXTRAS.get(backend)
+    if extra is None:
+        return f"{what}: install the package that provides this SQLAlchemy dialect and its driver"
+    advice = f"{what}: pip install 'contentstack_assets[{extra}]'"
+    driver = _EXTRA_DRIVERS.get(backend)
+    if driver and url.drivername.partition("+")[2] != driver:
+        advice += f", and name its driver in the URL: {backend}+{driver}://..."
+    return advice
 
 
 def _check_sqlite_file(source: SourceSpec) -> None:
@@ -118,12 +167,8 @@ class SourceReader:
     def _relation(self, connection: sa.Connection) -> sa.FromClause:
         source = self.source
         if source.table is not None:
-            inspector = sa.inspect(connection)
             try:
-                found = {
-                    column["name"]: column
-                    for column in inspector.get_columns(source.table, schema=source.db_schema)
-                }
+                found = _table_columns(connection, source.table, source.db_schema)
             except sa.exc.NoSuchTableError:
                 raise SourceError(
                     f"source {source.display_url}: table {source.relation!r} does not exist"
@@ -203,10 +248,17 @@ class SourceReader:
         utc = moment.astimezone(dt.UTC)
         if self._epoch_scale is not None:
             return int(utc.timestamp()) * self._epoch_scale
-        if engine_for(self.source).dialect.name == "sqlite":
+        if engine_for(self.source).dialect.name == "sqlite" or self._compares_as_text():
             aligned = utc.time() == dt.time(0)
             return utc.strftime("%Y-%m-%d") if aligned else utc.strftime("%Y-%m-%d %H:%M:%S")
         return utc if self._window_column_has_tz else utc.replace(tzinfo=None)
+
+    def _compares_as_text(self) -> bool:
+        """A MySQL column of text compared with a bound datetime compares text (the bound rendered as
+        'YYYY-MM-DD HH:MM:SS'), as SQLite does: bound it the same way, a bare date for a day boundary."""
+        return engine_for(self.source).dialect.name in _MYSQL and isinstance(
+            self._window_column_type, sa.String
+        )
 
     def _detect_epoch(self, connection: sa.Connection, relation: sa.FromClause) -> None:
         """Whether the partition column holds epoch numbers, and in which unit (sets `_epoch_scale`).
@@ -325,7 +377,7 @@ class SourceReader:
                 return 0
             moment = moment.tz_localize(dt.UTC) if moment.tzinfo is None else moment
             return moment.timestamp() * self._epoch_scale
-        if dialect == "sqlite":
+        if dialect == "sqlite" or self._compares_as_text():
             return watermark if isinstance(watermark, str) else watermark.isoformat(sep=" ")
         try:
             moment = pd.Timestamp(watermark).to_pydatetime()
@@ -406,6 +458,20 @@ class SourceReader:
             if kind is not None and isinstance(kind, sa.String):
                 return sa.func.substr(column, 1, 10), None
             return sa.cast(column, sa.Date), sa.func.extract("epoch", column)
+        kind = self._window_column_type
+        text = kind is not None and isinstance(kind, sa.String)
+        if dialect in _MYSQL:
+            if text:
+                return sa.func.substr(column, 1, 10), None
+            # the session is in UTC (see _engine): a TIMESTAMP's day is its UTC day; a zero date has none
+            micros = sa.func.to_seconds(column) * 1_000_000 + sa.func.microsecond(column)
+            return sa.cast(column, sa.Date), micros
+        if dialect == "duckdb":
+            if text:
+                return sa.func.substr(column, 1, 10), None
+            # a TIMESTAMPTZ is cast to a date in the session's zone (the machine's by default): take UTC's
+            day_of = sa.func.timezone("UTC", column) if self._window_column_has_tz else column
+            return sa.cast(day_of, sa.Date), sa.func.epoch_us(column)
         return sa.cast(column, sa.Date), None
 
     def _day_key(self, value: object) -> str | None:
@@ -417,7 +483,12 @@ class SourceReader:
         if isinstance(value, dt.date):
             return value.isoformat()
         text = str(value)
-        return text if _DAY_TEXT.fullmatch(text) else None
+        if not _DAY_TEXT.fullmatch(text):
+            return None
+        try:  # MySQL's zero date '0000-00-00' (or '2024-02-00') names no day: no window reads its rows
+            return dt.date.fromisoformat(text).isoformat()
+        except ValueError:
+            return None
 
     def partition_range_since(self, watermark: str | dt.datetime | None) -> tuple[object, object] | None:
         """The lowest and highest partition-column values at or above a watermark (the max a probe
@@ -443,6 +514,59 @@ class SourceReader:
 
 
 _DAY_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# DuckDB's information_schema type names for the partition column's declared type (duckdb-engine's own
+# reflection queries PostgreSQL catalogs DuckDB lacks under SQLAlchemy 2.1)
+_DUCKDB_TYPES: tuple[tuple[str, Callable[[], sa.types.TypeEngine]], ...] = (
+    ("TIMESTAMP WITH TIME ZONE", lambda: sa.TIMESTAMP(timezone=True)),
+    ("TIMESTAMP", sa.TIMESTAMP),
+    ("DATE", sa.Date),
+    ("VARCHAR", sa.String),
+    ("DECIMAL", sa.Numeric),
+    ("DOUBLE", sa.Float),
+    ("FLOAT", sa.Float),
+    ("BIGINT", sa.BigInteger),
+    ("INTEGER", sa.Integer),
+    ("SMALLINT", sa.Integer),
+    ("TINYINT", sa.Integer),
+    ("HUGEINT", sa.BigInteger),
+    ("UBIGINT", sa.BigInteger),
+    ("UINTEGER", sa.Integer),
+)
+
+
+def _table_columns(connection: sa.Connection, table: str, schema: str | None) -> dict[str, dict]:
+    """The table's columns by name, each with its declared `type`; NoSuchTableError when it is absent."""
+    if connection.dialect.name != "duckdb":
+        return {column["name"]: column for column in sa.inspect(connection).get_columns(table, schema=schema)}
+    columns = sa.table(
+        "columns",
+        sa.column("table_name"),
+        sa.column("table_schema"),
+        sa.column("column_name"),
+        sa.column("data_type"),
+        sa.column("ordinal_position"),
+        schema="information_schema",
+    )
+    in_schema = sa.bindparam("schema", schema) if schema else sa.func.current_schema()
+    statement = (
+        sa.select(columns.c.column_name, columns.c.data_type)
+        .where(columns.c.table_name == sa.bindparam("table", table), columns.c.table_schema == in_schema)
+        .order_by(columns.c.ordinal_position)
+    )
+    rows = connection.execute(statement).all()
+    if not rows:
+        raise sa.exc.NoSuchTableError(table)
+    return {name: {"name": name, "type": _duckdb_type(data_type)} for name, data_type in rows}
+
+
+def _duckdb_type(data_type: str) -> sa.types.TypeEngine:
+    upper = data_type.upper()
+    for prefix, kind in _DUCKDB_TYPES:
+        if upper.startswith(prefix):
+            return kind()
+    return sa.types.NullType()
+
 
 # what a ';' may hide in: literals, quoted names, comments, PostgreSQL's dollar quotes
 _SQL_TOKENS = re.compile(
