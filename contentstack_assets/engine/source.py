@@ -150,6 +150,7 @@ class SourceReader:
         self._window_column_has_tz = False
         self._window_column_type: sa.types.TypeEngine | None = None  # the declared type, for a table
         self._epoch_scale: int | None = None  # 1 or 1000 for a partition column of epoch (milli)seconds
+        self._window_column_text = False  # a query's partition column seen holding text
 
     @contextlib.contextmanager
     def _database_errors(self) -> Iterator[None]:
@@ -254,11 +255,10 @@ class SourceReader:
         return utc if self._window_column_has_tz else utc.replace(tzinfo=None)
 
     def _compares_as_text(self) -> bool:
-        """A MySQL column of text compared with a bound datetime compares text (the bound rendered as
-        'YYYY-MM-DD HH:MM:SS'), as SQLite does: bound it the same way, a bare date for a day boundary."""
-        return engine_for(self.source).dialect.name in _MYSQL and isinstance(
-            self._window_column_type, sa.String
-        )
+        """Whether the partition column holds text (declared, or seen by `_detect_epoch` in a query's
+        result): PostgreSQL and DuckDB refuse to compare text with a timestamp, MySQL compares it as text.
+        Such a column is bound as SQLite's is: text, a bare date for a day boundary."""
+        return self._window_column_text or isinstance(self._window_column_type, sa.String)
 
     def _detect_epoch(self, connection: sa.Connection, relation: sa.FromClause) -> None:
         """Whether the partition column holds epoch numbers, and in which unit (sets `_epoch_scale`).
@@ -297,6 +297,7 @@ class SourceReader:
                 "only, one kind"
             )
         if not any(numbers):
+            self._window_column_text = all(isinstance(value, str) for value in values)
             if all(isinstance(value, str) and _DIGITS_TEXT.fullmatch(value) for value in values):
                 raise SourceError(
                     f"{where} holds numbers as text ({values[0]!r}): they would be compared with dates as "
