@@ -39,7 +39,7 @@ EPOCH_MILLISECONDS_BELOW = 10**14
 _DIGITS_TEXT = re.compile(r"\s*[+-]?[0-9]+(?:\.[0-9]*)?\s*")
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 # dialects whose rtrim takes no second argument (the characters to trim): reads by text match text only there
-_RTRIM_ONE_ARGUMENT = frozenset({"mysql", "mariadb", "mssql"})
+_RTRIM_ONE_ARGUMENT = frozenset({"mysql", "mariadb", "mssql", "databricks"})  # Spark: rtrim(trim, str)
 
 
 class SourceError(RuntimeError):
@@ -69,6 +69,8 @@ DRIVER_EXTRAS = {
 # the driver each extra brings, where the dialect's default driver is another one: the URL must name it
 _EXTRA_DRIVERS = {"mysql": "pymysql", "mariadb": "pymysql", "redshift": "redshift_connector"}
 _MYSQL = frozenset({"mysql", "mariadb"})
+# zoned timestamp types whose SQLAlchemy class has no `timezone` flag (snowflake-sqlalchemy's)
+_ZONED_TYPE_NAMES = frozenset({"TIMESTAMP_TZ", "TIMESTAMP_LTZ"})
 
 
 @functools.lru_cache(maxsize=32)
@@ -151,6 +153,7 @@ class SourceReader:
         self._window_column_type: sa.types.TypeEngine | None = None  # the declared type, for a table
         self._epoch_scale: int | None = None  # 1 or 1000 for a partition column of epoch (milli)seconds
         self._window_column_text = False  # a query's partition column seen holding text
+        self._dialect = ""  # the name of the dialect `_relation` was read with
 
     @contextlib.contextmanager
     def _database_errors(self) -> Iterator[None]:
@@ -167,6 +170,7 @@ class SourceReader:
     # -- the statement ------------------------------------------------------------------------------
     def _relation(self, connection: sa.Connection) -> sa.FromClause:
         source = self.source
+        self._dialect = connection.dialect.name
         if source.table is not None:
             try:
                 found = _table_columns(connection, source.table, source.db_schema)
@@ -183,8 +187,11 @@ class SourceReader:
             window_column = source.partition_column
             if window_column:
                 self._window_column_type = found[window_column]["type"]
-                self._window_column_has_tz = bool(getattr(self._window_column_type, "timezone", False))
-            return sa.table(source.table, *(sa.column(c) for c in self.columns), schema=source.db_schema)
+                self._window_column_has_tz = bool(
+                    getattr(self._window_column_type, "timezone", False)
+                    or type(self._window_column_type).__name__ in _ZONED_TYPE_NAMES
+                )
+            return self._table()
         # a query: learn its columns from an empty read, then wrap it as a subquery
         query = _one_statement(source)
         probe = (
@@ -207,6 +214,11 @@ class SourceReader:
                 f"{', '.join(repr(c) for c in missing)} (it returns: {', '.join(result_columns)})"
             )
         return sa.text(query).columns(*(sa.column(c) for c in self.columns)).subquery("src")
+
+    def _table(self) -> sa.TableClause:
+        return sa.table(
+            self.source.table, *(sa.column(c) for c in self.columns), schema=self.source.db_schema
+        )
 
     def _statement(
         self,
@@ -249,7 +261,7 @@ class SourceReader:
         utc = moment.astimezone(dt.UTC)
         if self._epoch_scale is not None:
             return int(utc.timestamp()) * self._epoch_scale
-        if engine_for(self.source).dialect.name == "sqlite" or self._compares_as_text():
+        if self._dialect == "sqlite" or self._compares_as_text():
             aligned = utc.time() == dt.time(0)
             return utc.strftime("%Y-%m-%d") if aligned else utc.strftime("%Y-%m-%d %H:%M:%S")
         return utc if self._window_column_has_tz else utc.replace(tzinfo=None)
@@ -393,7 +405,10 @@ class SourceReader:
         """How many rows the whole source holds (no window)."""
         with self._database_errors(), engine_for(self.source).connect() as connection:
             relation = self._relation(connection)
-            return int(connection.execute(sa.select(sa.func.count()).select_from(relation)).scalar_one())
+            return int(connection.execute(self._count_statement(relation)).scalar_one())
+
+    def _count_statement(self, relation: sa.FromClause) -> sa.Select:
+        return sa.select(sa.func.count()).select_from(relation)
 
     def probe(self) -> dict[str, str | int | None]:
         """A cheap fingerprint of the source: the spec's probe query, else max(partition column) and count."""
@@ -403,14 +418,17 @@ class SourceReader:
                 row = connection.execute(sa.text(source.probe_query)).first()
                 return {"probe": None if row is None else "|".join(str(v) for v in row)}
             relation = self._relation(connection)
-            measures = [sa.func.count().label("rows")]
-            if source.partition_column:
-                measures.append(sa.func.max(relation.c[source.partition_column]).label("max_updated"))
-            row = connection.execute(sa.select(*measures).select_from(relation)).one()
+            row = connection.execute(self._probe_statement(relation)).one()
             probe = {"rows": int(row.rows)}
             if source.partition_column:
                 probe["max_updated"] = None if row.max_updated is None else str(row.max_updated)
             return probe
+
+    def _probe_statement(self, relation: sa.FromClause) -> sa.Select:
+        measures = [sa.func.count().label("rows")]
+        if self.source.partition_column:
+            measures.append(sa.func.max(relation.c[self.source.partition_column]).label("max_updated"))
+        return sa.select(*measures).select_from(relation)
 
     def day_digests(self) -> dict[str, str]:
         """Per UTC day of the partition column (as the day's window reads it), a short digest of its rows,
@@ -423,13 +441,7 @@ class SourceReader:
         with self._database_errors(), engine_for(self.source).connect() as connection:
             relation = reader._relation(connection)
             reader._detect_epoch(connection, relation)
-            column = relation.c[column_name]
-            day, total = reader._day_and_sum(column, connection.dialect.name)
-            measures = [sa.func.count().label("n"), sa.func.min(column), sa.func.max(column)]
-            if total is not None:
-                measures.append(sa.func.sum(total))
-            statement = sa.select(day.label("day"), *measures).where(column.is_not(None)).group_by(day)
-            rows = connection.execute(statement).all()
+            rows = connection.execute(reader._digest_statement(relation)).all()
         digests: dict[str, str] = {}
         for row in rows:
             key = reader._day_key(row[0])
@@ -440,6 +452,15 @@ class SourceReader:
                 text = digests[key] + "|" + text
             digests[key] = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
         return digests
+
+    def _digest_statement(self, relation: sa.FromClause) -> sa.Select:
+        """Per partition day: the day, the count, min and max of the partition column, and its sum."""
+        column = relation.c[self.source.partition_column]
+        day, total = self._day_and_sum(column, self._dialect)
+        measures = [sa.func.count().label("n"), sa.func.min(column), sa.func.max(column)]
+        if total is not None:
+            measures.append(sa.func.sum(total))
+        return sa.select(day.label("day"), *measures).where(column.is_not(None)).group_by(day)
 
     def _day_and_sum(
         self, column: sa.ColumnElement, dialect: str
@@ -467,6 +488,11 @@ class SourceReader:
             # the session is in UTC (see _engine): a TIMESTAMP's day is its UTC day; a zero date has none
             micros = sa.func.to_seconds(column) * 1_000_000 + sa.func.microsecond(column)
             return sa.cast(column, sa.Date), micros
+        if dialect == "snowflake" and not text:
+            # a TIMESTAMP_TZ keeps each value's own offset, a TIMESTAMP_LTZ the session's: cast to a date,
+            # either is the local day; CONVERT_TIMEZONE('UTC', x) makes it the UTC day
+            day_of = sa.func.convert_timezone("UTC", column) if self._window_column_has_tz else column
+            return sa.cast(day_of, sa.Date), sa.func.date_part(sa.literal_column("epoch_microsecond"), column)
         if dialect == "duckdb":
             if text:
                 return sa.func.substr(column, 1, 10), None
