@@ -14,7 +14,7 @@ CLI    := $(BIN)/contentstack-assets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,celery,k8s,dbt,duckdb]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,celery,k8s,dbt,duckdb,mysql,snowflake,bigquery,redshift]'
 	touch $(STAMP)
 
 install: $(STAMP)

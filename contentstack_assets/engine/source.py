@@ -39,7 +39,7 @@ EPOCH_MILLISECONDS_BELOW = 10**14
 _DIGITS_TEXT = re.compile(r"\s*[+-]?[0-9]+(?:\.[0-9]*)?\s*")
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 # dialects whose rtrim takes no second argument (the characters to trim): reads by text match text only there
-_RTRIM_ONE_ARGUMENT = frozenset({"mysql", "mariadb", "mssql"})
+_RTRIM_ONE_ARGUMENT = frozenset({"mysql", "mariadb", "mssql", "databricks"})  # Spark: rtrim(trim, str)
 
 
 class SourceError(RuntimeError):
@@ -54,18 +54,69 @@ class Window:
     end: dt.datetime
 
 
+# the extra of this package that installs each warehouse's SQLAlchemy dialect and driver
+# (`pip install 'contentstack_assets[EXTRA]'`), by the URL's backend name
+DRIVER_EXTRAS = {
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "duckdb": "duckdb",
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "redshift": "redshift",
+    "databricks": "databricks",
+}
+# the driver each extra brings, where the dialect's default driver is another one: the URL must name it
+_EXTRA_DRIVERS = {"mysql": "pymysql", "mariadb": "pymysql", "redshift": "redshift_connector"}
+_MYSQL = frozenset({"mysql", "mariadb"})
+# zoned timestamp types whose SQLAlchemy class has no `timezone` flag (snowflake-sqlalchemy's)
+_ZONED_TYPE_NAMES = frozenset({"TIMESTAMP_TZ", "TIMESTAMP_LTZ"})
+
+
 @functools.lru_cache(maxsize=32)
 def _engine(url: str) -> sa.Engine:
     # one engine (one connection pool) per URL for the life of the process; a DuckDB file is locked by any
     # open connection (another process cannot write it), so its connections close as soon as a read ends
-    if sa.engine.make_url(url).get_backend_name() == "duckdb":
+    backend = sa.engine.make_url(url).get_backend_name()
+    if backend == "duckdb":
         return sa.create_engine(url, poolclass=sa.pool.NullPool)
-    return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if backend in _MYSQL:
+        # a TIMESTAMP comes back in the session's time zone, naive: the server's default may be any zone,
+        # and naive means UTC here, so every session reads (and the window compares) in UTC
+        sa.event.listen(engine, "connect", _mysql_session_in_utc)
+    return engine
+
+
+def _mysql_session_in_utc(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET time_zone = '+00:00'")
+    finally:
+        cursor.close()
 
 
 def engine_for(source: SourceSpec) -> sa.Engine:
     _check_sqlite_file(source)
-    return _engine(source.url.get_secret_value())
+    try:
+        return _engine(source.url.get_secret_value())
+    except (ImportError, sa.exc.NoSuchModuleError) as error:
+        raise SourceError(_missing_driver(source, error)) from None
+
+
+def _missing_driver(source: SourceSpec, error: Exception) -> str:
+    """What to install for a URL whose SQLAlchemy dialect or driver is absent."""
+    url = sa.engine.make_url(source.url.get_secret_value())
+    backend = url.get_backend_name()
+    what = f"source {source.display_url}: no SQLAlchemy driver for {url.drivername!r} ({error})"
+    extra = DRIVER_EXTRAS.get(backend)
+    if extra is None:
+        return f"{what}: install the package that provides this SQLAlchemy dialect and its driver"
+    advice = f"{what}: pip install 'contentstack_assets[{extra}]'"
+    driver = _EXTRA_DRIVERS.get(backend)
+    if driver and url.drivername.partition("+")[2] != driver:
+        advice += f", and name its driver in the URL: {backend}+{driver}://..."
+    return advice
 
 
 def _check_sqlite_file(source: SourceSpec) -> None:
@@ -101,6 +152,8 @@ class SourceReader:
         self._window_column_has_tz = False
         self._window_column_type: sa.types.TypeEngine | None = None  # the declared type, for a table
         self._epoch_scale: int | None = None  # 1 or 1000 for a partition column of epoch (milli)seconds
+        self._window_column_text = False  # a query's partition column seen holding text
+        self._dialect = ""  # the name of the dialect `_relation` was read with
 
     @contextlib.contextmanager
     def _database_errors(self) -> Iterator[None]:
@@ -117,13 +170,10 @@ class SourceReader:
     # -- the statement ------------------------------------------------------------------------------
     def _relation(self, connection: sa.Connection) -> sa.FromClause:
         source = self.source
+        self._dialect = connection.dialect.name
         if source.table is not None:
-            inspector = sa.inspect(connection)
             try:
-                found = {
-                    column["name"]: column
-                    for column in inspector.get_columns(source.table, schema=source.db_schema)
-                }
+                found = _table_columns(connection, source.table, source.db_schema)
             except sa.exc.NoSuchTableError:
                 raise SourceError(
                     f"source {source.display_url}: table {source.relation!r} does not exist"
@@ -137,8 +187,11 @@ class SourceReader:
             window_column = source.partition_column
             if window_column:
                 self._window_column_type = found[window_column]["type"]
-                self._window_column_has_tz = bool(getattr(self._window_column_type, "timezone", False))
-            return sa.table(source.table, *(sa.column(c) for c in self.columns), schema=source.db_schema)
+                self._window_column_has_tz = bool(
+                    getattr(self._window_column_type, "timezone", False)
+                    or type(self._window_column_type).__name__ in _ZONED_TYPE_NAMES
+                )
+            return self._table()
         # a query: learn its columns from an empty read, then wrap it as a subquery
         query = _one_statement(source)
         probe = (
@@ -161,6 +214,11 @@ class SourceReader:
                 f"{', '.join(repr(c) for c in missing)} (it returns: {', '.join(result_columns)})"
             )
         return sa.text(query).columns(*(sa.column(c) for c in self.columns)).subquery("src")
+
+    def _table(self) -> sa.TableClause:
+        return sa.table(
+            self.source.table, *(sa.column(c) for c in self.columns), schema=self.source.db_schema
+        )
 
     def _statement(
         self,
@@ -203,10 +261,16 @@ class SourceReader:
         utc = moment.astimezone(dt.UTC)
         if self._epoch_scale is not None:
             return int(utc.timestamp()) * self._epoch_scale
-        if engine_for(self.source).dialect.name == "sqlite":
+        if self._dialect == "sqlite" or self._compares_as_text():
             aligned = utc.time() == dt.time(0)
             return utc.strftime("%Y-%m-%d") if aligned else utc.strftime("%Y-%m-%d %H:%M:%S")
         return utc if self._window_column_has_tz else utc.replace(tzinfo=None)
+
+    def _compares_as_text(self) -> bool:
+        """Whether the partition column holds text (declared, or seen by `_detect_epoch` in a query's
+        result): PostgreSQL and DuckDB refuse to compare text with a timestamp, MySQL compares it as text.
+        Such a column is bound as SQLite's is: text, a bare date for a day boundary."""
+        return self._window_column_text or isinstance(self._window_column_type, sa.String)
 
     def _detect_epoch(self, connection: sa.Connection, relation: sa.FromClause) -> None:
         """Whether the partition column holds epoch numbers, and in which unit (sets `_epoch_scale`).
@@ -245,6 +309,7 @@ class SourceReader:
                 "only, one kind"
             )
         if not any(numbers):
+            self._window_column_text = all(isinstance(value, str) for value in values)
             if all(isinstance(value, str) and _DIGITS_TEXT.fullmatch(value) for value in values):
                 raise SourceError(
                     f"{where} holds numbers as text ({values[0]!r}): they would be compared with dates as "
@@ -325,7 +390,7 @@ class SourceReader:
                 return 0
             moment = moment.tz_localize(dt.UTC) if moment.tzinfo is None else moment
             return moment.timestamp() * self._epoch_scale
-        if dialect == "sqlite":
+        if dialect == "sqlite" or self._compares_as_text():
             return watermark if isinstance(watermark, str) else watermark.isoformat(sep=" ")
         try:
             moment = pd.Timestamp(watermark).to_pydatetime()
@@ -340,7 +405,10 @@ class SourceReader:
         """How many rows the whole source holds (no window)."""
         with self._database_errors(), engine_for(self.source).connect() as connection:
             relation = self._relation(connection)
-            return int(connection.execute(sa.select(sa.func.count()).select_from(relation)).scalar_one())
+            return int(connection.execute(self._count_statement(relation)).scalar_one())
+
+    def _count_statement(self, relation: sa.FromClause) -> sa.Select:
+        return sa.select(sa.func.count()).select_from(relation)
 
     def probe(self) -> dict[str, str | int | None]:
         """A cheap fingerprint of the source: the spec's probe query, else max(partition column) and count."""
@@ -350,14 +418,17 @@ class SourceReader:
                 row = connection.execute(sa.text(source.probe_query)).first()
                 return {"probe": None if row is None else "|".join(str(v) for v in row)}
             relation = self._relation(connection)
-            measures = [sa.func.count().label("rows")]
-            if source.partition_column:
-                measures.append(sa.func.max(relation.c[source.partition_column]).label("max_updated"))
-            row = connection.execute(sa.select(*measures).select_from(relation)).one()
+            row = connection.execute(self._probe_statement(relation)).one()
             probe = {"rows": int(row.rows)}
             if source.partition_column:
                 probe["max_updated"] = None if row.max_updated is None else str(row.max_updated)
             return probe
+
+    def _probe_statement(self, relation: sa.FromClause) -> sa.Select:
+        measures = [sa.func.count().label("rows")]
+        if self.source.partition_column:
+            measures.append(sa.func.max(relation.c[self.source.partition_column]).label("max_updated"))
+        return sa.select(*measures).select_from(relation)
 
     def day_digests(self) -> dict[str, str]:
         """Per UTC day of the partition column (as the day's window reads it), a short digest of its rows,
@@ -370,13 +441,7 @@ class SourceReader:
         with self._database_errors(), engine_for(self.source).connect() as connection:
             relation = reader._relation(connection)
             reader._detect_epoch(connection, relation)
-            column = relation.c[column_name]
-            day, total = reader._day_and_sum(column, connection.dialect.name)
-            measures = [sa.func.count().label("n"), sa.func.min(column), sa.func.max(column)]
-            if total is not None:
-                measures.append(sa.func.sum(total))
-            statement = sa.select(day.label("day"), *measures).where(column.is_not(None)).group_by(day)
-            rows = connection.execute(statement).all()
+            rows = connection.execute(reader._digest_statement(relation)).all()
         digests: dict[str, str] = {}
         for row in rows:
             key = reader._day_key(row[0])
@@ -387,6 +452,15 @@ class SourceReader:
                 text = digests[key] + "|" + text
             digests[key] = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
         return digests
+
+    def _digest_statement(self, relation: sa.FromClause) -> sa.Select:
+        """Per partition day: the day, the count, min and max of the partition column, and its sum."""
+        column = relation.c[self.source.partition_column]
+        day, total = self._day_and_sum(column, self._dialect)
+        measures = [sa.func.count().label("n"), sa.func.min(column), sa.func.max(column)]
+        if total is not None:
+            measures.append(sa.func.sum(total))
+        return sa.select(day.label("day"), *measures).where(column.is_not(None)).group_by(day)
 
     def _day_and_sum(
         self, column: sa.ColumnElement, dialect: str
@@ -406,6 +480,25 @@ class SourceReader:
             if kind is not None and isinstance(kind, sa.String):
                 return sa.func.substr(column, 1, 10), None
             return sa.cast(column, sa.Date), sa.func.extract("epoch", column)
+        kind = self._window_column_type
+        text = kind is not None and isinstance(kind, sa.String)
+        if dialect in _MYSQL:
+            if text:
+                return sa.func.substr(column, 1, 10), None
+            # the session is in UTC (see _engine): a TIMESTAMP's day is its UTC day; a zero date has none
+            micros = sa.func.to_seconds(column) * 1_000_000 + sa.func.microsecond(column)
+            return sa.cast(column, sa.Date), micros
+        if dialect == "snowflake" and not text:
+            # a TIMESTAMP_TZ keeps each value's own offset, a TIMESTAMP_LTZ the session's: cast to a date,
+            # either is the local day; CONVERT_TIMEZONE('UTC', x) makes it the UTC day
+            day_of = sa.func.convert_timezone("UTC", column) if self._window_column_has_tz else column
+            return sa.cast(day_of, sa.Date), sa.func.date_part(sa.literal_column("epoch_microsecond"), column)
+        if dialect == "duckdb":
+            if text:
+                return sa.func.substr(column, 1, 10), None
+            # a TIMESTAMPTZ is cast to a date in the session's zone (the machine's by default): take UTC's
+            day_of = sa.func.timezone("UTC", column) if self._window_column_has_tz else column
+            return sa.cast(day_of, sa.Date), sa.func.epoch_us(column)
         return sa.cast(column, sa.Date), None
 
     def _day_key(self, value: object) -> str | None:
@@ -417,7 +510,12 @@ class SourceReader:
         if isinstance(value, dt.date):
             return value.isoformat()
         text = str(value)
-        return text if _DAY_TEXT.fullmatch(text) else None
+        if not _DAY_TEXT.fullmatch(text):
+            return None
+        try:  # MySQL's zero date '0000-00-00' (or '2024-02-00') names no day: no window reads its rows
+            return dt.date.fromisoformat(text).isoformat()
+        except ValueError:
+            return None
 
     def partition_range_since(self, watermark: str | dt.datetime | None) -> tuple[object, object] | None:
         """The lowest and highest partition-column values at or above a watermark (the max a probe
@@ -443,6 +541,59 @@ class SourceReader:
 
 
 _DAY_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# DuckDB's information_schema type names for the partition column's declared type (duckdb-engine's own
+# reflection queries PostgreSQL catalogs DuckDB lacks under SQLAlchemy 2.1)
+_DUCKDB_TYPES: tuple[tuple[str, Callable[[], sa.types.TypeEngine]], ...] = (
+    ("TIMESTAMP WITH TIME ZONE", lambda: sa.TIMESTAMP(timezone=True)),
+    ("TIMESTAMP", sa.TIMESTAMP),
+    ("DATE", sa.Date),
+    ("VARCHAR", sa.String),
+    ("DECIMAL", sa.Numeric),
+    ("DOUBLE", sa.Float),
+    ("FLOAT", sa.Float),
+    ("BIGINT", sa.BigInteger),
+    ("INTEGER", sa.Integer),
+    ("SMALLINT", sa.Integer),
+    ("TINYINT", sa.Integer),
+    ("HUGEINT", sa.BigInteger),
+    ("UBIGINT", sa.BigInteger),
+    ("UINTEGER", sa.Integer),
+)
+
+
+def _table_columns(connection: sa.Connection, table: str, schema: str | None) -> dict[str, dict]:
+    """The table's columns by name, each with its declared `type`; NoSuchTableError when it is absent."""
+    if connection.dialect.name != "duckdb":
+        return {column["name"]: column for column in sa.inspect(connection).get_columns(table, schema=schema)}
+    columns = sa.table(
+        "columns",
+        sa.column("table_name"),
+        sa.column("table_schema"),
+        sa.column("column_name"),
+        sa.column("data_type"),
+        sa.column("ordinal_position"),
+        schema="information_schema",
+    )
+    in_schema = sa.bindparam("schema", schema) if schema else sa.func.current_schema()
+    statement = (
+        sa.select(columns.c.column_name, columns.c.data_type)
+        .where(columns.c.table_name == sa.bindparam("table", table), columns.c.table_schema == in_schema)
+        .order_by(columns.c.ordinal_position)
+    )
+    rows = connection.execute(statement).all()
+    if not rows:
+        raise sa.exc.NoSuchTableError(table)
+    return {name: {"name": name, "type": _duckdb_type(data_type)} for name, data_type in rows}
+
+
+def _duckdb_type(data_type: str) -> sa.types.TypeEngine:
+    upper = data_type.upper()
+    for prefix, kind in _DUCKDB_TYPES:
+        if upper.startswith(prefix):
+            return kind()
+    return sa.types.NullType()
+
 
 # what a ';' may hide in: literals, quoted names, comments, PostgreSQL's dollar quotes
 _SQL_TOKENS = re.compile(
