@@ -49,7 +49,8 @@ def postgres_url(database: str = POSTGRES_DATABASE) -> str:
 
 
 def source_url(database: str, rows: int) -> str:
-    return sqlite_url(rows) if database == "sqlite" else postgres_url()
+    urls = {"sqlite": sqlite_url, "duckdb": lambda rows: duckdb_url(rows), "postgres": lambda rows: postgres_url()}
+    return urls[database](rows)
 
 
 def uid(index: int) -> str:
@@ -174,15 +175,49 @@ def change_postgres(rows: int, share: float, round_: int = 0) -> list[str]:
     return uids
 
 
+# -- DuckDB ----------------------------------------------------------------------------------------
+def duckdb_url(rows: int) -> str:
+    return f"duckdb:///{DATA_DIR / f'users_{rows}.duckdb'}"
+
+
+def write_duckdb(rows: int) -> str:
+    import duckdb
+
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path = DATA_DIR / f"users_{rows}.duckdb"
+    path.unlink(missing_ok=True)
+    frame = users_frame(rows)  # noqa: F841 (read by DuckDB's replacement scan)
+    with duckdb.connect(str(path)) as connection:
+        connection.execute(
+            f"CREATE TABLE {TABLE} (user_uid VARCHAR PRIMARY KEY, plan_name VARCHAR, lifetime_value DOUBLE, "
+            "order_count BIGINT, is_vip BOOLEAN, created_at TIMESTAMP, birth_date DATE, updated_at TIMESTAMP)"
+        )
+        connection.execute(f"INSERT INTO {TABLE} SELECT * FROM frame")
+    return duckdb_url(rows)
+
+
+def change_duckdb(rows: int, share: float, round_: int = 0) -> list[str]:
+    import duckdb
+
+    uids = [uid(i) for i in changed_indices(rows, share, SEED + 1 + round_)]
+    with duckdb.connect(str(DATA_DIR / f"users_{rows}.duckdb")) as connection:
+        connection.execute(
+            f"UPDATE {TABLE} SET order_count = order_count + 1, lifetime_value = lifetime_value + 10, "
+            "updated_at = now()::TIMESTAMP WHERE list_contains(?, user_uid)",
+            [uids],
+        )
+    return uids
+
+
 def write_table(database: str, rows: int) -> str:
-    return write_sqlite(rows) if database == "sqlite" else write_postgres(rows)
+    writers = {"sqlite": write_sqlite, "postgres": write_postgres, "duckdb": write_duckdb}
+    return writers[database](rows)
 
 
 def change_table(database: str, rows: int, share: float, round_: int = 0) -> list[str]:
     """Change `share` of the users (a different sample each round); returns their uids."""
-    if database == "sqlite":
-        return change_sqlite(rows, share, round_)
-    return change_postgres(rows, share, round_)
+    changers = {"sqlite": change_sqlite, "postgres": change_postgres, "duckdb": change_duckdb}
+    return changers[database](rows, share, round_)
 
 
 def main() -> None:

@@ -101,7 +101,8 @@ def machine() -> dict:
 
 # -- one database, one size ------------------------------------------------------------------------------
 def _state_url(database: str, workdir: Path) -> str:
-    if database == "sqlite":
+    # a DuckDB source keeps its state in SQLite: DuckDB admits one writer per file, and state is many small writes
+    if database in ("sqlite", "duckdb"):
         return f"sqlite:///{workdir / 'state.db'}"
     return datagen.postgres_url()
 
@@ -246,8 +247,8 @@ def bench_one(database: str, rows: int, args: argparse.Namespace) -> dict:
         if not args.keep and not args.profile:
             shutil.rmtree(workdir, ignore_errors=True)
         # 1M rows of SQLite and of PostgreSQL state: leave the disk as found
-        if database == "sqlite" and not args.keep:
-            Path(datagen.sqlite_url(rows).removeprefix("sqlite:///")).unlink(missing_ok=True)
+        if database in ("sqlite", "duckdb") and not args.keep:
+            Path(datagen.source_url(database, rows).split(":///", 1)[1]).unlink(missing_ok=True)
 
 
 def _profile(args: argparse.Namespace, workdir: Path, name: str) -> str | None:
@@ -406,7 +407,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated numbers of users")
-    parser.add_argument("--databases", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres, duckdb")
     parser.add_argument(
         "--concurrency",
         type=int,
