@@ -157,12 +157,12 @@ def test_a_run_with_the_clock_ahead_prunes_nothing_and_does_not_become_the_last_
     store.record_user_outcomes("users", "run-1", [outcome])
     store.finish_run("users", "run-1", {"rows_read": 100})
 
-    real = state_module.utcnow
-    monkeypatch.setattr(state_module, "utcnow", lambda: real() + dt.timedelta(days=400))
+    real = state_module.database.utcnow
+    monkeypatch.setattr(state_module.database, "utcnow", lambda: real() + dt.timedelta(days=400))
     store.start_run("users", "run-2", "all", dry_run=False)
     assert store.prune("users", retention_days=30) == 0  # run-1's log is 1 run old, not 400 days
     store.finish_run("users", "run-2", {"rows_read": 100})
-    monkeypatch.setattr(state_module, "utcnow", real)
+    monkeypatch.setattr(state_module.database, "utcnow", real)
 
     store.start_run("users", "run-3", "all", dry_run=False)
     store.finish_run("users", "run-3", {"rows_read": 10})

@@ -413,7 +413,7 @@ def test_load_fingerprints_is_exact_in_every_chunk(state_url, monkeypatch):
     from contentstack_assets.engine import state
     from contentstack_assets.engine.state import UserOutcome
 
-    monkeypatch.setattr(state, "_FETCH_CHUNK", 7)  # chunk boundaries in a small table
+    monkeypatch.setattr(state.fingerprint_read, "_FETCH_CHUNK", 7)  # chunk boundaries in a small table
     store = StateStore(state_url)
     empty = store.load_fingerprints("users")
     assert len(empty) == 0 and empty.index.dtype == object and empty.index.name == "user_uid"

@@ -47,7 +47,7 @@ def _schema(url: str) -> dict[str, dict]:
 
 
 def _schema_of_tables(url: str) -> dict[str, dict]:
-    """The same description of the newest tables of state.py, created directly into an empty database."""
+    """The same description of the newest tables (engine/state/tables.py), created in an empty database."""
     engine = sa.create_engine(url)
     state.metadata.create_all(engine)
     engine.dispose()
@@ -56,7 +56,7 @@ def _schema_of_tables(url: str) -> dict[str, dict]:
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_the_migrations_end_at_the_tables_the_code_uses(tmp_path, database, request):
-    """A table changed in state.py without a migration (or the reverse) fails here."""
+    """A table changed in engine/state/tables.py without a migration (or the reverse) fails here."""
     if database == "sqlite":
         migrated, direct = (f"sqlite:///{tmp_path / name}.db" for name in ("migrated", "direct"))
     else:

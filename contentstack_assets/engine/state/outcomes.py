@@ -1,0 +1,93 @@
+"""What a run reports to the state store per request (a user's outcome, a delivered-once item's), and the
+rows of `cs_users`, `cs_items` and `cs_sync_log` that an outcome becomes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UserOutcome:
+    """What became of one user's request in a run."""
+
+    user_uid: str
+    keys: tuple[str, ...]
+    ok: bool
+    status: int | None
+    attempts: int
+    latency_ms: float
+    error: str | None
+    delivered_after: dict | None  # the user's full delivered values if ok
+    fingerprint: int | None
+    request: str = "attributes"
+    read_at: int | None = None  # when the read that gave these values started (unix microseconds)
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What became of a delivered-once item (an event id, a merge pair)."""
+
+    item_id: str
+    user_uid: str
+    ok: bool
+    status: int | None
+    error: str | None
+
+
+def _user_row(sync: str, outcome: UserOutcome, now: dt.datetime) -> dict:
+    """A user's row after this outcome, as inserted: a delivery's full values, or a failure counted once
+    (which, on a row already there, keeps its values and fingerprint and adds one failed run)."""
+    if outcome.ok:
+        return {
+            "sync": sync,
+            "user_uid": outcome.user_uid,
+            "fingerprint": outcome.fingerprint,
+            "delivered": json.dumps(outcome.delivered_after, separators=(",", ":")),
+            "failed_runs": 0,
+            "last_status": outcome.status,
+            "last_error": None,
+            "updated_at": now,
+            "read_at": outcome.read_at,
+        }
+    return {
+        "sync": sync,
+        "user_uid": outcome.user_uid,
+        "fingerprint": None,
+        "delivered": "{}",
+        "failed_runs": 1,
+        "last_status": outcome.status,
+        "last_error": outcome.error,
+        "updated_at": now,
+        "read_at": None,
+    }
+
+
+def _item_row(sync: str, outcome: ItemOutcome, now: dt.datetime) -> dict:
+    return {
+        "sync": sync,
+        "item_id": outcome.item_id,
+        "user_uid": outcome.user_uid,
+        "delivered": outcome.ok,
+        "failed_runs": 0 if outcome.ok else 1,
+        "last_status": outcome.status,
+        "last_error": None if outcome.ok else outcome.error,
+        "updated_at": now,
+    }
+
+
+def _log_row(sync: str, run_id: str, outcome: UserOutcome, now: dt.datetime) -> dict:
+    return {
+        "sync": sync,
+        "run_id": run_id,
+        "user_uid": outcome.user_uid,
+        "at": now,
+        "request": outcome.request,
+        "keys": ",".join(outcome.keys),
+        "status": outcome.status,
+        "attempts": outcome.attempts,
+        "latency_ms": round(outcome.latency_ms, 3),
+        "error": outcome.error,
+    }
