@@ -514,7 +514,7 @@ def test_a_write_aborted_by_a_concurrent_run_is_run_again_from_the_start(state_u
 def test_the_portable_writes_match_the_upserts(state_url):
     """Databases without INSERT ... ON CONFLICT take the portable path (read under a lock, then insert or
     update); it leaves exactly the rows the upserts leave."""
-    from contentstack_assets.engine.state import ItemOutcome, UserOutcome, items
+    from contentstack_assets.engine.state import ItemOutcome, UserOutcome, item_queries, items, user_queries
 
     def history(store: StateStore, sync: str) -> None:
         def user(uid: str, ok: bool, value: int) -> UserOutcome:
@@ -549,8 +549,18 @@ def test_the_portable_writes_match_the_upserts(state_url):
     store = StateStore(state_url)
     history(store, "upserted")
     portable = StateStore(state_url)
-    portable._insert = lambda table: None  # as on a database without an upsert
-    history(portable, "portable")
+    taken = []
+    with pytest.MonkeyPatch.context() as patch:
+        # as on a database other than PostgreSQL and SQLite: no bulk insert, no upsert
+        for module in (user_queries, item_queries):
+            patch.setattr(module, "_insert_many", lambda *args: False)
+        for name in ("_write_user_rows_portably", "_write_item_rows_portably"):
+            method = getattr(portable, name)
+            patch.setattr(
+                portable, name, lambda *args, method=method, name=name: taken.append(name) or method(*args)
+            )
+        history(portable, "portable")
+    assert sorted(set(taken)) == ["_write_item_rows_portably", "_write_user_rows_portably"]
     assert rows(portable, "portable") == rows(store, "upserted")
     found_users, found_items = rows(store, "upserted")
     assert [(row[0], row[1], row[3]) for row in found_users] == [
