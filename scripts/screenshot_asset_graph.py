@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.test_dagster_dev import (  # noqa: E402
+from tests.integration.test_dagster_dev import (  # noqa: E402
     LOCATION,
     dagster_dev,
     demo_environment,
