@@ -1,4 +1,5 @@
-# One command each: `make demo` (install + run the demo sync), `make test` (install + the whole suite).
+# One command each: `make demo` (install + run the demo sync), `make test` (install + the whole suite),
+# `make test-fast` (the unit layer, tests/unit: under a minute).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -27,14 +28,18 @@ demo: install
 PYTEST_WORKERS ?= 3
 
 # pytest's exit 5 (no tests collected) is a failure too, with its own message (make alone reports any as 2)
-PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
+PYTEST_ONE = $(BIN)/python -m pytest -q -p no:cacheprovider
+PYTEST = $(PYTEST_ONE) -n $(PYTEST_WORKERS)
 NO_TESTS_FAIL = status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
 
+# tests/: unit (the engine and the spec called directly), integration (through Dagster, the emulator over
+# HTTP, real databases), resilience (crash, faults, hostile input and servers, concurrency)
 test: install
 	$(PYTEST); $(NO_TESTS_FAIL)
 
+# the unit layer in one process: about 20 s here, where workers would spend longer importing Dagster
 test-fast: install
-	$(PYTEST) -m "not slow"; $(NO_TESTS_FAIL)
+	$(PYTEST_ONE) tests/unit; $(NO_TESTS_FAIL)
 
 # the Dagster UI on the demo: its folder prepared (demo/users.db, $(DAGSTER_HOME)/dagster.yaml), the emulator
 # with the demo's keys and management token in the background (so the attribute-key checks run), dagster dev

@@ -43,8 +43,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 import datagen  # noqa: E402
 from run_all import ATTRIBUTES, PROJECT_UID, machine  # noqa: E402
 
-from tests.test_celery import start_worker, stop_worker, wait_for_workers  # noqa: E402
-from tests.test_production import DEPLOY, production_env  # noqa: E402
+from tests.integration.test_production import DEPLOY, production_env  # noqa: E402
+from tests.resilience.test_celery import start_worker, stop_worker, wait_for_workers  # noqa: E402
 
 DOC = PROJECT_ROOT / "docs" / "production.md"
 MARKER = "<!-- bench/shards_throughput.py appends runs below this line -->"

@@ -1,9 +1,9 @@
 """Screenshot the asset graph of the demo for the README: `python scripts/screenshot_asset_graph.py`.
 
-Starts `dagster dev` on the demo exactly as the smoke test does (tests/test_dagster_dev.py: a temporary
-DAGSTER_HOME with the repository's dagster.yaml, a demo database, the emulator), materializes one day of the
-users sync (every day since the spec's start_date, as one single-run backfill; `--one-day` for a quick run)
-so the graph shows materialized assets, then points headless Chromium at the lineage page of the
+Starts `dagster dev` on the demo exactly as the smoke test does (tests/integration/test_dagster_dev.py: a
+temporary DAGSTER_HOME with the repository's dagster.yaml, a demo database, the emulator), materializes one
+day of the users sync (every day since the spec's start_date, as one single-run backfill; `--one-day` for a
+quick run) so the graph shows materialized assets, then points headless Chromium at the lineage page of the
 `users` asset group and writes docs/asset-graph.png. Needs Chromium (`apt-get install chromium`).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.test_dagster_dev import (  # noqa: E402
+from tests.integration.test_dagster_dev import (  # noqa: E402
     LOCATION,
     dagster_dev,
     demo_environment,

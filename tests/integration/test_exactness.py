@@ -196,8 +196,8 @@ def test_an_unusable_state_store_fails_with_one_paragraph_and_sends_nothing(
 
 
 def test_events_go_to_a_new_destination_too_and_not_twice_to_the_old_one(tmp_path, emulator, instance):
-    from tests.test_events import _event, _metadata, events_sync
-    from tests.test_events import _write as write_events
+    from tests.integration.test_events import _event, _metadata, events_sync
+    from tests.integration.test_events import _write as write_events
 
     url = write_events(tmp_path, [_event(1, "u1"), _event(2, "u2", "signup")])
     spec = write_spec(tmp_path / "syncs.yaml", [events_sync(url, emulator.url)])

@@ -15,9 +15,9 @@ import yaml
 from dagster._core.instance.config import dagster_instance_config
 
 from contentstack_assets.engine.state import StateStore
-from tests.helpers import push_metadata, run_job, users_sync, write_spec, write_sqlite_table
+from tests.helpers import PROJECT_ROOT, push_metadata, run_job, users_sync, write_spec, write_sqlite_table
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = PROJECT_ROOT / "deploy"
 
 
 # -- helpers shared with test_celery.py and test_concurrent_runs.py -----------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -21,11 +20,10 @@ from dagster._core.test_utils import create_run_for_test, create_test_daemon_wor
 from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-from tests.helpers import users_sync, write_spec
-from tests.test_merges import merges_sync
-from tests.test_production import production_home
+from tests.helpers import PROJECT_ROOT, users_sync, write_spec
+from tests.integration.test_merges import merges_sync
+from tests.integration.test_production import production_home
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SYNC_TAG = "contentstack/sync"
 TEST_LAUNCHER = """
 # (test) records launches, runs nothing

@@ -20,7 +20,9 @@ from contentstack_assets.engine.state import (
     schema_version,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# the checkout; not tests.helpers' PROJECT_ROOT: the spawned processes below import this module, and that one
+# imports Dagster
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _versions(url: str) -> list[int]:

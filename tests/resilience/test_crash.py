@@ -28,12 +28,20 @@ import sqlalchemy as sa
 
 from contentstack_assets.engine.state import StateStore, runs
 from contentstack_assets.personalize.emulator import EmulatorConfig, EmulatorProcess, start_emulator_process
-from tests.helpers import PROJECT_UID, push_metadata, run_job, users_sync, write_spec, write_sqlite_table
+from tests.helpers import (
+    PROJECT_ROOT,
+    PROJECT_UID,
+    push_metadata,
+    run_job,
+    users_sync,
+    write_spec,
+    write_sqlite_table,
+)
 from tests.sync_process import READY_LINE
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parent / "sync_process.py"
+SCRIPT = PROJECT_ROOT / "tests" / "sync_process.py"
 N_USERS = 2000
 NEW_PER_CYCLE = 50
 CHANGED_SHARE = 0.6

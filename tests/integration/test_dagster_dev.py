@@ -332,9 +332,9 @@ def test_dagster_dev_shows_the_demo_and_runs_a_backfill(tmp_path):
 
 
 def test_make_dev_runs_the_key_checks_and_make_log_reads_the_demo_state():
-    """`make dev` starts the demo's emulator (its keys and management token: tests/test_cli.py) and gives dagster
-    dev the variables `demo --print-env` prints; `make log` reads the state of the demo's DAGSTER_HOME; no
-    sed over source files (printed with `make -n`: nothing runs)."""
+    """`make dev` starts the demo's emulator (its keys and management token: tests/integration/test_cli.py)
+    and gives dagster dev the variables `demo --print-env` prints; `make log` reads the state of the demo's
+    DAGSTER_HOME; no sed over source files (printed with `make -n`: nothing runs)."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
 

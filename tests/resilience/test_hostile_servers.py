@@ -34,7 +34,7 @@ from tests.helpers import (
     write_spec,
     write_sqlite_table,
 )
-from tests.test_hostile_config import TOKEN, assert_one_clear_paragraph
+from tests.resilience.test_hostile_config import TOKEN, assert_one_clear_paragraph
 
 PLAN_ONLY = {"plan": {"column": "plan_name", "type": "string"}}
 
@@ -169,7 +169,7 @@ def self_signed_tls(directory: Path) -> ssl.SSLContext:
 
 
 def step_failure(result) -> str:
-    from tests.test_faults import failure_messages
+    from tests.resilience.test_faults import failure_messages
 
     return failure_messages(result).removeprefix("dagster._core.definitions.events.Failure: ")
 

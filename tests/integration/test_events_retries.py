@@ -11,7 +11,7 @@ from contentstack_assets.engine.state import StateStore, items
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.spec import load_spec
 from tests.helpers import PROJECT_UID, fast_retries, run_job, users_sync, write_spec, write_sqlite_table
-from tests.test_events import _event, _keys, _metadata, _write, events_sync
+from tests.integration.test_events import _event, _keys, _metadata, _write, events_sync
 
 KNOWN_EVENTS = ["purchase", "signup"]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import textwrap
 from importlib.metadata import entry_points
-from pathlib import Path
 
 import pytest
+
+from tests.helpers import PROJECT_ROOT
 
 pytest_plugins = ["pytester"]
 
@@ -141,5 +142,5 @@ def test_the_documented_example_tests_a_users_own_sync(pytester):
 
 
 def _documented_example() -> str:
-    text = (Path(__file__).parents[1] / "docs" / "testing.md").read_text()
+    text = (PROJECT_ROOT / "docs" / "testing.md").read_text()
     return text.split("```python\n", 1)[1].split("```", 1)[0]

@@ -24,7 +24,7 @@ from contentstack_assets.engine.state import StateStore
 from contentstack_assets.personalize.emulator import EmulatorConfig, start_emulator_process
 from tests.conftest import require_service
 from tests.helpers import PROJECT_UID, push_metadata, users_sync, write_spec, write_sqlite_table
-from tests.test_production import DEPLOY, production_home
+from tests.integration.test_production import DEPLOY, production_home
 
 ROOT = DEPLOY.parent
 # Redis databases of their own, so nothing else on the server shares the queue

@@ -24,10 +24,9 @@ import sqlalchemy as sa
 
 from contentstack_assets.engine.state import ItemOutcome, StateStore, UserOutcome, runs, sync_log, users
 from contentstack_assets.personalize.emulator import EmulatorConfig, start_emulator_process
-from tests.helpers import PROJECT_UID, users_sync, write_spec, write_sqlite_table
-from tests.test_production import production_home
+from tests.helpers import PROJECT_ROOT, PROJECT_UID, users_sync, write_spec, write_sqlite_table
+from tests.integration.test_production import production_home
 
-ROOT = Path(__file__).resolve().parent.parent
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"]
 PER_DAY = 300
 
@@ -86,7 +85,7 @@ def _run_together(
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", RUNNER, str(spec), str(ready_file), str(go), first, last, str(retries), *job],
-            cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            cwd=PROJECT_ROOT, env={**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT)},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         for ready_file, (first, last) in zip(ready, ranges, strict=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from contentstack_assets.engine.state import MIGRATIONS, SCHEMA_VERSION, StateStore, schema_version, users
 from contentstack_assets.personalize.emulator import EmulatorConfig
 from tests.helpers import (
+    PROJECT_ROOT,
     PROJECT_UID,
     fast_retries,
     push_config,
@@ -348,7 +348,7 @@ def test_sigterm_mid_delivery_stops_the_step_and_the_next_run_finishes(tmp_path)
     rows = _rows(600)
     url = write_sqlite_table(tmp_path / "src.db", rows)
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
-    script = Path(__file__).resolve().parent / "sync_process.py"
+    script = PROJECT_ROOT / "tests" / "sync_process.py"
     # 600 users, 4 in flight, 50 ms each: delivery would take 7.5 s
     with start_emulator_process(EmulatorConfig(project_uid=PROJECT_UID, latency_ms=50)) as emu:
         spec = write_spec(tmp_path / "syncs.yaml", [users_sync(url, emu.url, concurrency=4)])

@@ -364,7 +364,7 @@ def test_every_event_reaches_the_api_exactly_once_whatever_the_order_of_events(t
     some skipped, some runs failing, overlapping reads of the same days. Each event reaches the API once."""
     from dagster._core.test_utils import freeze_time
 
-    from tests.test_events import EVENT_COLUMNS, events_sync
+    from tests.integration.test_events import EVENT_COLUMNS, events_sync
 
     rng = random.Random(11)
     path = tmp_path / "src.db"

@@ -103,7 +103,7 @@ def test_schedule_of_a_partitioned_sync_covers_every_day_until_something_was_del
 
     data = _tick(defs, instance, dt.datetime(2023, 12, 31, 12, 0, tzinfo=UTC))
     assert not data.run_requests and "before the first partition" in data.skip_message
-    # the catch-up after deliveries: tests/test_eventually.py
+    # the catch-up after deliveries: tests/integration/test_eventually.py
 
 
 def test_schedule_skips_while_a_run_of_the_sync_is_in_progress(tmp_path, instance):

@@ -22,6 +22,7 @@ from contentstack_assets.personalize.emulator import EmulatorConfig, start_emula
 from contentstack_assets.spec import SpecError, load_spec
 from contentstack_assets.syncs.shards import concurrency_shares, shard_of, shard_rows
 from tests.helpers import (
+    PROJECT_ROOT,
     PROJECT_UID,
     fast_retries,
     push_config,
@@ -32,7 +33,6 @@ from tests.helpers import (
     write_sqlite_table,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 N_USERS = 300
 
 
@@ -71,7 +71,7 @@ def test_shard_of_is_crc32_and_the_same_in_another_interpreter():
     script = "import sys; from contentstack_assets.syncs.shards import shard_of; print(shard_of(sys.argv[1:], 7).tolist())"
     other = subprocess.run(
         [sys.executable, "-c", script, *uids], capture_output=True, text=True, check=True,
-        env={**os.environ, "PYTHONHASHSEED": "12345"}, cwd=ROOT,
+        env={**os.environ, "PYTHONHASHSEED": "12345"}, cwd=PROJECT_ROOT,
     ).stdout  # fmt: skip
     assert other.strip() == str([int(shard) for shard in shard_of(uids, 7)])
 
@@ -275,14 +275,14 @@ def test_shards_run_in_parallel_only_as_far_as_the_pool_allows(tmp_path, monkeyp
     rows = [dict(user_uid=f"m{i:05d}", plan_name="p", order_count=i) for i in range(users)]
     url = write_sqlite_table(tmp_path / "src.db", rows)
     home = Path(os.environ["DAGSTER_HOME"])
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     with start_emulator_process(EmulatorConfig(project_uid=PROJECT_UID, latency_ms=20)) as emu:
         spec = write_spec(
             tmp_path / "syncs.yaml", [users_sync(url, emu.url, shards=2, concurrency=concurrency)]
         )
         monkeypatch.setenv("CONTENTSTACK_SYNCS_FILE", str(spec))
         job = ReconstructableRepository.for_module(
-            "contentstack_assets.definitions", "defs", working_directory=str(ROOT)
+            "contentstack_assets.definitions", "defs", working_directory=str(PROJECT_ROOT)
         ).get_reconstructable_job("users_sync")
         with dg.DagsterInstance.get() as instance:
             instance.event_log_storage.set_concurrency_slots(f"personalize_{PROJECT_UID}", pool_slots)
