@@ -18,7 +18,7 @@ from contentstack_assets.urls import mask_url
 # Frozen: each one builds what its version added, from table definitions of its own (a snapshot), never from
 # the tables of tables.py. To change a table, change it there AND add a migration that brings a store of the
 # previous version to it (an ALTER TABLE, a new table, a data fix); never edit a migration that has shipped.
-# tests/test_state_schema.py checks that the migrations, run in order, end exactly at the tables of tables.py.
+# tests/integration/test_state_schema.py checks that the migrations, run in order, end exactly at the tables of tables.py.
 def _migration_1_users_syncs(connection: sa.Connection) -> None:
     """Version 1: the users syncs' state, the sync log, rejections, runs."""
     snapshot = sa.MetaData()
