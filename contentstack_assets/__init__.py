@@ -23,7 +23,7 @@ _PUBLIC = {
     "MergesSync": "contentstack_assets.spec",
     "PersonalizeResource": "contentstack_assets.resources",
     "SyncStateResource": "contentstack_assets.resources",
-    "FrameIOManager": "contentstack_assets.resources",
+    "FrameIOManager": "contentstack_assets.io_manager",
 }
 __all__ = [
     "PersonalizeSyncsComponent",
@@ -44,7 +44,8 @@ assert set(__all__) == set(_PUBLIC)
 if TYPE_CHECKING:
     from contentstack_assets.components.personalize_syncs.component import PersonalizeSyncsComponent
     from contentstack_assets.definitions import build_definitions
-    from contentstack_assets.resources import FrameIOManager, PersonalizeResource, SyncStateResource
+    from contentstack_assets.io_manager import FrameIOManager
+    from contentstack_assets.resources import PersonalizeResource, SyncStateResource
     from contentstack_assets.spec import EventsSync, MergesSync, SpecError, SyncsSpec, UsersSync, load_spec
     from contentstack_assets.translator import PersonalizeTranslator
 

@@ -6,14 +6,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from contentstack_assets.resources import (
-    FRAMES_IO_MANAGER_KEY,
-    FrameIOManager,
-    PersonalizeResource,
-    SyncStateResource,
-)
+from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY, FrameIOManager
+from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SpecError, SyncsSpec
-from contentstack_assets.syncs.cadence import failure_alerts
+from contentstack_assets.syncs.alerts import failure_alerts
 from contentstack_assets.syncs.events import build_events_sync
 from contentstack_assets.syncs.merges import build_merges_sync
 from contentstack_assets.syncs.users import build_users_sync

@@ -11,6 +11,7 @@ import pandas as pd
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
 from contentstack_assets.engine.mapping import READ_AT, rejected_rows, valid_rows
 from contentstack_assets.engine.plan import NEW, UserRequest, UsersPlan, plan_users, spec_salt
+from contentstack_assets.engine.shards import shard_label
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.state import StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
@@ -106,7 +107,7 @@ def push_users(
     concurrency: int | None = None,
     gone: Sequence[str] = (),
 ) -> PushResult:
-    """One push; with `shard=(index, count)` the push of one shard's users (syncs/shards.py), recorded as
+    """One push; with `shard=(index, count)` the push of one shard's users (engine/shards.py), recorded as
     its own run row (`<run id>/shard-<i>-of-<n>`, scope `<scope>/shard-<i>-of-<n>`) so that shards of one run
     never overwrite each other's counts, and delivered with `concurrency` requests in flight.
 
@@ -124,7 +125,7 @@ def push_users(
     read_at = mapped.attrs.get(READ_AT)
     run_key, run_scope = run_id, scope
     if shard is not None:
-        label = f"shard-{shard[0] + 1}-of-{shard[1]}"
+        label = shard_label(*shard)
         run_key, run_scope = f"{run_id}/{label}", f"{scope}/{label}"
     source_rows = None if scope == "all" else SourceReader(sync.source, [sync.match.column]).count()
     if not allow_source_shrink and not full_resync:

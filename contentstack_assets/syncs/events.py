@@ -16,12 +16,16 @@ from contentstack_assets.engine.events import (
     read_events_by_id,
 )
 from contentstack_assets.engine.source import SourceReader
-from contentstack_assets.resources import FRAMES_IO_MANAGER_KEY, PersonalizeResource, SyncStateResource
+from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY
+from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import EventsSync, SyncsSpec
-from contentstack_assets.syncs import cadence
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
 from contentstack_assets.syncs.partitions import backfill_policy, daily_partitions, scope_of, window_of
+from contentstack_assets.syncs.push import delivery_check
 from contentstack_assets.syncs.report import failures_sample, markdown_table, user_errors
+from contentstack_assets.syncs.runs import SYNC_TAG
+from contentstack_assets.syncs.schedules import schedules
+from contentstack_assets.syncs.sensors import source_changed_sensor
 
 
 class EventsPushConfig(dg.Config):
@@ -148,17 +152,13 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
         yield dg.MaterializeResult(
             metadata=metadata,
             check_results=[
-                dg.AssetCheckResult(
-                    check_name="delivery_failures",
-                    passed=result.events_failed == 0,
-                    severity=dg.AssetCheckSeverity.ERROR if fails_step else dg.AssetCheckSeverity.WARN,
-                    metadata={
-                        "num_failures": result.events_failed,
-                        "failed_share": round(result.failed_share, 4),
-                        "threshold": sync.max_failed_share,
-                        "events_stuck": result.events_stuck,
-                        "failures": failures,
-                    },
+                delivery_check(
+                    sync,
+                    failed=result.events_failed,
+                    failed_share=result.failed_share,
+                    error=fails_step,
+                    events_stuck=result.events_stuck,
+                    failures=failures,
                 )
             ],
         )
@@ -191,13 +191,13 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
         selection=dg.AssetSelection.assets(source_key, push_key),
         partitions_def=partitions,
         description=f"Read and push the {name} events sync",
-        tags={"contentstack/sync": name},
+        tags={SYNC_TAG: name},
     )
     return dg.Definitions(
         assets=[source_events, personalize_events],
         jobs=[job],
-        schedules=cadence.schedules(sync, job, partitions, push_key),
-        sensors=[cadence.source_changed_sensor(sync, job, partitions, columns, push_key)],
+        schedules=schedules(sync, job, partitions, push_key),
+        sensors=[source_changed_sensor(sync, job, partitions, columns, push_key)],
     )
 
 

@@ -11,11 +11,15 @@ import pandas as pd
 from contentstack_assets.engine.merges import TARGET_UID, merges_source_columns, push_merges
 from contentstack_assets.engine.resend import resend_syncs
 from contentstack_assets.engine.source import SourceReader
-from contentstack_assets.resources import FRAMES_IO_MANAGER_KEY, PersonalizeResource, SyncStateResource
+from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY
+from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import MergesSync, SyncsSpec
-from contentstack_assets.syncs import cadence
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
+from contentstack_assets.syncs.push import delivery_check
 from contentstack_assets.syncs.report import markdown_table, user_errors
+from contentstack_assets.syncs.runs import SYNC_TAG
+from contentstack_assets.syncs.schedules import schedules
+from contentstack_assets.syncs.sensors import source_changed_sensor
 
 
 class MergesPushConfig(dg.Config):
@@ -141,19 +145,15 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
         yield dg.MaterializeResult(
             metadata=metadata,
             check_results=[
-                dg.AssetCheckResult(
-                    check_name="delivery_failures",
-                    passed=report.failed == 0,
-                    severity=dg.AssetCheckSeverity.ERROR if fails_step else dg.AssetCheckSeverity.WARN,
-                    metadata={
-                        "num_failures": report.failed,
-                        "failed_share": round(result.failed_share, 4),
-                        "threshold": sync.max_failed_share,
-                        "merges_stuck": result.merges_stuck,
-                        "merges_waiting": len(result.waiting),
-                        "failures": failures,
-                        "waiting": waiting,
-                    },
+                delivery_check(
+                    sync,
+                    failed=report.failed,
+                    failed_share=result.failed_share,
+                    error=fails_step,
+                    merges_stuck=result.merges_stuck,
+                    merges_waiting=len(result.waiting),
+                    failures=failures,
+                    waiting=waiting,
                 )
             ],
         )
@@ -193,11 +193,11 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
         f"{name}_sync",
         selection=dg.AssetSelection.assets(source_key, push_key),
         description=f"Read and push the {name} merges sync",
-        tags={"contentstack/sync": name},
+        tags={SYNC_TAG: name},
     )
     return dg.Definitions(
         assets=[source_merges, personalize_merges],
         jobs=[job],
-        schedules=cadence.schedules(sync, job, None, push_key),
-        sensors=[cadence.source_changed_sensor(sync, job, None, columns, push_key)],
+        schedules=schedules(sync, job, None, push_key),
+        sensors=[source_changed_sensor(sync, job, None, columns, push_key)],
     )

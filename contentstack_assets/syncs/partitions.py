@@ -12,6 +12,9 @@ import dagster as dg
 from contentstack_assets.engine.source import Window
 from contentstack_assets.spec import SourceSpec
 
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
 
 def daily_partitions(source: SourceSpec) -> dg.DailyPartitionsDefinition | None:
     """UTC days from `start_date`, today included (end_offset=1) so a schedule can sync today's changes."""
@@ -46,3 +49,10 @@ def scope_of(context: dg.AssetExecutionContext) -> str:
         return "all"
     key_range = context.partition_key_range
     return key_range.start if key_range.start == key_range.end else f"{key_range.start}...{key_range.end}"
+
+
+def range_request(run_key: str, first: str, last: str, tags: dict[str, str] | None = None) -> dg.RunRequest:
+    """One run over the days first..last: a single key, or the range tags of a single-run backfill."""
+    if first == last:
+        return dg.RunRequest(run_key=run_key, partition_key=first, tags=tags or {})
+    return dg.RunRequest(run_key=run_key, tags={**(tags or {}), RANGE_START_TAG: first, RANGE_END_TAG: last})

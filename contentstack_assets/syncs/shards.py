@@ -8,13 +8,13 @@ used. With it the asset is a graph:
                         +--> shard_1 --+--> summary  (the asset's materialization and `delivery_failures`)
                         +--> ...     --+
 
-Each shard op takes the users whose uid hashes to it (`shard_of`: CRC-32 of the UTF-8 uid modulo N, the same in
-every process, Python and pandas version), plans them against their own rows of the sync state, and
-delivers them with its share of the sync's `concurrency` (`concurrency_shares`: the shares add up to it), so
-shards run in parallel (separate processes under the multiprocess executor, separate machines under
-Celery or Kubernetes) while the requests in flight stay within the sync's `concurrency`. Each shard op
-holds one slot of the project's pool (`personalize_<project uid>`): with a pool limit of 1 the shards run
-one after another; raise the pool's limit to N for N in parallel (docs/production.md).
+Each shard op takes the users whose uid hashes to it (engine/shards.py `shard_of`: CRC-32 of the UTF-8 uid
+modulo N, the same in every process, Python and pandas version), plans them against their own rows of the
+sync state, and delivers them with its share of the sync's `concurrency` (`concurrency_shares`: the shares
+add up to it), so shards run in parallel (separate processes under the multiprocess executor, separate
+machines under Celery or Kubernetes) while the requests in flight stay within the sync's `concurrency`.
+Each shard op holds one slot of the project's pool (`personalize_<project uid>`): with a pool limit of 1 the
+shards run one after another; raise the pool's limit to N for N in parallel (docs/production.md).
 
 What a shard owns: the state rows of its users (the state is keyed by user uid, and a uid is in exactly
 one shard), and its own `cs_runs` row (`<run id>/shard-2-of-4`, scope `all/shard-2-of-4`), so the
@@ -26,30 +26,30 @@ No `from __future__ import annotations` here: Dagster reads the config and conte
 """
 
 import time
-import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from contentstack_assets.engine.mapping import REJECTION, UID
 from contentstack_assets.engine.plan import UserRequest
-from contentstack_assets.engine.push import SourceShrankError
 from contentstack_assets.engine.resend import push_users_resending
+from contentstack_assets.engine.shards import concurrency_shares, shard_of, shard_rows
 from contentstack_assets.personalize.client import Response
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SpecError, SyncsSpec, UsersSync
 from contentstack_assets.syncs.labels import push_asset_key
 from contentstack_assets.syncs.partitions import is_partitioned_run, scope_of
-from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample, user_errors
-from contentstack_assets.syncs.users import (
+from contentstack_assets.syncs.push import (
     PushConfig,
-    delivery_check,
-    delivery_failure,
+    push_errors,
     require_attribute_keys,
+    users_delivery_check,
+    users_delivery_failure,
 )
+from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample
+from contentstack_assets.syncs.runs import SYNC_TAG
 
 # Shard summaries are small objects handed from the shard steps to the summary step. They go through a
 # filesystem IO manager (under $DAGSTER_HOME/storage, like the frames under $DAGSTER_HOME/frames), which
@@ -61,32 +61,6 @@ SHARD_IO_MANAGER = dg.FilesystemIOManager()  # one object for every sync: Defini
 def resources() -> dict[str, dg.ConfigurableIOManager]:
     """The resources a sharded sync adds to the code location."""
     return {SHARD_IO_MANAGER_KEY: SHARD_IO_MANAGER}
-
-
-# -- which users a shard owns ------------------------------------------------------------------------
-def shard_of(uids: Iterable[str], shards: int) -> np.ndarray:
-    """The shard of each uid: CRC-32 of its UTF-8 bytes modulo `shards` (stable everywhere, unlike hash())."""
-    return np.fromiter((zlib.crc32(uid.encode()) % shards for uid in uids), dtype=np.int64)
-
-
-def shard_rows(mapped: pd.DataFrame, index: int, shards: int) -> pd.DataFrame:
-    """The rows of `mapped_attributes` shard `index` pushes: its valid users, plus every rejected row for
-    shard 0 (rejections are recorded once per run, and a rejected row may have no uid)."""
-    rejected = mapped[REJECTION].notna().to_numpy()
-    owner = np.zeros(len(mapped), dtype=np.int64)
-    owner[~rejected] = shard_of(mapped.loc[~rejected, UID], shards)
-    keep = (owner == index) & ~rejected
-    if index == 0:
-        keep |= rejected
-    return mapped.loc[keep]
-
-
-def concurrency_shares(concurrency: int, shards: int) -> list[int]:
-    """Requests in flight per shard, adding up to the sync's `concurrency` (the first shards get the rest)."""
-    if shards > concurrency:
-        raise ValueError(f"{shards} shards need a concurrency of at least {shards}, got {concurrency}")
-    base, rest = divmod(concurrency, shards)
-    return [base + (1 if index < rest else 0) for index in range(shards)]
 
 
 # -- what a shard hands to the summary ---------------------------------------------------------------
@@ -191,7 +165,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
         ins={"mapped_attributes": dg.In(), "after": dg.In(dg.Nothing)},
         out=dg.Out(io_manager_key=SHARD_IO_MANAGER_KEY),
         pool=sync.destination.pool,
-        tags={"contentstack/sync": sync.name, "contentstack/shard": f"{index + 1}/{shards}"},
+        tags={SYNC_TAG: sync.name, "contentstack/shard": f"{index + 1}/{shards}"},
     )
     def push_shard(
         context: dg.OpExecutionContext,
@@ -204,27 +178,24 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
         rows = shard_rows(mapped_attributes, index, shards)
         require_attribute_keys(sync, personalize)  # also when mapped_attributes was not part of this run
         client = None if config.dry_run else personalize.edge(sync.destination, concurrency)
-        try:
-            with user_errors():
-                # this shard's users a merge overwrote are resent whole (read again outside the run's days)
-                result, resends = push_users_resending(
-                    sync,
-                    rows,
-                    store=sync_state.store(),
-                    partitioned=is_partitioned_run(context),
-                    owns=lambda uids: shard_of(uids, shards) == index,
-                    client=client,
-                    run_id=context.run.run_id,
-                    scope=scope_of(context),
-                    dry_run=config.dry_run,
-                    full_resync=config.full_resync,
-                    allow_source_shrink=config.allow_source_shrink,
-                    log=lambda message: context.log.info(f"{label}: {message}"),
-                    shard=(index, shards),
-                    concurrency=concurrency,
-                )
-        except SourceShrankError as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from None
+        with push_errors():
+            # this shard's users a merge overwrote are resent whole (read again outside the run's days)
+            result, resends = push_users_resending(
+                sync,
+                rows,
+                store=sync_state.store(),
+                partitioned=is_partitioned_run(context),
+                owns=lambda uids: shard_of(uids, shards) == index,
+                client=client,
+                run_id=context.run.run_id,
+                scope=scope_of(context),
+                dry_run=config.dry_run,
+                full_resync=config.full_resync,
+                allow_source_shrink=config.allow_source_shrink,
+                log=lambda message: context.log.info(f"{label}: {message}"),
+                shard=(index, shards),
+                concurrency=concurrency,
+            )
         counts = {
             **result.counts,
             "users_resent_after_merge": len(resends.present),
@@ -334,8 +305,8 @@ def _summary_op(
             f"{totals['requests_sent']} requests in {metadata['duration_s']}s"
         )
         yield dg.Output(None, "result", metadata=metadata)
-        yield delivery_check(sync, delivered, failed, failures)
+        yield users_delivery_check(sync, delivered, failed, failures)
         if failed:
-            raise delivery_failure(sync, delivered, failed, failures)
+            raise users_delivery_failure(sync, delivered, failed, failures)
 
     return push_summary.alias("summary")

@@ -13,13 +13,13 @@ from contentstack_assets.engine.mapping import (
     stamp_read_time,
     valid_rows,
 )
-from contentstack_assets.engine.push import SourceShrankError
 from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.schema import validate_valid_rows
 from contentstack_assets.engine.source import SourceReader
-from contentstack_assets.resources import FRAMES_IO_MANAGER_KEY, PersonalizeResource, SyncStateResource
+from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY
+from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SyncsSpec, UsersSync
-from contentstack_assets.syncs import cadence
+from contentstack_assets.syncs import shards
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
 from contentstack_assets.syncs.partitions import (
     backfill_policy,
@@ -28,16 +28,19 @@ from contentstack_assets.syncs.partitions import (
     scope_of,
     window_of,
 )
+from contentstack_assets.syncs.push import (
+    PushConfig,
+    missing_attribute_keys,
+    missing_keys_message,
+    push_errors,
+    require_attribute_keys,
+    users_delivery_check,
+    users_delivery_failure,
+)
 from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample, user_errors
-
-
-class PushConfig(dg.Config):
-    dry_run: bool = False
-    """Compute and report the plan (counts and sample bodies); send nothing, write no state."""
-    full_resync: bool = False
-    """Ignore the sync state and send every valid user all of its attributes."""
-    allow_source_shrink: bool = False
-    """Run even if the source returned far fewer rows than the last run (the empty-source guard)."""
+from contentstack_assets.syncs.runs import SYNC_TAG
+from contentstack_assets.syncs.schedules import schedules
+from contentstack_assets.syncs.sensors import source_changed_sensor
 
 
 def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
@@ -158,24 +161,21 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         started = time.perf_counter()
         require_attribute_keys(sync, personalize)  # also when mapped_attributes was not part of this run
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
-        try:
-            with user_errors():
-                # users a merge overwrote are resent whole, read again when this run's days miss them
-                result, resends = push_users_resending(
-                    sync,
-                    mapped_attributes,
-                    store=sync_state.store(),
-                    partitioned=is_partitioned_run(context),
-                    client=client,
-                    run_id=context.run.run_id,
-                    scope=scope_of(context),
-                    dry_run=config.dry_run,
-                    full_resync=config.full_resync,
-                    allow_source_shrink=config.allow_source_shrink,
-                    log=context.log.info,
-                )
-        except SourceShrankError as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from None
+        with push_errors():
+            # users a merge overwrote are resent whole, read again when this run's days miss them
+            result, resends = push_users_resending(
+                sync,
+                mapped_attributes,
+                store=sync_state.store(),
+                partitioned=is_partitioned_run(context),
+                client=client,
+                run_id=context.run.run_id,
+                scope=scope_of(context),
+                dry_run=config.dry_run,
+                full_resync=config.full_resync,
+                allow_source_shrink=config.allow_source_shrink,
+                log=context.log.info,
+            )
         report = result.report
         counts = result.counts
         metadata = {
@@ -204,17 +204,16 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             )
         yield dg.MaterializeResult(
             metadata=metadata,
-            check_results=[delivery_check(sync, report.delivered, report.failed, report.failures)],
+            check_results=[users_delivery_check(sync, report.delivered, report.failed, report.failures)],
         )
         if report.failed:
-            raise delivery_failure(sync, report.delivered, report.failed, report.failures, report.stopped)
+            raise users_delivery_failure(
+                sync, report.delivered, report.failed, report.failures, report.stopped
+            )
 
     resources = {}
     if sync.shards > 1:
-        # `shards: N`: the same asset key, backed by a graph of N shard pushes and a summary (syncs/shards.py,
-        # imported here because it builds on this module)
-        from contentstack_assets.syncs import shards
-
+        # `shards: N`: the same asset key, backed by a graph of N shard pushes and a summary
         personalize_users = shards.sharded_push_asset(
             sync,
             spec,
@@ -230,55 +229,14 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         selection=dg.AssetSelection.assets(source_key, mapped_key, push_key),
         partitions_def=partitions,
         description=f"Read, map and push the {name} users sync",
-        tags={"contentstack/sync": name},
+        tags={SYNC_TAG: name},
     )
     return dg.Definitions(
         assets=[source_users, mapped_attributes, personalize_users],
         resources=resources,
         jobs=[job],
-        schedules=cadence.schedules(sync, job, partitions, push_key),
-        sensors=[cadence.source_changed_sensor(sync, job, partitions, source_columns(sync), push_key)],
-    )
-
-
-def delivery_check(sync: UsersSync, delivered: int, failed: int, failures: list) -> dg.AssetCheckResult:
-    """`delivery_failures`: warns on any failed user, errors above the spec's `max_failed_share`."""
-    attempted = delivered + failed
-    failed_share = failed / attempted if attempted else 0.0
-    return dg.AssetCheckResult(
-        check_name="delivery_failures",
-        passed=failed == 0,
-        severity=dg.AssetCheckSeverity.ERROR
-        if failed_share > sync.max_failed_share
-        else dg.AssetCheckSeverity.WARN,
-        metadata={
-            "num_failures": failed,
-            "failed_share": round(failed_share, 4),
-            "threshold": sync.max_failed_share,
-            "failures": failures_sample(failures, lambda request: request.user_uid),
-        },
-    )
-
-
-def delivery_failure(
-    sync: UsersSync, delivered: int, failed: int, failures: list, stopped: str | None = None
-) -> dg.Failure:
-    """The step failure raised after the metadata is recorded, when some users failed after retries."""
-    first = failures[0] if failures else None
-    if stopped:
-        description = (
-            f"{sync.name}: {stopped}. Nothing was delivered; fix the destination and run again: the "
-            "users not sent and the failed ones go out then."
-        )
-    else:
-        description = (
-            f"{sync.name}: {failed} of {delivered + failed} users failed after retries (first: "
-            f"{first[0].user_uid if first else '?'}: {first[1].error if first else '?'}); "
-            f"{delivered} were delivered. The failed users are retried by the next run."
-        )
-    return dg.Failure(
-        description=description,
-        metadata={"failures": failures_sample(failures, lambda request: request.user_uid)},
+        schedules=schedules(sync, job, partitions, push_key),
+        sensors=[source_changed_sensor(sync, job, partitions, source_columns(sync), push_key)],
     )
 
 
@@ -290,37 +248,6 @@ def _schema_failures(valid: pd.DataFrame, sync: UsersSync) -> dg.MetadataValue |
         cases = errors.failure_cases.head(20).astype(str).to_dict("records")
         return markdown_table(cases, ["column", "check", "failure_case", "index"])
     return None
-
-
-def missing_attribute_keys(sync: UsersSync, listed: list[dict]) -> list[str]:
-    """The spec's attribute keys that the project's attribute list (Management API) lacks."""
-    known = {item.get("key") for item in listed}
-    return sorted(key for key in sync.attributes if key not in known)
-
-
-def missing_keys_message(sync: UsersSync, missing: list[str]) -> str:
-    return (
-        f"missing in project {sync.destination.project_uid}: {', '.join(missing)}: create them in Personalize "
-        "(Attributes) with these exact keys, or fix the spec"
-    )
-
-
-def require_attribute_keys(sync: UsersSync, personalize: PersonalizeResource) -> None:
-    """The push's own guard, before any client exists: with a management token, a spec key missing from the
-    project fails the step with the check's message.
-
-    The blocking `attribute_keys_exist` check stops the push in a run that also maps the rows, but
-    mapped_attributes is stored before its check fails, and a later run of the push alone ("Materialize
-    selected" in the UI) loads that stored frame without running the check."""
-    with user_errors():
-        listed = personalize.list_attributes(sync.destination)
-    missing = [] if listed is None else missing_attribute_keys(sync, listed)
-    if missing:
-        raise dg.Failure(
-            description=missing_keys_message(sync, missing),
-            metadata={"missing_keys": missing},
-            allow_retries=False,
-        )
 
 
 def _attribute_check(sync: UsersSync, listed: list[dict] | None) -> dg.AssetCheckResult:

@@ -18,14 +18,9 @@ import sqlalchemy as sa
 from contentstack_assets.definitions import build_definitions
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.spec import load_spec
-from contentstack_assets.syncs.cadence import (
-    ALERT_WEBHOOK_ENV,
-    RANGE_END_TAG,
-    RANGE_START_TAG,
-    WEBSERVER_URL_ENV,
-    failure_alerts,
-    syncs_of_run,
-)
+from contentstack_assets.syncs.alerts import ALERT_WEBHOOK_ENV, WEBSERVER_URL_ENV, failure_alerts
+from contentstack_assets.syncs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from contentstack_assets.syncs.runs import syncs_of_run
 from tests.helpers import (
     PROJECT_UID,
     fast_retries,

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 from contentstack_assets.definitions import build_definitions
 from contentstack_assets.spec import load_spec
-from contentstack_assets.syncs.cadence import LOOKBACK, RANGE_END_TAG, RANGE_START_TAG, scheduled_days
+from contentstack_assets.syncs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from contentstack_assets.syncs.schedules import LOOKBACK, scheduled_days
 from tests.helpers import push_metadata, users_sync, write_spec
 
 UTC = dt.UTC

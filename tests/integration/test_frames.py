@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from contentstack_assets.resources import _pack, _unpack
+from contentstack_assets.io_manager import _pack, _unpack
 
 
 def _objects(*values: object) -> pd.Series:
@@ -73,7 +73,7 @@ def test_storing_a_frame_removes_the_assets_frames_older_than_keep_days(tmp_path
 
     import dagster as dg
 
-    from contentstack_assets.resources import FrameIOManager
+    from contentstack_assets.io_manager import FrameIOManager
 
     manager = FrameIOManager(base_dir=str(tmp_path), keep_days=7)
     folder = tmp_path / "users" / "source_users"
@@ -98,7 +98,7 @@ def _store_repeatedly(base_dir: str, writer: int, times: int, barrier, failures)
 
     import dagster as dg
 
-    from contentstack_assets.resources import FrameIOManager
+    from contentstack_assets.io_manager import FrameIOManager
 
     manager = FrameIOManager(base_dir=base_dir)
     context = dg.build_output_context(asset_key=dg.AssetKey(["users", "source_users"]))
@@ -120,7 +120,7 @@ def test_runs_storing_the_same_frame_at_once_do_not_collide(tmp_path):
 
     import dagster as dg
 
-    from contentstack_assets.resources import FrameIOManager
+    from contentstack_assets.io_manager import FrameIOManager
 
     writers, times = 4, 60
     context = multiprocessing.get_context("spawn")

@@ -96,7 +96,7 @@ def test_labels_reach_every_asset_check_job_and_dependency(tmp_path, shards):
 
 
 def test_a_run_of_prefixed_assets_counts_as_a_run_of_its_sync():
-    from contentstack_assets.syncs.cadence import syncs_of_run
+    from contentstack_assets.syncs.runs import syncs_of_run
 
     run = dg.DagsterRun(
         job_name="__ASSET_JOB", asset_selection={dg.AssetKey(["personalize", "eu", "users", "source_users"])}

@@ -17,10 +17,10 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from contentstack_assets.definitions import build_definitions
 from contentstack_assets.engine.mapping import map_users
+from contentstack_assets.engine.shards import concurrency_shares, shard_of, shard_rows
 from contentstack_assets.engine.state import StateStore, rejections, runs
 from contentstack_assets.personalize.emulator import EmulatorConfig, start_emulator_process
 from contentstack_assets.spec import SpecError, load_spec
-from contentstack_assets.syncs.shards import concurrency_shares, shard_of, shard_rows
 from tests.helpers import (
     PROJECT_ROOT,
     PROJECT_UID,
@@ -68,7 +68,7 @@ def test_shard_of_is_crc32_and_the_same_in_another_interpreter():
     assert list(shard_of(uids, 4)) == [zlib.crc32(uid.encode()) % 4 for uid in uids]
     assert list(shard_of(uids, 4)) == [0, 3, 2, 2]  # pinned: a change here moves every user's shard
     # str hashes are salted per process; CRC-32 is not
-    script = "import sys; from contentstack_assets.syncs.shards import shard_of; print(shard_of(sys.argv[1:], 7).tolist())"
+    script = "import sys; from contentstack_assets.engine.shards import shard_of; print(shard_of(sys.argv[1:], 7).tolist())"
     other = subprocess.run(
         [sys.executable, "-c", script, *uids], capture_output=True, text=True, check=True,
         env={**os.environ, "PYTHONHASHSEED": "12345"}, cwd=PROJECT_ROOT,

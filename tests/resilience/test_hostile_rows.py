@@ -17,8 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from contentstack_assets.engine.state import StateStore, rejections
+from contentstack_assets.io_manager import FrameIOManager
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
-from contentstack_assets.resources import FrameIOManager, SyncStateResource
+from contentstack_assets.resources import SyncStateResource
 from tests.helpers import (
     DEMO_ATTRIBUTES,
     PROJECT_UID,
