@@ -49,7 +49,11 @@ def postgres_url(database: str = POSTGRES_DATABASE) -> str:
 
 
 def source_url(database: str, rows: int) -> str:
-    urls = {"sqlite": sqlite_url, "duckdb": lambda rows: duckdb_url(rows), "postgres": lambda rows: postgres_url()}
+    urls = {
+        "sqlite": sqlite_url,
+        "duckdb": lambda rows: duckdb_url(rows),
+        "postgres": lambda rows: postgres_url(),
+    }
     return urls[database](rows)
 
 

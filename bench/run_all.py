@@ -407,7 +407,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated numbers of users")
-    parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres, duckdb")
+    parser.add_argument(
+        "--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres, duckdb"
+    )
     parser.add_argument(
         "--concurrency",
         type=int,

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "PersonalizeSyncsComponent": "contentstack_assets.components.personalize_syncs.component",
     "PersonalizeTranslator": "contentstack_assets.translator",
-    "build_definitions": "contentstack_assets.definitions",
+    "build_definitions": "contentstack_assets.syncs.build",
     "load_spec": "contentstack_assets.spec",
     "SpecError": "contentstack_assets.spec",
     "SyncsSpec": "contentstack_assets.spec",
@@ -43,10 +43,10 @@ assert set(__all__) == set(_PUBLIC)
 
 if TYPE_CHECKING:
     from contentstack_assets.components.personalize_syncs.component import PersonalizeSyncsComponent
-    from contentstack_assets.definitions import build_definitions
     from contentstack_assets.io_manager import FrameIOManager
     from contentstack_assets.resources import PersonalizeResource, SyncStateResource
     from contentstack_assets.spec import EventsSync, MergesSync, SpecError, SyncsSpec, UsersSync, load_spec
+    from contentstack_assets.syncs.build import build_definitions
     from contentstack_assets.translator import PersonalizeTranslator
 
 

@@ -1,4 +1,4 @@
-"""The code location: every sync of the spec as Dagster definitions."""
+"""The demo's code location (`dagster dev`, `[tool.dagster]`): the dg defs folder `contentstack_assets/defs/`."""
 
 from __future__ import annotations
 
@@ -6,47 +6,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY, FrameIOManager
-from contentstack_assets.resources import PersonalizeResource, SyncStateResource
-from contentstack_assets.spec import SpecError, SyncsSpec
-from contentstack_assets.syncs.alerts import failure_alerts
-from contentstack_assets.syncs.events import build_events_sync
-from contentstack_assets.syncs.merges import build_merges_sync
-from contentstack_assets.syncs.users import build_users_sync
-from contentstack_assets.translator import PersonalizeTranslator
+from contentstack_assets.spec import SpecError
+from contentstack_assets.syncs.build import build_definitions
 
-
-def build_definitions(
-    spec: SyncsSpec, resources: dict | None = None, translator: PersonalizeTranslator | None = None
-) -> dg.Definitions:
-    """Every sync of the spec as Dagster definitions: assets, checks, jobs, schedules, sensors, resources.
-
-    Args:
-        spec: the sync spec (`load_spec`).
-        resources: replaces default resources by key (`personalize`, `sync_state`, `contentstack_frames`): tests,
-            custom retries, another state store.
-        translator: sets each sync's asset key prefix, group, owners and tags in Python (by default the
-            spec's own keys).
-
-    Returns:
-        The definitions, to merge into a project's own or to serve as a code location.
-    """
-    if translator is not None:
-        spec = translator.apply(spec)
-    builders = {"users": build_users_sync, "events": build_events_sync, "merges": build_merges_sync}
-    per_sync = [builders[sync.kind](sync, spec) for sync in spec.syncs]
-    return dg.Definitions.merge(
-        *per_sync,
-        dg.Definitions(
-            sensors=[failure_alerts],
-            resources={
-                "personalize": PersonalizeResource(),
-                "sync_state": SyncStateResource(),
-                FRAMES_IO_MANAGER_KEY: FrameIOManager(),
-                **(resources or {}),
-            },
-        ),
-    )
+__all__ = ["build_definitions", "defs"]
 
 
 @dg.definitions

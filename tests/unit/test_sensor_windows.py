@@ -9,17 +9,11 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-# the schedule's and the sensor's pure parts: one import line to follow if they move to their own modules
-from contentstack_assets.syncs.cadence import (
-    SYNC_TAG,
-    _blocks,
-    _changed,
-    _dump,
-    _is_dry_run,
-    _read_cursor,
-    scheduled_days,
-    syncs_of_run,
-)
+# the schedule's and the sensor's pure parts, called directly
+from contentstack_assets.syncs.runs import SYNC_TAG, syncs_of_run
+from contentstack_assets.syncs.runs import is_dry_run as _is_dry_run
+from contentstack_assets.syncs.schedules import scheduled_days
+from contentstack_assets.syncs.sensors import _blocks, _changed, _dump, _read_cursor
 
 UTC = dt.UTC
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC", end_offset=1)

@@ -115,6 +115,6 @@ class PersonalizeSyncsComponent(dg.Component, dg.Resolvable, dg.Model):
         return PersonalizeTranslator()
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        from contentstack_assets.definitions import build_definitions
+        from contentstack_assets.syncs.build import build_definitions
 
         return build_definitions(self.spec, translator=self.get_translator())
