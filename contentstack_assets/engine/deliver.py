@@ -4,14 +4,12 @@
 client's pool and takes the next request from the plan only when one lands, so a million-user plan never
 sits in memory as tasks. State writes run on one writer thread, in order:
 
-- before a batch of requests goes out, `before_send(batch)` is written (the write-ahead: the state forgets
-  what is about to change, so a lost answer or a killed process can never leave it claiming a value the API
-  may not hold), and nothing of the batch is sent until that write is done;
-- every confirmed outcome goes to `record` in the next write: while one write runs, the outcomes that land
-  pile up and go together in the one after it (group commit). When `2 x concurrency` of them wait, workers
-  wait for the write too (a slow or locked database holds delivery back instead of letting unrecorded
-  outcomes grow). A run killed at any moment has therefore recorded everything but the requests in flight,
-  the write in progress and the outcomes waiting for it: at most `5 x concurrency` requests.
+- before a batch of requests goes out, `before_send(batch)` is written, and nothing of the batch is sent until
+  it is done (the write-ahead);
+- confirmed outcomes go to `record` in the next write (group commit); when `2 x concurrency` wait, workers
+  wait too.
+
+What a kill can then cost, and how the crash suite measures it: docs/reliability.md, "Write-ahead".
 
 A destination that refuses everything (a wrong project uid: the Edge's 404; 401/403) is not a per-user
 problem: when the first `stop_after_refusals` answers are all such refusals and nothing was delivered,

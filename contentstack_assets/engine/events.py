@@ -1,6 +1,6 @@
 """One push of an events sync: map the rows, plan the events not delivered yet, send them, record each one.
 
-Row rules (contract, section 2): the user uid as for users syncs (section 3, minus the duplicate rule: a user
+Row rules: the user uid as for users syncs (the user-uid rule, minus the duplicate rule: a user
 has many events); the event id is the column's text, trimmed; the event key is trimmed. A row is set aside,
 with its reason, for a null (or blank) event id, for every row of an event id that appears more than once in
 what the run reads, for an empty event key, and for a key the project does not know when its event list is

@@ -1,6 +1,6 @@
 """One push of a merges sync: map the identity pairs, plan the pairs not merged yet, merge them, record each.
 
-Row rules (contract, section 2): both uids as user uids (section 3: trimmed; missing or invalid rejected).
+Row rules: both uids follow the user-uid rule (trimmed; missing or invalid rejected).
 A row is set aside, with its reason, for a merge of a uid into itself and for every pair of a source uid
 that appears with more than one target (which known user is it?). Repeated identical pairs count as one.
 Each pair is merged once per sync, ever: the state (`cs_items`) keeps the merged pairs; a pair whose

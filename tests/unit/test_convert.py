@@ -1,4 +1,4 @@
-"""The value conversion of contract sections 2, 3 and 7: the type table, the user-uid rule, the fine
+"""The value conversion: the type table, the user-uid rule, the fine
 points, the fast paths agreeing with the element rule, and properties over arbitrary driver values."""
 
 from __future__ import annotations
@@ -407,7 +407,7 @@ def test_shorten() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# user uids (contract section 3)
+# user uids: trimmed, 1-256 printable ASCII characters (wire.UID_PATTERN)
 
 UIDS: list[tuple[Any, Any, Any]] = [
     ("abc", "abc", None),

@@ -1,4 +1,4 @@
-"""Property tests of the row rules (contract sections 3 and 7) over whole frames, through `map_users`.
+"""Property tests of the row rules (the user-uid rule, the value fine points) over whole frames, through `map_users`.
 
 test_convert.py checks each conversion on its own; here arbitrary frames of driver values go through the
 mapping as a sync reads them: nothing raises, every row is either valid (a clean unique uid, attribute values
