@@ -1,5 +1,5 @@
 """`python -m contentstack_assets.emulator` (or `contentstack-assets emulator`): the bundled Personalize emulator
-(see personalize/emulator.py)."""
+(see personalize/emulator/)."""
 
 from contentstack_assets.personalize.emulator import main
 
