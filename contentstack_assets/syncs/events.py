@@ -7,6 +7,7 @@ import time
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from contentstack_assets.engine.events import (
     EVENT_ID,
@@ -29,8 +30,10 @@ from contentstack_assets.syncs.sensors import source_changed_sensor
 
 
 class EventsPushConfig(dg.Config):
-    dry_run: bool = False
-    """Compute and report the plan (events per user, sample bodies); send nothing, write no state."""
+    dry_run: bool = Field(
+        default=False,
+        description="Compute and report the plan (events per user, sample bodies); send nothing, write no state.",
+    )
 
 
 def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
@@ -190,7 +193,7 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
         f"{name}_sync",
         selection=dg.AssetSelection.assets(source_key, push_key),
         partitions_def=partitions,
-        description=f"Read and push the {name} events sync",
+        description=f"Sync {name}: read the events of {sync.source.relation} and send those not delivered yet to Personalize",
         tags={SYNC_TAG: name},
     )
     return dg.Definitions(

@@ -7,6 +7,7 @@ import time
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from contentstack_assets.engine.merges import TARGET_UID, merges_source_columns, push_merges
 from contentstack_assets.engine.resend import resend_syncs
@@ -23,8 +24,9 @@ from contentstack_assets.syncs.sensors import source_changed_sensor
 
 
 class MergesPushConfig(dg.Config):
-    dry_run: bool = False
-    """Compute and report the pairs to merge; send nothing, write no state."""
+    dry_run: bool = Field(
+        default=False, description="Compute and report the pairs to merge; send nothing, write no state."
+    )
 
 
 def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
@@ -192,7 +194,7 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
     job = dg.define_asset_job(
         f"{name}_sync",
         selection=dg.AssetSelection.assets(source_key, push_key),
-        description=f"Read and push the {name} merges sync",
+        description=f"Sync {name}: read the identity pairs of {sync.source.relation} and merge those not merged yet in Personalize",
         tags={SYNC_TAG: name},
     )
     return dg.Definitions(

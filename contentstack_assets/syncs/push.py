@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+from pydantic import Field
 
 from contentstack_assets.engine.push import SourceShrankError
 from contentstack_assets.resources import PersonalizeResource
@@ -14,12 +15,22 @@ from contentstack_assets.syncs.report import failures_sample, user_errors
 
 
 class PushConfig(dg.Config):
-    dry_run: bool = False
-    """Compute and report the plan (counts and sample bodies); send nothing, write no state."""
-    full_resync: bool = False
-    """Ignore the sync state and send every valid user all of its attributes."""
-    allow_source_shrink: bool = False
-    """Run even if the source returned far fewer rows than the last run (the empty-source guard)."""
+    """The Launchpad's fields of a users push (`ops: {N__personalize_users: {config: ...}}`)."""
+
+    dry_run: bool = Field(
+        default=False,
+        description="Compute and report the plan (counts and sample bodies); send nothing, write no state.",
+    )
+    full_resync: bool = Field(
+        default=False,
+        description="Ignore the sync state and send every valid user ALL of its attributes (one request "
+        "per user, however little changed).",
+    )
+    allow_source_shrink: bool = Field(
+        default=False,
+        description="Run even if the source returned far fewer rows than the last run: the empty-source "
+        "guard's refusal overridden for this run.",
+    )
 
 
 @contextmanager

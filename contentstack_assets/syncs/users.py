@@ -228,7 +228,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         f"{name}_sync",
         selection=dg.AssetSelection.assets(source_key, mapped_key, push_key),
         partitions_def=partitions,
-        description=f"Read, map and push the {name} users sync",
+        description=f"Sync {name}: read {sync.source.relation}, check and map its attributes, send what changed to Personalize",
         tags={SYNC_TAG: name},
     )
     return dg.Definitions(
