@@ -1,6 +1,6 @@
 """The syncs of a spec as a Dagster component: `syncs:` inline in a `defs.yaml`, or `syncs_file:` beside it.
 
-Both forms are checked by the spec's own models (spec.py); an error names the `defs.yaml`, its line, the
+Both forms are checked by the spec's own models (spec/); an error names the `defs.yaml`, its line, the
 sync and the key, and the component loads whole or not at all.
 """
 

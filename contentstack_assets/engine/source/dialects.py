@@ -1,0 +1,204 @@
+"""What differs between databases, kept apart from the reader: one engine per URL (DuckDB's connections
+closed after each read, MySQL/MariaDB sessions in UTC), a SQLite file that must exist, DuckDB's column
+types, SQLite's renamed repeats, rtrim's arity, and per dialect the SQL of a row's partition day and of its
+value as a number (the sensor's per-day digests).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from contentstack_assets.engine.source.errors import SourceError, _missing_driver
+from contentstack_assets.spec import SourceSpec
+
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+# dialects whose rtrim takes no second argument (the characters to trim): reads by text match text only there
+_RTRIM_ONE_ARGUMENT = frozenset({"mysql", "mariadb", "mssql", "databricks"})  # Spark: rtrim(trim, str)
+_MYSQL = frozenset({"mysql", "mariadb"})
+# zoned timestamp types whose SQLAlchemy class has no `timezone` flag (snowflake-sqlalchemy's)
+_ZONED_TYPE_NAMES = frozenset({"TIMESTAMP_TZ", "TIMESTAMP_LTZ"})
+
+
+@functools.lru_cache(maxsize=32)
+def _engine(url: str) -> sa.Engine:
+    # one engine (one connection pool) per URL for the life of the process; a DuckDB file is locked by any
+    # open connection (another process cannot write it), so its connections close as soon as a read ends
+    backend = sa.engine.make_url(url).get_backend_name()
+    if backend == "duckdb":
+        return sa.create_engine(url, poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if backend in _MYSQL:
+        # a TIMESTAMP comes back in the session's time zone, naive: the server's default may be any zone,
+        # and naive means UTC here, so every session reads (and the window compares) in UTC
+        sa.event.listen(engine, "connect", _mysql_session_in_utc)
+    return engine
+
+
+def _mysql_session_in_utc(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET time_zone = '+00:00'")
+    finally:
+        cursor.close()
+
+
+def engine_for(source: SourceSpec) -> sa.Engine:
+    _check_sqlite_file(source)
+    try:
+        return _engine(source.url.get_secret_value())
+    except (ImportError, sa.exc.NoSuchModuleError) as error:
+        raise SourceError(_missing_driver(source, error)) from None
+
+
+def _check_sqlite_file(source: SourceSpec) -> None:
+    """A SQLite source must name an existing file: SQLite would create an empty one on connect, and the read
+    would then blame a missing table for what is a mistyped path."""
+    url = sa.engine.make_url(source.url.get_secret_value())
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return
+    if database.startswith("file:"):  # a URI filename (`?uri=true`): file:PATH?mode=...
+        if url.query.get("mode") == "memory" or "mode=memory" in database:
+            return
+        database = database.removeprefix("file:").split("?", 1)[0]
+    if not Path(database).exists():
+        raise SourceError(
+            f"source {source.display_url}: the SQLite database file {database} does not exist "
+            "(check source.url; a relative path is relative to the spec file)"
+        )
+
+
+def is_zoned_type(declared: sa.types.TypeEngine | None) -> bool:
+    """Whether a declared column type holds instants with their zone (a timestamptz, a TIMESTAMP_TZ)."""
+    return bool(getattr(declared, "timezone", False) or type(declared).__name__ in _ZONED_TYPE_NAMES)
+
+
+def text_in_condition(column: sa.ColumnElement, values: Sequence[str], dialect: str) -> sa.ColumnElement:
+    """The condition that the column, as trimmed text, is one of the values (ids arrive as text, the column
+    may be an integer), or for a value that is an integer's text, a number with a zero fraction."""
+    text = sa.func.trim(sa.cast(column, sa.String))
+    condition = text.in_(list(values))
+    integers = [value for value in values if _INTEGER_TEXT.fullmatch(value)]
+    if integers and dialect not in _RTRIM_ONE_ARGUMENT:
+        # a number stored with a fraction (SQLite's REAL 42.0, a numeric(10,2) 42.00) is id "42" but
+        # its text is "42.0": also compare that text without the zeros of its fraction
+        whole = sa.func.rtrim(sa.func.rtrim(text, sa.literal("0")), sa.literal("."))
+        condition = sa.or_(condition, sa.case((text.like(sa.literal("%.%")), whole)).in_(integers))
+    return condition
+
+
+def day_and_sum(
+    column: sa.ColumnElement,
+    dialect: str,
+    *,
+    epoch_scale: int | None,
+    zoned: bool,
+    declared: sa.types.TypeEngine | None,
+) -> tuple[sa.ColumnElement, sa.ColumnElement | None]:
+    """The expression of a value's partition day, and of the value as a number (None: no such sum).
+
+    `epoch_scale`: 1 or 1000 for a column of epoch (milli)seconds; `zoned`: the column holds instants with
+    their zone; `declared`: the column's declared type, for a table (None for a query)."""
+    text = isinstance(declared, sa.String)  # a declared text type (a query's columns declare none)
+    if epoch_scale is not None:
+        seconds_per_day = 86_400 * epoch_scale
+        return sa.cast(sa.func.floor(column / seconds_per_day), sa.BigInteger), column
+    if dialect == "sqlite":
+        # the window compares the stored text with bare dates: a row belongs to the day its text starts with
+        return sa.func.substr(column, 1, 10), sa.func.julianday(column)
+    if dialect == "postgresql":
+        if zoned:
+            utc = sa.func.timezone("UTC", column)
+            return sa.cast(utc, sa.Date), sa.func.extract("epoch", column)
+        if text:
+            return sa.func.substr(column, 1, 10), None
+        return sa.cast(column, sa.Date), sa.func.extract("epoch", column)
+    if dialect in _MYSQL:
+        if text:
+            return sa.func.substr(column, 1, 10), None
+        # the session is in UTC (see _engine): a TIMESTAMP's day is its UTC day; a zero date has none
+        micros = sa.func.to_seconds(column) * 1_000_000 + sa.func.microsecond(column)
+        return sa.cast(column, sa.Date), micros
+    if dialect == "snowflake" and not text:
+        # a TIMESTAMP_TZ keeps each value's own offset, a TIMESTAMP_LTZ the session's: cast to a date,
+        # either is the local day; CONVERT_TIMEZONE('UTC', x) makes it the UTC day
+        day_of = sa.func.convert_timezone("UTC", column) if zoned else column
+        return sa.cast(day_of, sa.Date), sa.func.date_part(sa.literal_column("epoch_microsecond"), column)
+    if dialect == "duckdb":
+        if text:
+            return sa.func.substr(column, 1, 10), None
+        # a TIMESTAMPTZ is cast to a date in the session's zone (the machine's by default): take UTC's
+        day_of = sa.func.timezone("UTC", column) if zoned else column
+        return sa.cast(day_of, sa.Date), sa.func.epoch_us(column)
+    return sa.cast(column, sa.Date), None
+
+
+# DuckDB's information_schema type names for the partition column's declared type (duckdb-engine's own
+# reflection queries PostgreSQL catalogs DuckDB lacks under SQLAlchemy 2.1)
+_DUCKDB_TYPES: tuple[tuple[str, Callable[[], sa.types.TypeEngine]], ...] = (
+    ("TIMESTAMP WITH TIME ZONE", lambda: sa.TIMESTAMP(timezone=True)),
+    ("TIMESTAMP", sa.TIMESTAMP),
+    ("DATE", sa.Date),
+    ("VARCHAR", sa.String),
+    ("DECIMAL", sa.Numeric),
+    ("DOUBLE", sa.Float),
+    ("FLOAT", sa.Float),
+    ("BIGINT", sa.BigInteger),
+    ("INTEGER", sa.Integer),
+    ("SMALLINT", sa.Integer),
+    ("TINYINT", sa.Integer),
+    ("HUGEINT", sa.BigInteger),
+    ("UBIGINT", sa.BigInteger),
+    ("UINTEGER", sa.Integer),
+)
+
+
+def _table_columns(connection: sa.Connection, table: str, schema: str | None) -> dict[str, dict]:
+    """The table's columns by name, each with its declared `type`; NoSuchTableError when it is absent."""
+    if connection.dialect.name != "duckdb":
+        return {column["name"]: column for column in sa.inspect(connection).get_columns(table, schema=schema)}
+    columns = sa.table(
+        "columns",
+        sa.column("table_name"),
+        sa.column("table_schema"),
+        sa.column("column_name"),
+        sa.column("data_type"),
+        sa.column("ordinal_position"),
+        schema="information_schema",
+    )
+    in_schema = sa.bindparam("schema", schema) if schema else sa.func.current_schema()
+    statement = (
+        sa.select(columns.c.column_name, columns.c.data_type)
+        .where(columns.c.table_name == sa.bindparam("table", table), columns.c.table_schema == in_schema)
+        .order_by(columns.c.ordinal_position)
+    )
+    rows = connection.execute(statement).all()
+    if not rows:
+        raise sa.exc.NoSuchTableError(table)
+    return {name: {"name": name, "type": _duckdb_type(data_type)} for name, data_type in rows}
+
+
+def _duckdb_type(data_type: str) -> sa.types.TypeEngine:
+    upper = data_type.upper()
+    for prefix, kind in _DUCKDB_TYPES:
+        if upper.startswith(prefix):
+            return kind()
+    return sa.types.NullType()
+
+
+def _repeated_names(names: Sequence[str], dialect: str) -> set[str]:
+    """The column names a result holds more than once. SQLite renames the repeats of a subquery's column
+    `name:1`, `name:2`... and answers `name` with the first."""
+    repeated = {name for name, times in Counter(names).items() if times > 1}
+    if dialect == "sqlite":
+        for name in names:
+            base, colon, suffix = name.rpartition(":")
+            if colon and suffix.isdigit() and base in names:
+                repeated.add(base)
+    return repeated

@@ -1,0 +1,364 @@
+"""Chunked reads of a source table or query through SQLAlchemy: the rows of a window or of given ids, the
+count, the sensor's probe, per-day digests and the partition range above a watermark. What differs between
+databases is in `dialects`, how a window meets the partition column in `window`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from pandas._libs.lib import to_object_array_tuples  # C transposition of row tuples
+
+from contentstack_assets.engine.source.dialects import (
+    _repeated_names,
+    _table_columns,
+    day_and_sum,
+    engine_for,
+    is_zoned_type,
+    text_in_condition,
+)
+from contentstack_assets.engine.source.errors import SourceError, _reason
+from contentstack_assets.engine.source.window import (
+    Window,
+    _is_number,
+    bound_time,
+    day_key,
+    epoch_scale,
+    epoch_time,
+    partition_sample,
+    typed_watermark,
+)
+from contentstack_assets.spec import SourceSpec
+
+PROGRESS_EVERY_S = 2.0
+
+
+class SourceReader:
+    """Reads the columns a sync needs from one source, optionally within a time window.
+
+    Values come back exactly as the database driver returns them (object columns: `None` stays distinct from
+    a float NaN, text dates stay text) because conversion is the job of `convert/`, judged on the stored
+    value. Table, schema and column names are SQLAlchemy identifiers, quoted by the dialect and never
+    formatted into SQL text (bound values get fixed parameter names, never ones derived from a column name);
+    a `query:` is wrapped as a subquery so the window filter and column list still go through SQLAlchemy.
+    """
+
+    def __init__(self, source: SourceSpec, columns: Sequence[str]):
+        self.source = source
+        self.columns = list(dict.fromkeys(columns))  # keep order, drop repeats
+        self._window_column_has_tz = False
+        self._window_column_type: sa.types.TypeEngine | None = None  # the declared type, for a table
+        self._epoch_scale: int | None = None  # 1 or 1000 for a partition column of epoch (milli)seconds
+        self._window_column_text = False  # a query's partition column seen holding text
+        self._dialect = ""  # the name of the dialect `_relation` was read with
+
+    @contextlib.contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        """A database error as one SourceError naming the source (password masked) and its table."""
+        try:
+            yield
+        except SourceError:
+            raise
+        except sa.exc.SQLAlchemyError as error:
+            raise SourceError(
+                f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
+            ) from None
+
+    # -- the statement ------------------------------------------------------------------------------
+    def _relation(self, connection: sa.Connection) -> sa.FromClause:
+        source = self.source
+        self._dialect = connection.dialect.name
+        if source.table is not None:
+            try:
+                found = _table_columns(connection, source.table, source.db_schema)
+            except sa.exc.NoSuchTableError:
+                raise SourceError(
+                    f"source {source.display_url}: table {source.relation!r} does not exist"
+                ) from None
+            missing = [column for column in self.columns if column not in found]
+            if missing:
+                raise SourceError(
+                    f"source {source.display_url}: table {source.relation!r} has no column "
+                    f"{', '.join(repr(c) for c in missing)} (it has: {', '.join(found)})"
+                )
+            window_column = source.partition_column
+            if window_column:
+                self._window_column_type = found[window_column]["type"]
+                self._window_column_has_tz = is_zoned_type(self._window_column_type)
+            return self._table()
+        # a query: learn its columns from an empty read, then wrap it as a subquery
+        query = _one_statement(source)
+        probe = (
+            sa.select(sa.literal_column("*")).select_from(sa.text(query).columns().subquery("src")).limit(0)
+        )
+        result_columns = list(connection.execute(probe).keys())
+        # only a repeated name the sync reads is refused: `SELECT a.*, b.*` may repeat an `id` it never reads
+        repeated = _repeated_names(result_columns, connection.dialect.name)
+        ambiguous = [column for column in self.columns if column in repeated]
+        if ambiguous:
+            raise SourceError(
+                f"source {source.display_url}: the query returns more than one column named "
+                f"{', '.join(repr(c) for c in ambiguous)}: alias them (`AS`) so that each column the sync "
+                "reads has a name of its own"
+            )
+        missing = [column for column in self.columns if column not in result_columns]
+        if missing:
+            raise SourceError(
+                f"source {source.display_url}: the query returns no column "
+                f"{', '.join(repr(c) for c in missing)} (it returns: {', '.join(result_columns)})"
+            )
+        return sa.text(query).columns(*(sa.column(c) for c in self.columns)).subquery("src")
+
+    def _table(self) -> sa.TableClause:
+        return sa.table(
+            self.source.table, *(sa.column(c) for c in self.columns), schema=self.source.db_schema
+        )
+
+    def _statement(
+        self,
+        relation: sa.FromClause,
+        window: Window | None,
+        text_in: tuple[str, Sequence[str]] | None = None,
+        dialect: str = "",
+    ) -> sa.Select:
+        statement = sa.select(*(relation.c[c] for c in self.columns))
+        if text_in is not None:
+            column_name, values = text_in
+            statement = statement.where(text_in_condition(relation.c[column_name], values, dialect))
+        if window is not None:
+            column = relation.c[self.source.partition_column]
+            # fixed parameter names: SQLAlchemy would name them after the (spec-given) column otherwise
+            statement = statement.where(
+                column >= sa.bindparam("window_start", self._bound_time(window.start)),
+                column < sa.bindparam("window_end", self._bound_time(window.end)),
+            )
+        return statement
+
+    def _bound_time(self, moment: dt.datetime) -> dt.datetime | str | int:
+        """A UTC instant as the partition column compares it (`window.bound_time`)."""
+        as_text = self._dialect == "sqlite" or self._compares_as_text()
+        return bound_time(moment, self._epoch_scale, as_text=as_text, zoned=self._window_column_has_tz)
+
+    def _compares_as_text(self) -> bool:
+        """Whether the partition column holds text (declared, or seen by `_detect_epoch` in a query's
+        result): PostgreSQL and DuckDB refuse to compare text with a timestamp, MySQL compares it as text.
+        Such a column is bound as SQLite's is: text, a bare date for a day boundary."""
+        return self._window_column_text or isinstance(self._window_column_type, sa.String)
+
+    def _detect_epoch(self, connection: sa.Connection, relation: sa.FromClause) -> None:
+        """Whether the partition column holds epoch numbers, and in which unit (sets `_epoch_scale`); numbers
+        beside text, or numbers stored as text, cannot be compared with a window: the spec is refused."""
+        self._epoch_scale = None
+        source = self.source
+        column_name = source.partition_column
+        values = partition_sample(connection, relation.c[column_name], self._window_column_type)
+        if values is None:
+            return
+        if any(isinstance(value, dt.datetime) and value.tzinfo is not None for value in values):
+            # a `query:` over a zoned column (its type is not declared): bind the window as an instant, or
+            # the driver would shift a naive bound by the session's time zone
+            self._window_column_has_tz = True
+        if not any(_is_number(value) for value in values):
+            self._window_column_text = all(isinstance(value, str) for value in values)
+        where = f"source {source.display_url} ({source.relation}): the partition column {column_name!r}"
+        self._epoch_scale = epoch_scale(values, where)
+
+    # -- reading ------------------------------------------------------------------------------------
+    def read(
+        self,
+        window: Window | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        *,
+        text_in: tuple[str, Sequence[str]] | None = None,
+    ) -> pd.DataFrame:
+        """Every row of the source (within the window; with `text_in=(column, values)` only the rows whose
+        column, as trimmed text, is one of the values, or for a value that is an integer's text, a number
+        with a zero fraction: 42.0 for "42"), as object columns of raw driver values. The caller keeps the
+        rows whose column gives one of the values by its own rule (the text "42.0" is not id "42").
+
+        `on_progress(rows so far)` is called every `PROGRESS_EVERY_S` seconds at most (each call is a line in
+        the run's log, an event Dagster stores) and once with the total."""
+        chunks: list[np.ndarray] = []
+        rows_read = reported = 0
+        last_report = time.monotonic()
+        with self._database_errors(), engine_for(self.source).connect() as connection:
+            relation = self._relation(connection)
+            if window is not None:
+                self._detect_epoch(connection, relation)
+            statement = self._statement(relation, window, text_in, connection.dialect.name)
+            result = connection.execution_options(stream_results=True).execute(statement)
+            # the driver's own cursor (server-side on PostgreSQL): its plain tuples, not a SQLAlchemy Row
+            # per row. The columns are untyped (`sa.column`), so SQLAlchemy would not process any value
+            # anyway; skipping the Rows is most of the time of reading a million of them.
+            cursor = result.cursor
+            try:
+                rows = _prefetched(result)
+                rows += cursor.fetchmany(self.source.chunk_size - len(rows))
+                while rows:
+                    chunks.append(_rows_to_array(rows, len(self.columns)))
+                    rows_read += len(rows)
+                    if on_progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                        on_progress(rows_read)
+                        reported, last_report = rows_read, time.monotonic()
+                    rows = cursor.fetchmany(self.source.chunk_size)
+            finally:
+                result.close()
+        if on_progress and reported != rows_read:
+            on_progress(rows_read)
+        table = np.concatenate(chunks) if chunks else np.empty((0, len(self.columns)), dtype=object)
+        data = {
+            name: pd.Series(np.ascontiguousarray(table[:, index]), dtype=object, copy=False)
+            for index, name in enumerate(self.columns)
+        }
+        return pd.DataFrame(data, copy=False)
+
+    def _typed_watermark(self, watermark: str | dt.datetime, dialect: str) -> str | dt.datetime | float:
+        """A watermark as the partition column compares it (`window.typed_watermark`)."""
+        as_text = dialect == "sqlite" or self._compares_as_text()
+        return typed_watermark(
+            watermark, self._epoch_scale, as_text=as_text, zoned=self._window_column_has_tz
+        )
+
+    def count(self) -> int:
+        """How many rows the whole source holds (no window)."""
+        with self._database_errors(), engine_for(self.source).connect() as connection:
+            relation = self._relation(connection)
+            return int(connection.execute(self._count_statement(relation)).scalar_one())
+
+    def _count_statement(self, relation: sa.FromClause) -> sa.Select:
+        return sa.select(sa.func.count()).select_from(relation)
+
+    def probe(self) -> dict[str, str | int | None]:
+        """A cheap fingerprint of the source: the spec's probe query, else max(partition column) and count."""
+        source = self.source
+        with self._database_errors(), engine_for(source).connect() as connection:
+            if source.probe_query:
+                row = connection.execute(sa.text(source.probe_query)).first()
+                return {"probe": None if row is None else "|".join(str(v) for v in row)}
+            relation = self._relation(connection)
+            row = connection.execute(self._probe_statement(relation)).one()
+            probe = {"rows": int(row.rows)}
+            if source.partition_column:
+                probe["max_updated"] = None if row.max_updated is None else str(row.max_updated)
+            return probe
+
+    def _probe_statement(self, relation: sa.FromClause) -> sa.Select:
+        measures = [sa.func.count().label("rows")]
+        if self.source.partition_column:
+            measures.append(sa.func.max(relation.c[self.source.partition_column]).label("max_updated"))
+        return sa.select(*measures).select_from(relation)
+
+    def day_digests(self) -> dict[str, str]:
+        """Per UTC day of the partition column (as the day's window reads it), a short digest of its rows,
+        computed by the database in one GROUP BY: the count, the min and max of the column, and where the
+        dialect can, the sum of its values as numbers (so a row whose `updated_at` moves within its day moves
+        the digest). A day whose digest moved has rows that were added, removed or touched, whatever their
+        time: a row loaded late with an old `updated_at` moves its own day."""
+        column_name = self.source.partition_column
+        reader = SourceReader(self.source, [column_name])
+        with self._database_errors(), engine_for(self.source).connect() as connection:
+            relation = reader._relation(connection)
+            reader._detect_epoch(connection, relation)
+            rows = connection.execute(reader._digest_statement(relation)).all()
+        digests: dict[str, str] = {}
+        for row in rows:
+            key = day_key(row[0], reader._epoch_scale)
+            if key is None:
+                continue
+            text = "|".join(str(value) for value in row[1:])
+            if key in digests:  # two spellings of one day (a date and a text): one digest of both
+                text = digests[key] + "|" + text
+            digests[key] = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+        return digests
+
+    def _digest_statement(self, relation: sa.FromClause) -> sa.Select:
+        """Per partition day: the day, the count, min and max of the partition column, and its sum."""
+        column = relation.c[self.source.partition_column]
+        day, total = day_and_sum(
+            column,
+            self._dialect,
+            epoch_scale=self._epoch_scale,
+            zoned=self._window_column_has_tz,
+            declared=self._window_column_type,
+        )
+        measures = [sa.func.count().label("n"), sa.func.min(column), sa.func.max(column)]
+        if total is not None:
+            measures.append(sa.func.sum(total))
+        return sa.select(day.label("day"), *measures).where(column.is_not(None)).group_by(day)
+
+    def partition_range_since(self, watermark: str | dt.datetime | None) -> tuple[object, object] | None:
+        """The lowest and highest partition-column values at or above a watermark (the max a probe
+        returned, as text or datetime), computed by the database; None when no row is that recent.
+
+        At or above: rows loaded in the same second as the watermark's row are still ahead of it. SQLite
+        compares the text it stored with the text it returned; a typed column (PostgreSQL refuses
+        `timestamptz >= varchar`) gets a datetime; a column of epoch numbers gets a number, and its values
+        come back as the UTC datetimes they stand for.
+        """
+        column_name = self.source.partition_column
+        reader = SourceReader(self.source, [column_name])
+        with self._database_errors(), engine_for(self.source).connect() as connection:
+            relation = reader._relation(connection)
+            reader._detect_epoch(connection, relation)
+            column = relation.c[column_name]
+            statement = sa.select(sa.func.min(column), sa.func.max(column)).where(column.is_not(None))
+            if watermark is not None:
+                bound = reader._typed_watermark(watermark, connection.dialect.name)
+                statement = statement.where(column >= sa.bindparam("watermark", bound))
+            lowest, highest = connection.execute(statement).one()
+        if highest is None:
+            return None
+        return epoch_time(lowest, reader._epoch_scale), epoch_time(highest, reader._epoch_scale)
+
+
+# what a ';' may hide in: literals, quoted names, comments, PostgreSQL's dollar quotes
+_SQL_TOKENS = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$|;""", re.DOTALL
+)
+_STATEMENT_TAIL = re.compile(r"(?:\s|;|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+
+
+def _one_statement(source: SourceSpec) -> str:
+    """The spec's query as the text to wrap in a subquery: cut at a ';' followed only by blanks, comments or
+    more ';', and ended by a newline so that a closing line comment cannot swallow the wrapping's closing
+    parenthesis. A ';' followed by more SQL is refused: a subquery is one statement."""
+    query = source.query or ""
+    for token in _SQL_TOKENS.finditer(query):
+        if token.group() != ";":
+            continue
+        if not _STATEMENT_TAIL.fullmatch(query, token.end()):
+            raise SourceError(
+                f"source {source.display_url}: the query holds more than one statement (a ';' followed by "
+                "more SQL); `query:` takes one statement only, a SELECT"
+            )
+        return query[: token.start()].rstrip() + "\n"
+    return query.rstrip() + "\n"
+
+
+def _prefetched(result: sa.CursorResult) -> list[tuple]:
+    """The rows SQLAlchemy already took from the cursor: a streaming result buffers the first one ahead."""
+    buffer = getattr(result.cursor_strategy, "_rowbuffer", None)
+    if not buffer:
+        return []
+    rows = [tuple(row) for row in buffer]
+    buffer.clear()
+    return rows
+
+
+def _rows_to_array(rows: Sequence[Sequence[object]], width: int) -> np.ndarray:
+    """A chunk of driver rows as a 2-D object array, values untouched (pandas' C transposition of tuples;
+    rows of another sequence type, as some drivers return, are made tuples first)."""
+    if not isinstance(rows[0], tuple):
+        rows = [tuple(row) for row in rows]
+    table = to_object_array_tuples(list(rows))
+    if table.shape[1] != width:  # pragma: no cover - a driver returning more or fewer columns than asked
+        raise SourceError(f"the driver returned {table.shape[1]} columns where {width} were selected")
+    return table
