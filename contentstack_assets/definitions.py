@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -22,7 +23,11 @@ def defs() -> dg.Definitions:
 
     tree = dg.ComponentTree.from_module(defs_module=contentstack_assets.defs, project_root=Path.cwd())
     try:
-        return tree.build_defs()
+        with warnings.catch_warnings():
+            # dg's own beta and preview classes behind every defs folder (code references, module loaders)
+            warnings.filterwarnings("ignore", category=dg.BetaWarning)
+            warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+            return tree.build_defs()
     except Exception as error:
         # dg wraps a component's error in its tree's; the spec's own paragraph is what a user should read
         cause: BaseException | None = error

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY, FrameIOManager
@@ -32,7 +34,11 @@ def build_definitions(
     if translator is not None:
         spec = translator.apply(spec)
     builders = {"users": build_users_sync, "events": build_events_sync, "merges": build_merges_sync}
-    per_sync = [builders[sync.kind](sync, spec) for sync in spec.syncs]
+    with warnings.catch_warnings():
+        # Beta parameters used knowingly (each sync's backfill policy, its sensors' owners): said once here,
+        # not once per asset in every step process's log
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)
+        per_sync = [builders[sync.kind](sync, spec) for sync in spec.syncs]
     return dg.Definitions.merge(
         *per_sync,
         dg.Definitions(

@@ -192,7 +192,6 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
     job = dg.define_asset_job(
         f"{name}_sync",
         selection=dg.AssetSelection.assets(source_key, push_key),
-        partitions_def=partitions,
         description=f"Sync {name}: read the events of {sync.source.relation} and send those not delivered yet to Personalize",
         tags={SYNC_TAG: name},
     )

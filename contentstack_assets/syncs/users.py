@@ -227,7 +227,6 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
     job = dg.define_asset_job(
         f"{name}_sync",
         selection=dg.AssetSelection.assets(source_key, mapped_key, push_key),
-        partitions_def=partitions,
         description=f"Sync {name}: read {sync.source.relation}, check and map its attributes, send what changed to Personalize",
         tags={SYNC_TAG: name},
     )
