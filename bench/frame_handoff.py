@@ -27,11 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datagen  # noqa: E402
 from run_all import ATTRIBUTES, append_to_doc, machine  # noqa: E402
 
-from contentstack_assets.engine.mapping import map_users  # noqa: E402
+from contentstack_assets.engine.mapping import (
+    map_users,  # noqa: E402
+    source_columns,  # noqa: E402
+)
 from contentstack_assets.engine.source import SourceReader  # noqa: E402
-from contentstack_assets.resources import FrameIOManager  # noqa: E402
+from contentstack_assets.io_manager import FrameIOManager  # noqa: E402
 from contentstack_assets.spec import spec_from_data  # noqa: E402
-from contentstack_assets.syncs.users import source_columns  # noqa: E402
 
 
 def _timed(function):
