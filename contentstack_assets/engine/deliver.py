@@ -1,30 +1,7 @@
-"""Delivery: requests in flight on one event loop, outcomes written to the state as they are confirmed.
-
-`deliver` runs an event loop (uvloop when installed) that keeps `concurrency` requests in flight over the
-client's pool and takes the next request from the plan only when one lands, so a million-user plan never
-sits in memory as tasks. State writes run on one writer thread, in order:
-
-- before a batch of requests goes out, `before_send(batch)` is written, and nothing of the batch is sent until
-  it is done (the write-ahead);
-- confirmed outcomes go to `record` in the next write (group commit); when `2 x concurrency` wait, workers
-  wait too.
-
-What a kill can then cost, and how the crash suite measures it: docs/reliability.md, "Write-ahead".
-
-A destination that refuses everything (a wrong project uid: the Edge's 404; 401/403) is not a per-user
-problem: when the first `stop_after_refusals` answers are all such refusals and nothing was delivered,
-delivery stops taking requests, lets what is in flight land, and says why in `DeliveryReport.stopped`,
-instead of sending a million requests that cannot succeed. The same holds for a destination that cannot be
-reached at all (connection refused, a host name that does not resolve, a certificate not trusted): after the
-first `stop_after_unreachable` such outcomes with nothing delivered, each having used up its retries. The users
-not sent go out next run.
-
-A run terminated from the UI gets SIGTERM, and Dagster's handler raises in the main thread. Inside an event
-loop that exception would be raised in one of the loop's own callbacks, which log it and go on (delivery would
-ignore the terminate), so while the loop runs such signals cancel delivery instead: the requests in flight are
-dropped, what was confirmed is written, and the signal is raised again once the loop is closed, where its
-handler stops the step as it would anywhere else.
-"""
+"""Delivery: `concurrency` requests in flight on one event loop, outcomes written to the state by one
+writer thread as they are confirmed (the write-ahead and what a kill costs: docs/reliability.md,
+"Write-ahead"); a destination that refuses or cannot be reached stops it early, and a terminate from the UI
+cancels it cleanly."""
 
 from __future__ import annotations
 
@@ -101,7 +78,24 @@ def deliver(
     stop_after_unreachable: int = STOP_AFTER_UNREACHABLE,
 ) -> DeliveryReport[RequestT]:
     """Send every request with `concurrency` in flight through `client` (opened here, in the loop that uses
-    it); every outcome reaches `record` before this returns, or the error that stopped recording is raised."""
+    it); every outcome reaches `record` before this returns, or the error that stopped recording is raised.
+
+    The event loop (uvloop when installed) takes the next request from `requests` only when one lands, so a
+    million-user plan never sits in memory as tasks. State writes run on one writer thread, in order: before
+    a batch goes out, `before_send(batch)` is written and nothing of the batch is sent until it is done;
+    confirmed outcomes go to `record` in the next write (group commit), and when `2 x concurrency` wait,
+    workers wait too.
+
+    A destination that refuses everything (a wrong project uid: the Edge's 404; 401/403) is not a per-user
+    problem: when the first `stop_after_refusals` answers are all refusals and nothing was delivered, delivery
+    stops taking requests, lets what is in flight land, and says why in `DeliveryReport.stopped`. The same
+    after `stop_after_unreachable` outcomes that could not reach it at all (refused connection, unknown host,
+    untrusted certificate), each having used up its retries. The users not sent go out next run.
+
+    A run terminated from the UI gets SIGTERM, and Dagster's handler raises in the main thread; inside the
+    loop that exception would land in a callback that logs it and goes on, so while the loop runs such
+    signals cancel delivery instead: in-flight requests are dropped, what was confirmed is written, and the
+    signal is raised again once the loop is closed, where its handler stops the step."""
     delivery = _Delivery(
         send,
         record,

@@ -1,29 +1,5 @@
-"""Users read again by uid: those a merge overwrote (resent whole), and those whose last delivery is unconfirmed.
-
-On a merge the Edge keeps the anonymous (source) user's value wherever both users have one, so after it the
-known user's values in Personalize are no longer those the users sync's state says it delivered, and a push
-that compares the warehouse with that state would send nothing. When a merge is confirmed, the merges push
-marks its target in every users sync of the same project that `depends_on` the merges sync, in the same
-transaction (`StateStore.record_item_requests(..., resend_in=...)`): the user's state forgets what it was
-sent, and `cs_resend` keeps the user's uid. The users push then plans that user as changed with nothing
-delivered, and sends every non-null attribute of its row.
-
-A user whose last delivery failed, or was cut after the write-ahead (no fingerprint, no status), is retried by
-the next run that reads its row; a partitioned run reads the rows updated in its days only, so such a user of
-other days would wait for its day to be run again.
-
-What this module adds is the push's side of both:
-- `find_resends`: the marked and the unconfirmed users this push owns (at most `MAX_REREAD` of each, oldest
-  first); a partitioned run reads again from the source by uid those outside its rows, and their mapped rows
-  join the run's rows (the same row rules, the same plan, the same delivery). An unconfirmed user the source no
-  longer holds (missing from an unpartitioned run's rows, or from the read by uid) leaves the state once the
-  push's empty-source guard has passed (`StateStore.drop_unconfirmed`): it is neither retried nor stuck;
-- before delivery the push forgets the marked users' state again (`StateStore.forget_delivered`): a users push
-  of another run may have recorded a delivery planned before the merge landed;
-- `StateStore.settle_resends` after the push removes the marks it took care of (the user is delivered in the
-  state, has nothing to send, or is no longer in the source). A marked user whose row is rejected keeps
-  its mark, and is read again by each run until its row is valid; so is an unconfirmed one.
-"""
+"""Users read again by uid: those a merge overwrote (resent whole), and those whose last delivery is
+unconfirmed. `find_resends` says why each is needed and what the push does with them."""
 
 from __future__ import annotations
 
@@ -115,7 +91,32 @@ def find_resends(
 ) -> Resends:
     """The marked and unconfirmed users of this push (`owns(uids)`: a mask of those a shard owns), with the
     rows of those outside `mapped` read again when the run is `partitioned` (an unpartitioned run read the
-    whole source, so a user missing from it is gone)."""
+    whole source, so a user missing from it is gone).
+
+    On a merge the Edge keeps the anonymous (source) user's value wherever both users have one, so after it the
+    known user's values in Personalize are no longer those the users sync's state says it delivered, and a push
+    that compares the warehouse with that state would send nothing. When a merge is confirmed, the merges push
+    marks its target in every users sync of the same project that `depends_on` the merges sync, in the same
+    transaction (`StateStore.record_item_requests(..., resend_in=...)`): the user's state forgets what it was
+    sent, and `cs_resend` keeps the user's uid. The users push then plans that user as changed with nothing
+    delivered, and sends every non-null attribute of its row.
+
+    A user whose last delivery failed, or was cut after the write-ahead (no fingerprint, no status), is retried by
+    the next run that reads its row; a partitioned run reads the rows updated in its days only, so such a user of
+    other days would wait for its day to be run again.
+
+    What this module adds is the push's side of both:
+    - `find_resends`: the marked and the unconfirmed users this push owns (at most `MAX_REREAD` of each, oldest
+      first); a partitioned run reads again from the source by uid those outside its rows, and their mapped rows
+      join the run's rows (the same row rules, the same plan, the same delivery). An unconfirmed user the source no
+      longer holds (missing from an unpartitioned run's rows, or from the read by uid) leaves the state once the
+      push's empty-source guard has passed (`StateStore.drop_unconfirmed`): it is neither retried nor stuck;
+    - before delivery the push forgets the marked users' state again (`StateStore.forget_delivered`): a users push
+      of another run may have recorded a delivery planned before the merge landed;
+    - `StateStore.settle_resends` after the push removes the marks it took care of (the user is delivered in the
+      state, has nothing to send, or is no longer in the source). A marked user whose row is rejected keeps
+      its mark, and is read again by each run until its row is valid; so is an unconfirmed one.
+    """
     key = store.key_of(sync)
     marks = store.pending_resends(key, limit=MAX_REREAD)
     unconfirmed = [uid for uid in store.unconfirmed_users(key, limit=MAX_REREAD) if uid not in marks]

@@ -1,28 +1,7 @@
-"""Sharded delivery: `shards: N` splits one users sync's push by a stable hash of the user uid.
-
-`N/personalize_users` keeps its key, its lineage (`source_users -> mapped_attributes -> personalize_users`),
-its config, its check and its metadata keys; only what backs it changes. Without the option nothing here is
-used. With it the asset is a graph:
-
-    mapped_attributes --+--> shard_0 --+
-                        +--> shard_1 --+--> summary  (the asset's materialization and `delivery_failures`)
-                        +--> ...     --+
-
-Each shard op takes the users whose uid hashes to it (engine/shards.py `shard_of`: CRC-32 of the UTF-8 uid
-modulo N, the same in every process, Python and pandas version), plans them against their own rows of the
-sync state, and delivers them with its share of the sync's `concurrency` (`concurrency_shares`: the shares
-add up to it), so shards run in parallel (separate processes under the multiprocess executor, separate
-machines under Celery or Kubernetes) while the requests in flight stay within the sync's `concurrency`.
-Each shard op holds one slot of the project's pool (`personalize_<project uid>`): with a pool limit of 1 the
-shards run one after another; raise the pool's limit to N for N in parallel (docs/production.md).
-
-What a shard owns: the state rows of its users (the state is keyed by user uid, and a uid is in exactly
-one shard), and its own `cs_runs` row (`<run id>/shard-2-of-4`, scope `all/shard-2-of-4`), so the
-empty-source guard compares a shard's slice with the same shard's last run. Rows that break a row rule are
-all handled by shard 0 (a rejected row may have no uid to hash), which records them under the run id.
-Changing N starts every shard without a previous run row: the guard sits out that first run.
-
-No `from __future__ import annotations` here: Dagster reads the config and context hints of the ops.
+"""Sharded delivery (`shards: N`): `N/personalize_users` becomes a graph of N shard ops, each planning and
+delivering the users whose uid hashes to it (engine/shards.py) with its share of `concurrency`, and a summary
+op that is the asset's materialization and check. Who goes where and what a shard owns:
+docs/production.md, "Sharded delivery". No `from __future__ import annotations`: Dagster reads the ops' hints.
 """
 
 import time
