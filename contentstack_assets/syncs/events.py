@@ -23,7 +23,7 @@ from contentstack_assets.spec import EventsSync, SyncsSpec
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
 from contentstack_assets.syncs.partitions import backfill_policy, daily_partitions, scope_of, window_of
 from contentstack_assets.syncs.push import delivery_check
-from contentstack_assets.syncs.report import failures_sample, markdown_table, user_errors
+from contentstack_assets.syncs.report import failures_sample, markdown_table, source_metadata, user_errors
 from contentstack_assets.syncs.runs import SYNC_TAG
 from contentstack_assets.syncs.schedules import schedules
 from contentstack_assets.syncs.sensors import source_changed_sensor
@@ -77,6 +77,7 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
                 "rows_read": len(frame),
                 "read_s": round(time.perf_counter() - started, 3),
                 "scope": scope_of(context),
+                **source_metadata(reader, frame),
             },
         )
         yield event_keys_check(sync, frame, listed)

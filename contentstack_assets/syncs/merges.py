@@ -17,7 +17,7 @@ from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import MergesSync, SyncsSpec
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
 from contentstack_assets.syncs.push import delivery_check
-from contentstack_assets.syncs.report import markdown_table, user_errors
+from contentstack_assets.syncs.report import markdown_table, source_metadata, user_errors
 from contentstack_assets.syncs.runs import SYNC_TAG
 from contentstack_assets.syncs.schedules import schedules
 from contentstack_assets.syncs.sensors import source_changed_sensor
@@ -48,12 +48,15 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
     )
     def source_merges(context: dg.AssetExecutionContext) -> pd.DataFrame:
         started = time.perf_counter()
+        reader = SourceReader(sync.source, columns)
         with user_errors():
-            frame = SourceReader(sync.source, columns).read(
-                on_progress=lambda rows: context.log.info(f"{name}: {rows} rows read")
-            )
+            frame = reader.read(on_progress=lambda rows: context.log.info(f"{name}: {rows} rows read"))
         context.add_output_metadata(
-            {"rows_read": len(frame), "read_s": round(time.perf_counter() - started, 3)}
+            {
+                "rows_read": len(frame),
+                "read_s": round(time.perf_counter() - started, 3),
+                **source_metadata(reader, frame),
+            }
         )
         return frame
 

@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from contentstack_assets.engine.convert import shorten
-from contentstack_assets.engine.source import SourceError
+from contentstack_assets.engine.source import SourceError, SourceReader
 from contentstack_assets.engine.state import StateStoreError
 from contentstack_assets.personalize.client import PersonalizeError
 
@@ -64,3 +64,14 @@ def user_errors():
         yield
     except (SourceError, PersonalizeError, StateStoreError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
+
+
+def source_metadata(reader: SourceReader, frame: pd.DataFrame) -> dict[str, object]:
+    """Dagster's standard metadata of a source asset: its row count and its columns with their source
+    types (a table's declared SQL types; for a query, the Python type its driver returned)."""
+    return {
+        "dagster/row_count": len(frame),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, type) for name, type in reader.column_types.items()]
+        ),
+    }

@@ -37,7 +37,13 @@ from contentstack_assets.syncs.push import (
     users_delivery_check,
     users_delivery_failure,
 )
-from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample, user_errors
+from contentstack_assets.syncs.report import (
+    failures_sample,
+    markdown_table,
+    rejected_sample,
+    source_metadata,
+    user_errors,
+)
 from contentstack_assets.syncs.runs import SYNC_TAG
 from contentstack_assets.syncs.schedules import schedules
 from contentstack_assets.syncs.sensors import source_changed_sensor
@@ -74,6 +80,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 "rows_read": len(frame),
                 "read_s": round(time.perf_counter() - started, 3),
                 "scope": scope_of(context),
+                **source_metadata(reader, frame),
             }
         )
         return frame

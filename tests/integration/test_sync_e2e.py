@@ -135,6 +135,12 @@ def test_postgres_source_with_native_types(tmp_path, emulator, instance, postgre
     })  # fmt: skip
     metadata = push_metadata(result)
     assert metadata["rows_rejected"] == 1  # the NaN numeric
+    # Dagster's standard metadata of the source: its rows and its columns with their declared types
+    source = push_metadata(result, asset="source_users")
+    assert source["dagster/row_count"] == 3
+    types = {column.name: column.type for column in source["dagster/column_schema"].columns}
+    assert types["user_uid"] == "TEXT" and types["is_vip"] == "BOOLEAN" and types["birth_date"] == "DATE"
+    assert types["created_at"].startswith("TIMESTAMP") and len(types) == 7
 
 
 def test_postgres_state_store_end_to_end(tmp_path, emulator, instance, postgres_url, monkeypatch):

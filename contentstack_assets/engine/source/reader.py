@@ -59,6 +59,9 @@ class SourceReader:
         self._epoch_scale: int | None = None  # 1 or 1000 for a partition column of epoch (milli)seconds
         self._window_column_text = False  # a query's partition column seen holding text
         self._dialect = ""  # the name of the dialect `_relation` was read with
+        self.column_types: dict[
+            str, str
+        ] = {}  # filled by `read`: declared SQL types, or the driver's values'
 
     @contextlib.contextmanager
     def _database_errors(self) -> Iterator[None]:
@@ -89,6 +92,7 @@ class SourceReader:
                     f"source {source.display_url}: table {source.relation!r} has no column "
                     f"{', '.join(repr(c) for c in missing)} (it has: {', '.join(found)})"
                 )
+            self.column_types = {column: _type_name(found[column]["type"]) for column in self.columns}
             window_column = source.partition_column
             if window_column:
                 self._window_column_type = found[window_column]["type"]
@@ -218,7 +222,10 @@ class SourceReader:
             name: pd.Series(np.ascontiguousarray(table[:, index]), dtype=object, copy=False)
             for index, name in enumerate(self.columns)
         }
-        return pd.DataFrame(data, copy=False)
+        frame = pd.DataFrame(data, copy=False)
+        if not self.column_types:  # a query declares no types: name what the driver gave
+            self.column_types = {name: _value_type(frame[name]) for name in self.columns}
+        return frame
 
     def _typed_watermark(self, watermark: str | dt.datetime, dialect: str) -> str | dt.datetime | float:
         """A watermark as the partition column compares it (`window.typed_watermark`)."""
@@ -362,3 +369,16 @@ def _rows_to_array(rows: Sequence[Sequence[object]], width: int) -> np.ndarray:
     if table.shape[1] != width:  # pragma: no cover - a driver returning more or fewer columns than asked
         raise SourceError(f"the driver returned {table.shape[1]} columns where {width} were selected")
     return table
+
+
+def _type_name(declared: object) -> str:
+    try:
+        return str(declared)
+    except Exception:  # a dialect type that cannot render itself without a dialect
+        return type(declared).__name__
+
+
+def _value_type(values: pd.Series) -> str:
+    """The Python type of the column's first non-null value, as a driver returned it (`str`, `datetime`)."""
+    present = values.dropna()
+    return type(present.iloc[0]).__name__ if len(present) else "unknown"
