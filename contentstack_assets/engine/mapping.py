@@ -2,7 +2,9 @@
 
 The result is one frame: `user_uid`, one column per attribute key holding its wire value, `_row` (the
 1-based row number in the read) and `_rejection` (None, or every reason the row was set aside, joined by
-"; "). Rejected rows keep their place so nothing is lost; their attribute columns are null.
+"; "). Rejected rows keep their place so nothing is lost; their attribute columns are null. A constant
+attribute (`value:` in the spec) is a column like the others, its one wire value in every row: from here on
+(fingerprints, diff, delivery, state) nothing tells it apart.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ READ_AT = "read_at"  # frame attribute: when the source read of these rows start
 
 def source_columns(sync: UsersSync) -> list[str]:
     """The columns a users sync reads: the match column, every mapped column, the partition column."""
-    columns = [sync.match.column, *(attribute.column for attribute in sync.attributes.values())]
+    columns = [
+        sync.match.column,
+        *(attribute.column for attribute in sync.attributes.values() if attribute.column is not None),
+    ]
     if sync.source.updated_at:
         columns.append(sync.source.updated_at)
     return list(dict.fromkeys(columns))
@@ -77,6 +82,9 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
 
     mapped: dict[str, pd.Series] = {UID: shown_uids}
     for key, attribute in sync.attributes.items():
+        if attribute.column is None:
+            mapped[key] = constant_column(attribute.value, attribute.type, len(raw))
+            continue
         converted = convert_column(raw[attribute.column], attribute.type)
         add_reasons(reasons, converted.errors, prefix=f"{key}: ")
         mapped[key] = converted.values
@@ -91,6 +99,15 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     if read_at is not None:
         frame.attrs[READ_AT] = read_at
     return frame
+
+
+def constant_column(value: object, type_: str, rows: int) -> pd.Series:
+    """A constant's wire value repeated `rows` times, in its type's wire dtype. The spec checked that it
+    converts; it is converted once, by the rules every source value goes through."""
+    converted = convert_column(pd.Series([value], dtype=object), type_)
+    if converted.errors.iat[0] is not None:
+        raise ValueError(f"constant {value!r} does not convert to {type_}: {converted.errors.iat[0]}")
+    return converted.values.take(np.zeros(rows, dtype=np.intp)).reset_index(drop=True)
 
 
 def stamp_read_time(frame: pd.DataFrame, started: float) -> pd.DataFrame:

@@ -112,6 +112,23 @@ def test_the_salt_ignores_what_does_not_reach_the_wire(changes):
     assert spec_salt(_sync(**changes)) == spec_salt(_sync())
 
 
+def test_the_salt_of_a_spec_without_constants_is_what_it_was():
+    # Pinned: a salt that moved with a release would make every user of every sync be diffed again.
+    assert spec_salt(_sync()) == -7639627393593851297
+
+
+def _with_constant(**attribute) -> UsersSync:
+    return _sync(attributes={**BASE_SPEC["attributes"], "source": {"type": "string", **attribute}})
+
+
+def test_the_salt_moves_with_a_constants_value_and_with_a_column_becoming_a_constant():
+    warehouse = spec_salt(_with_constant(value="warehouse"))
+    assert warehouse == spec_salt(_with_constant(value="warehouse"))
+    assert warehouse != spec_salt(_with_constant(value="crm"))
+    assert warehouse != spec_salt(_with_constant(column="warehouse"))
+    assert spec_salt(_with_constant(value="1")) != spec_salt(_with_constant(value=1))
+
+
 def test_the_salt_is_a_signed_64_bit_number_the_same_in_every_call():
     salt = spec_salt(_sync())
     assert salt == spec_salt(_sync())
