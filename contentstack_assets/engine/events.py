@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
@@ -238,6 +238,9 @@ class EventsPushResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     users_failed: set[str] = field(default_factory=set)
     events_gone: int = 0  # failed events the re-read did not find in the source: dropped from the retries
+    # events of a request whose answer was lost after it went out: resent (`event.unconfirmed: resend`), so
+    # perhaps counted twice, or never resent (`skip`), so perhaps not counted at all
+    events_unconfirmed: int = 0
     events_stuck: int = 0  # events that failed in this run and in at least `stuck_after_runs` runs in a row
     stuck_sample: list[dict] = field(default_factory=list)
 
@@ -261,6 +264,7 @@ class EventsPushResult:
             "events_failed": self.events_failed,
             "events_stuck": self.events_stuck,
             "events_gone": self.events_gone,
+            "events_unconfirmed": self.events_unconfirmed,
             "users_sent": self.plan.users_to_send,
             "requests_sent": self.report.requests_sent,
         }
@@ -322,7 +326,9 @@ def push_events(
     store.record_rejections(key, run_id, rejected.drop(columns=[EVENT_ID]))
     store.forget_failed_items(key, gone)
 
+    resend_lost = sync.event.unconfirmed == "resend"
     refused: list[EventsRequest] = []  # requests of several events refused with a 400: to be split
+    skipped: list[EventsRequest] = []  # answers lost and not to be resent: unconfirmed, not failed
     failed: list[ItemOutcome] = []
 
     def record(batch: list[tuple[EventsRequest, Response]]) -> None:
@@ -332,6 +338,12 @@ def push_events(
                 # logged, but its events are decided by its halves: a failure here would count a run twice
                 refused.append(request)
                 outcomes.append(([], _outcomes(request, response)[1]))
+                continue
+            if response.answer_lost:
+                result.events_unconfirmed += len(request.event_ids)
+            if response.answer_lost and not resend_lost:
+                skipped.append(request)
+                outcomes.append(_unconfirmed_outcomes(request, response))
                 continue
             outcome = _outcomes(request, response)
             outcomes.append(outcome)
@@ -354,16 +366,23 @@ def push_events(
         assert client is not None, "a real push needs an Edge client"
         report = deliver(
             requests,
-            lambda request: client.track_events(request.user_uid, list(request.event_keys)),
+            lambda request: client.track_events(
+                request.user_uid, list(request.event_keys), resend_lost=resend_lost
+            ),
             client=client,
             concurrency=sync.concurrency,
             record=record,
             total=len(requests),
             on_progress=progress,
         )
-        # a split request is no failure: its events are tried again in its halves
-        report.failed -= len(refused)
-        report.failures = [(r, response) for r, response in report.failures if not _to_split(r, response)]
+        # a split request is no failure: its events are tried again in its halves; nor is an unconfirmed one
+        report.failed -= len(refused) + len(skipped)
+        report.failures = [
+            (r, response)
+            for r, response in report.failures
+            if not _to_split(r, response) and (resend_lost or not response.answer_lost)
+        ]
+        skipped.clear()
         result.report.merge(report)
         # a destination that refuses everything stopped delivery: nothing to split
         requests = [] if report.stopped else [half for request in refused for half in _halves(request)]
@@ -406,6 +425,16 @@ def _halves(request: EventsRequest) -> list[EventsRequest]:
         EventsRequest(request.user_uid, request.event_ids[:middle], request.event_keys[:middle]),
         EventsRequest(request.user_uid, request.event_ids[middle:], request.event_keys[middle:]),
     ]
+
+
+def _unconfirmed_outcomes(
+    request: EventsRequest, response: Response
+) -> tuple[list[ItemOutcome], UserOutcome]:
+    """A request whose answer was lost, not to be sent again (`event.unconfirmed: skip`)."""
+    error = f"unconfirmed: {response.error}; the API may or may not have counted it, not resent (event.unconfirmed: skip)"
+    lost = replace(response, error=error)
+    items, logged = _outcomes(request, lost)
+    return [replace(item, unconfirmed=True) for item in items], logged
 
 
 def _outcomes(request: EventsRequest, response: Response) -> tuple[list[ItemOutcome], UserOutcome]:
