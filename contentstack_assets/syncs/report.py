@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 import dagster as dg
@@ -116,35 +117,62 @@ def failures_sample(
 
 
 LISTED = {"rejected": "rejected rows", "failed": "failed users"}
+DRY_RUN_TAG = "contentstack/dry_run"
 
 
 def _left_out(shown: int, total: int, command: str) -> list[str]:
     if shown >= total:
         return []
-    return [f"{shown} of {total} {LISTED[command]} shown; all of them: `{listing_command(command)}`"]
+    step = _current_step()
+    if step is not None and step.dry_run:
+        where = "a dry run records none of them in the sync state: a run that is not a dry run lists them"
+    else:
+        where = f"all of them: `{listing_command(command, step)}`"
+    return [f"{shown} of {total} {LISTED[command]} shown; {where}"]
 
 
 def _with_notes(table: dg.MetadataValue, notes: list[str]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n\n".join([table.value, *notes])) if notes else table
 
 
-def listing_command(command: str) -> str:
+@dataclass(frozen=True)
+class _Step:
+    sync: str
+    run_id: str
+    dry_run: bool
+
+
+def listing_command(command: str, step: _Step | None = None) -> str:
     """The shell command that lists every rejected row (`rejected`) or failed user (`failed`) of this run
-    of this sync: the sync and run are the current Dagster step's (its asset key names the sync), so every
-    table of the step points at the same listing without each caller passing them; outside a step they are
-    placeholders."""
-    sync, run_id = "NAME", "RUN_ID"
+    of this sync (`_current_step`; outside a step, placeholders)."""
+    step = step or _current_step()
+    sync, run_id = (step.sync, step.run_id) if step else ("NAME", "RUN_ID")
+    return f"contentstack-assets {command} --sync {sync} --run {run_id}"
+
+
+def _current_step() -> _Step | None:
+    """The sync, run and dry-run flag of the Dagster step running now (`OpExecutionContext.get()`), so that
+    every table of a step points at the same listing without each caller passing them; None outside a step.
+    The sync is named by the step's asset keys, `[*key_prefix, NAME, asset]` (syncs/labels.py)."""
     try:
         context = dg.OpExecutionContext.get()
     except dg.DagsterInvariantViolationError:
-        context = None
-    if context is not None:
-        run_id = context.run_id
-        if context.has_assets_def:
-            # every key of a sync is [*key_prefix, NAME, asset] (syncs/labels.py)
-            names = {key.path[-2] for key in context.assets_def.keys if len(key.path) > 1}
-            sync = names.pop() if len(names) == 1 else sync
-    return f"contentstack-assets {command} --sync {sync} --run {run_id}"
+        return None
+    sync = "NAME"
+    if context.has_assets_def:
+        names = {key.path[-2] for key in context.assets_def.keys if len(key.path) > 1}
+        sync = names.pop() if len(names) == 1 else sync
+    dry_run = context.run.tags.get(DRY_RUN_TAG) == "true" or _configures_dry_run(
+        context.run.run_config.get("ops")
+    )
+    return _Step(sync, context.run_id, dry_run)
+
+
+def _configures_dry_run(config: object) -> bool:
+    """Whether the ops of a run config set `dry_run: true` on any op (a push, or a shard of one)."""
+    if not isinstance(config, dict):
+        return False
+    return config.get("dry_run") is True or any(_configures_dry_run(value) for value in config.values())
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from tests.helpers import (
     PROJECT_ROOT,
     PROJECT_UID,
     fast_retries,
+    push_config,
     push_metadata,
     run_job,
     users_sync,
@@ -193,3 +194,17 @@ def test_every_rejected_row_and_failed_user_of_a_run_is_listed(tmp_path, instanc
     assert sorted(row["user_uid"] for row in failed) == [f"ok{index:02d}" for index in range(25)]
     assert {(row["run_id"], row["status"]) for row in failed} == {(run_id, 500)}
     assert f"25 failed users of run {run_id} of sync users to {out_file}" in capsys.readouterr().err
+
+
+def test_a_dry_run_sample_says_its_rows_are_not_recorded(tmp_path, instance, capsys):
+    bad = [dict(user_uid=f"bad{index:02d}", plan_name="free", order_count="many") for index in range(25)]
+    url = write_sqlite_table(tmp_path / "src.db", bad)
+    with run_emulator_in_thread(EmulatorConfig(project_uid=PROJECT_UID)) as emu:
+        spec = write_spec(tmp_path / "syncs.yaml", [users_sync(url, emu.url)])
+        result = run_job(spec, "users_sync", instance, run_config=push_config(dry_run=True))
+    assert result.success
+    sample = push_metadata(result)["rejected_sample"]
+    assert "20 of 25 rejected rows shown; a dry run records none of them in the sync state" in sample
+    assert "contentstack-assets rejected" not in sample
+    assert cli.main(["rejected", "--sync", "users", "--run", result.run_id]) == 2
+    assert "a dry run records nothing" in capsys.readouterr().err
