@@ -14,9 +14,15 @@ from contentstack_assets import cli
 from contentstack_assets.engine.state import ItemOutcome, StateStore, UserOutcome
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch) -> StateStore:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path, monkeypatch) -> StateStore:
+    """A store on SQLite and on PostgreSQL (skipped where none runs): the commands read it through
+    CONTENTSTACK_STATE_URL."""
+    url = (
+        f"sqlite:///{tmp_path / 'state.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     monkeypatch.setenv("CONTENTSTACK_STATE_URL", url)
     return StateStore(url)
 
@@ -129,9 +135,7 @@ def test_an_unknown_run_or_sync_is_one_line(store, capsys):
     _reject(store, "users", "run-1", ["a"])
     code, out, err = _run(capsys, "rejected", "--sync", "users", "--run", "nope")
     assert code == 2 and out == ""
-    assert err.startswith(
-        "contentstack-assets rejected: no run nope of sync users in the state at sqlite:///"
-    )
+    assert err.startswith("contentstack-assets rejected: no run nope of sync users in the state at ")
     assert "dry run" in err and len(err.splitlines()) == 1
     code, _, err = _run(capsys, "rejected", "--sync", "nobody")
     assert code == 2 and "no run of sync nobody" in err and "syncs there: users" in err

@@ -109,37 +109,25 @@ class LogQueries(StoreBase):
         the request's event ids or merge pairs still undelivered whose last failure is this request (the
         store writes a request's log row and its items with one time); a later run that delivered or failed
         them again takes them."""
-        failed_item = sa.and_(
-            items.c.sync == sync_log.c.sync,
-            items.c.user_uid == sync_log.c.user_uid,
-            items.c.updated_at == sync_log.c.at,
-            items.c.delivered.is_(False),
-        )
-        statement = (
-            sa.select(*(c for c in sync_log.columns if c.name != "latency_ms"), items.c.item_id)
-            .outerjoin(items, failed_item)
-            .where(_of_sync(sync_log, sync), sync_log.c.run_id == run_id, sync_log.c.error.is_not(None))
-            .order_by(sync_log.c.id, items.c.item_id)
-        )
-        current: dict | None = None
+        # the undelivered items are the sync's retry set, few; read once, not joined per log row (cs_items
+        # has no index by user)
+        undelivered: dict[tuple, list[str]] = {}
         with self.engine.connect() as connection:
+            for key, user_uid, updated_at, item_id in connection.execute(
+                sa.select(items.c.sync, items.c.user_uid, items.c.updated_at, items.c.item_id)
+                .where(_of_sync(items, sync), items.c.delivered.is_(False))
+                .order_by(items.c.item_id)
+            ):
+                undelivered.setdefault((key, user_uid, updated_at), []).append(item_id)
+            statement = (
+                sa.select(*(c for c in sync_log.columns if c.name not in ("id", "latency_ms")))
+                .where(_of_sync(sync_log, sync), sync_log.c.run_id == run_id, sync_log.c.error.is_not(None))
+                .order_by(sync_log.c.id)
+            )
             for row in connection.execution_options(yield_per=5000).execute(statement):
                 record = dict(row._mapping)
-                item_id = record.pop("item_id")
-                if current is not None and current["id"] != record["id"]:
-                    yield _failure(current)
-                    current = None
-                if current is None:
-                    current = {**record, "items": []}
-                if item_id is not None:
-                    current["items"].append(item_id)
-        if current is not None:
-            yield _failure(current)
-
-
-def _failure(record: dict) -> dict:
-    del record["id"]  # the log's own row id: nothing a reader can use
-    return record
+                record["items"] = undelivered.get((record["sync"], record["user_uid"], record["at"]), [])
+                yield record
 
 
 def _of_sync(table: sa.Table, sync: str) -> sa.ColumnElement[bool]:
