@@ -61,8 +61,11 @@ def main(command: str, argv: list[str] | None = None, prog: str | None = None) -
                 written = _write(rows(args.sync, run_id), COLUMNS[command], args.format, out)
     except UsageError as error:
         return error_line(parser.prog, str(error))
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        sys.stdout = None  # nothing more goes to the closed pipe, not even at exit
+        return 0
     except OSError as error:
-        return error_line(parser.prog, f"cannot write {args.out}: {error.strerror or error}")
+        return error_line(parser.prog, f"cannot write {args.out or 'the output'}: {error.strerror or error}")
     where = f" to {args.out}" if args.out else ""
     if args.out or not written:
         print(
