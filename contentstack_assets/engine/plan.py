@@ -108,6 +108,7 @@ class UsersPlan:
         default_factory=dict
     )  # moved rows with nothing to send: uid -> fingerprint
     bodies: dict[str, dict] = field(default_factory=dict)  # precomputed bodies of changed/retry users
+    stale: list[str] = field(default_factory=list)  # the uids counted in `stale_skipped`
 
     @property
     def users_to_send(self) -> int:
@@ -209,6 +210,7 @@ def plan_users(
         stale = candidates[UID].map(lambda uid: later.get(uid, read_at) > read_at).to_numpy(dtype=bool)
         if stale.any():
             counts["stale_skipped"] = int(stale.sum())
+            plan.stale = list(candidates.loc[stale, UID])
             candidates = candidates.loc[~stale]
             revisit = revisit[~stale]
     if revisit.any():
