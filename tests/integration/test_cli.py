@@ -24,6 +24,7 @@ from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulato
 from tests.helpers import (
     PROJECT_ROOT,
     PROJECT_UID,
+    dry_run_plan,
     fast_retries,
     push_config,
     push_metadata,
@@ -203,7 +204,7 @@ def test_a_dry_run_sample_says_its_rows_are_not_recorded(tmp_path, instance, cap
         spec = write_spec(tmp_path / "syncs.yaml", [users_sync(url, emu.url)])
         result = run_job(spec, "users_sync", instance, run_config=push_config(dry_run=True))
     assert result.success
-    sample = push_metadata(result)["rejected_sample"]
+    sample = dry_run_plan(result)["rejected_sample"]
     assert "20 of 25 rejected rows shown; a dry run records none of them in the sync state" in sample
     assert "contentstack-assets rejected" not in sample
     assert cli.main(["rejected", "--sync", "users", "--run", result.run_id]) == 2
