@@ -35,7 +35,13 @@ from contentstack_assets.syncs.push import (
     push_asset,
     selected,
 )
-from contentstack_assets.syncs.report import failures_sample, markdown_table, source_metadata, user_errors
+from contentstack_assets.syncs.report import (
+    failures_sample,
+    markdown_table,
+    rejected_sample,
+    source_metadata,
+    user_errors,
+)
 from contentstack_assets.syncs.runs import SYNC_TAG
 from contentstack_assets.syncs.schedules import schedules
 from contentstack_assets.syncs.sensors import source_changed_sensor
@@ -162,10 +168,8 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
             "latency_p95_ms": round(report.percentile_ms(95), 2),
             "keys_checked": known_keys is not None,
             "scope": scope_of(context),
-            "rejected_sample": markdown_table(
-                result.rejected.head(20).to_dict("records"),
-                ["row_number", "user_uid", EVENT_ID, "reason"],
-                "(no rows rejected)",
+            "rejected_sample": rejected_sample(
+                result.rejected, columns=["user_uid", EVENT_ID, "reason", "row_number"]
             ),
             "failures": failures,
         }

@@ -23,7 +23,7 @@ from contentstack_assets.syncs.push import (
     push_asset,
     selected,
 )
-from contentstack_assets.syncs.report import markdown_table, source_metadata, user_errors
+from contentstack_assets.syncs.report import markdown_table, rejected_sample, source_metadata, user_errors
 from contentstack_assets.syncs.runs import SYNC_TAG
 from contentstack_assets.syncs.schedules import schedules
 from contentstack_assets.syncs.sensors import source_changed_sensor
@@ -138,10 +138,8 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
             "duration_s": round(time.perf_counter() - started, 3),
             "latency_p50_ms": round(report.percentile_ms(50), 2),
             "latency_p95_ms": round(report.percentile_ms(95), 2),
-            "rejected_sample": markdown_table(
-                result.rejected.head(20).to_dict("records"),
-                ["row_number", "user_uid", TARGET_UID, "reason"],
-                "(no rows rejected)",
+            "rejected_sample": rejected_sample(
+                result.rejected, columns=["user_uid", TARGET_UID, "reason", "row_number"]
             ),
             "failures": failures,
             "waiting": waiting,
