@@ -110,10 +110,10 @@ def _state_url(database: str, workdir: Path) -> str:
 def _drop_state(database: str, url: str) -> None:
     if database != "postgres":
         return
+    from contentstack_assets.engine.state.tables import metadata
+
     engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        for table in ("cs_sync_log", "cs_rejections", "cs_runs", "cs_items", "cs_users", "cs_schema_version"):
-            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    metadata.drop_all(engine)  # every table of the state store, whatever its schema version added
     engine.dispose()
 
 
