@@ -38,6 +38,8 @@ def console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
 
 
 # Dagster uses a code location's loggers only in runs whose config names them (else its own console
-# logger): each N_sync job names this one by default. Runs of the implicit asset job (backfills,
-# "Materialize") keep Dagster's logger, and print the stack.
+# logger): each N_sync job names this one in its default config, which reaches unpartitioned runs and runs of
+# one partition; the schedules' and sensors' range requests name it themselves (syncs/partitions.py). A range
+# launched from the Launchpad and runs of the implicit asset job (backfills, "Materialize") keep Dagster's
+# logger, and print the stack.
 CONSOLE_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}}

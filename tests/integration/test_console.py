@@ -3,6 +3,7 @@ the stack stays in the event log. An unexpected exception keeps its stack on the
 
 import dagster as dg
 
+from contentstack_assets.syncs.partitions import range_request
 from tests.helpers import run_job, users_sync, write_spec, write_sqlite_table
 
 
@@ -19,6 +20,24 @@ def test_a_user_error_prints_without_a_stack(tmp_path, instance, emulator, capsy
     assert "Stack Trace" not in console and "Traceback" not in console
     [failure] = [event for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_FAILURE]
     assert failure.step_failure_data.error.stack  # the event log keeps it
+
+
+def test_a_range_run_requested_by_the_schedule_or_the_sensor_too(tmp_path, instance, emulator, capsys):
+    """A partitioned job's default config does not reach a range run: the range request names the logger."""
+    url = write_sqlite_table(tmp_path / "src.db", [dict(user_uid="u1", plan_name="free")])
+    source = {"url": url, "table": "customers", "updated_at": "updated_at", "start_date": "2024-01-01"}
+    spec = write_spec(tmp_path / "syncs.yaml", [users_sync(url, emulator.url, source=source)])
+    request = range_request("k", "2024-01-01", "2024-01-03")
+    result = run_job(
+        spec,
+        "users_sync",
+        instance,
+        run_config=request.run_config,
+        partition_range=("2024-01-01", "2024-01-03"),
+    )
+    assert not result.success
+    console = capsys.readouterr().err
+    assert "table 'customers' does not exist" in console and "Stack Trace" not in console
 
 
 def test_an_unexpected_error_keeps_its_stack(capsys):
