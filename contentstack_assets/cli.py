@@ -1,6 +1,8 @@
-"""`contentstack-assets`: the sync log, the bundled emulator and the demo, from the shell.
+"""`contentstack-assets`: the sync log, a run's rejected rows and failed users, the bundled emulator and the
+demo, from the shell.
 
 contentstack-assets log USER_UID [--sync NAME] [--limit N] [--json] [--state-url URL]
+contentstack-assets rejected|failed --sync NAME [--run RUN_ID] [--format csv|json] [--out FILE] [--state-url URL]
 contentstack-assets emulator [--port 8787] [--demo] [--attributes k1,k2] ...
 contentstack-assets demo [--dir DIR] [--prepare] [--print-env [EMULATOR_URL]]
 """
@@ -15,6 +17,8 @@ PROG = "contentstack-assets"
 EMULATOR_PORT = 8787  # the port the demo spec's default URLs name
 COMMANDS = {
     "log": "what was sent to one user, when, and how it went (from the sync state)",
+    "rejected": "every row a run set aside, with its reason, as CSV or JSON (from the sync state)",
+    "failed": "every user whose delivery failed in a run, with the error, as CSV or JSON (from the sync state)",
     "emulator": "serve the bundled Personalize emulator on 127.0.0.1",
     "demo": "run the demo: a SQLite user table synced to the emulator",
 }
@@ -30,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from contentstack_assets.log import main as log
 
         return log(rest, prog=prog)
+    if command in ("rejected", "failed"):
+        from contentstack_assets.rows import main as rows
+
+        return rows(command, rest, prog=prog)
     if command == "emulator":
         return _emulator(rest, prog)
     from contentstack_assets.demo import main as demo
@@ -39,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="The sync log, the bundled emulator and the demo."
+        prog=PROG,
+        description="The sync log and a run's rejected rows and failed users, the bundled emulator and the demo.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name, summary in COMMANDS.items():

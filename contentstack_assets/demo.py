@@ -208,7 +208,7 @@ def run_demo(database: Path) -> int:
                 instance=instance, tags=tags, raise_on_error=False, run_config=CONSOLE_AT_INFO
             )
             failed |= not result.success
-            printed = set()  # a range run records one materialization per day, all with the run's counts
+            printed = set()  # a range run records one materialization per day, each with the run's `run_*`
             for event in result.get_asset_materialization_events():
                 materialization = event.event_specific_data.materialization
                 key = materialization.asset_key
@@ -237,14 +237,21 @@ def _in_dependency_order(syncs: tuple) -> list:
 
 
 def _print_counts(metadata: dict) -> None:
+    """The run's counts: those of its one materialization, or the `run_*` totals of a run over several days
+    (each day's materialization holds that day's own counts)."""
+    days = metadata.get("run_days")
+    values = {key: value.value for key, value in metadata.items()}
+    if days is not None:
+        values = {key.removeprefix("run_"): value for key, value in values.items() if key.startswith("run_")}
     shown = [
         key
-        for key in metadata
+        for key in values
         if key.endswith(
             ("_read", "_rejected", "_changed", "_unchanged", "_delivered", "_failed", "_sent", "duration_s")
         )
     ]
-    print("  " + ", ".join(f"{key}={metadata[key].value}" for key in shown))
+    over = f" (over {days.value} days)" if days is not None else ""
+    print("  " + ", ".join(f"{key}={values[key]}" for key in shown) + over)
 
 
 def _print_rejections(sync_name: str, run_id: str, store) -> None:  # noqa: ANN001

@@ -3,7 +3,8 @@
     contentstack-assets log USER_UID [--sync users] [--limit 20] [--json] [--state-url URL]
     python -m contentstack_assets.log ...   (the same)
 
-Reads the state store of CONTENTSTACK_STATE_URL (default: SQLite under DAGSTER_HOME or .contentstack/).
+Reads the state store of CONTENTSTACK_STATE_URL (default: SQLite under DAGSTER_HOME or .contentstack/); how it
+finds and reads the store (`open_state`, `reading_state`) is shared by `contentstack-assets rejected|failed`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -30,37 +33,18 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
 
-    url = args.state_url or default_state_url()
     try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError:
-        return _error(
-            prog, "--state-url is not a SQLAlchemy URL (e.g. sqlite:///.dagster_home/contentstack_state.db)"
-        )
-    shown = mask_url(parsed)
-    if _missing_sqlite_file(parsed):
-        return _error(
-            prog,
-            f"no sync state at {shown}: the file does not exist (run with the DAGSTER_HOME or "
-            "CONTENTSTACK_STATE_URL of the syncs, e.g. `make log UID=...` for the demo)",
-        )
-    try:
-        store = StateStore(url)
-        requests = store.log_for_user(args.user_uid, args.sync, args.limit)
-        rejections = store.rejections_for_user(args.user_uid, args.sync, args.limit)
-        states = [
-            state
-            for sync in sorted({row["sync"] for row in requests} | ({args.sync} if args.sync else set()))
-            if (state := store.user_state(sync, args.user_uid))
-        ]
-    except StateSchemaError as error:
-        return _error(prog, str(error))
-    except StateStoreError as error:  # the store's own paragraph is for runs; here one line, as below
-        return _error(
-            prog, f"cannot read the sync state at {shown}: {_first_line(error.__context__ or error, url)}"
-        )
-    except (sa.exc.SQLAlchemyError, ImportError) as error:
-        return _error(prog, f"cannot read the sync state at {shown}: {_first_line(error, url)}")
+        store, shown = open_state(args.state_url, hint="e.g. `make log UID=...` for the demo")
+        with reading_state(shown, store.url):
+            requests = store.log_for_user(args.user_uid, args.sync, args.limit)
+            rejections = store.rejections_for_user(args.user_uid, args.sync, args.limit)
+            states = [
+                state
+                for sync in sorted({row["sync"] for row in requests} | ({args.sync} if args.sync else set()))
+                if (state := store.user_state(sync, args.user_uid))
+            ]
+    except UsageError as error:
+        return error_line(prog, str(error))
     if args.json:
         for record in [
             *({"state": s} for s in states),
@@ -94,7 +78,46 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     return 0
 
 
-def _error(prog: str, message: str) -> int:
+class UsageError(Exception):
+    """What the user must fix (the state URL, a run or sync that is not there), said in one line."""
+
+
+def open_state(state_url: str | None, hint: str = "") -> tuple[StateStore, str]:
+    """The state store at `state_url` (default: CONTENTSTACK_STATE_URL, else the default store) and its URL
+    as shown (secrets masked). A mistyped SQLite path is an error, not an empty store created there."""
+    url = state_url or default_state_url()
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UsageError(
+            "--state-url is not a SQLAlchemy URL (e.g. sqlite:///.dagster_home/contentstack_state.db)"
+        ) from None
+    shown = mask_url(parsed)
+    if _missing_sqlite_file(parsed):
+        raise UsageError(
+            f"no sync state at {shown}: the file does not exist (run with the DAGSTER_HOME or "
+            f"CONTENTSTACK_STATE_URL of the syncs{', ' + hint if hint else ''})"
+        )
+    with reading_state(shown, url):
+        return StateStore(url), shown
+
+
+@contextmanager
+def reading_state(shown: str, url: str) -> Iterator[None]:
+    """A store that cannot be read is one line naming it (masked), not a traceback."""
+    try:
+        yield
+    except StateSchemaError as error:
+        raise UsageError(str(error)) from None
+    except StateStoreError as error:  # the store's own paragraph is for runs; here one line, as below
+        raise UsageError(
+            f"cannot read the sync state at {shown}: {_first_line(error.__context__ or error, url)}"
+        ) from None
+    except (sa.exc.SQLAlchemyError, ImportError) as error:
+        raise UsageError(f"cannot read the sync state at {shown}: {_first_line(error, url)}") from None
+
+
+def error_line(prog: str, message: str) -> int:
     """One line on stderr, no traceback: the user needs the problem, not the stack."""
     print(f"{prog}: {message}", file=sys.stderr)
     return 2

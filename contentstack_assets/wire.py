@@ -20,6 +20,7 @@ INVALID_UID = "invalid user uid"
 UID = "user_uid"
 ROW = "_row"  # the 1-based row number in the read
 REJECTION = "_rejection"  # None, or every reason the row was set aside, joined by "; "
+DAY = "_day"  # a partitioned sync's rows: the UTC day (`YYYY-MM-DD`) of the partition column, None for none
 
 
 def is_reserved_key(key: str) -> bool:

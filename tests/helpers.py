@@ -109,15 +109,54 @@ def run_job(
     )
 
 
-def push_metadata(
+def push_metadata_by_day(
     result: dg.ExecuteInProcessResult, sync: str = "users", asset: str = "personalize_users"
-) -> dict:
-    """The personalize_* materialization metadata of a run, as plain values."""
+) -> dict[str | None, dict]:
+    """The personalize_* materializations of a run by partition (None when unpartitioned), as plain values."""
+    days = {}
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
         if materialization.asset_key == dg.AssetKey([sync, asset]):
-            return {key: value.value for key, value in materialization.metadata.items()}
-    raise AssertionError(f"no materialization of {sync}/{asset} in run {result.run_id}")
+            days[materialization.partition] = {
+                key: value.value for key, value in materialization.metadata.items()
+            }
+    return days
+
+
+def push_metadata(
+    result: dg.ExecuteInProcessResult, sync: str = "users", asset: str = "personalize_users"
+) -> dict:
+    """The run's figures of its personalize_* materialization, as plain values. A run over several days
+    materializes each day with that day's counts and the run's totals as `run_*`: here the totals stand for
+    the counts, once checked to be what the days add up to."""
+    by_day = push_metadata_by_day(result, sync, asset)
+    if not by_day:
+        raise AssertionError(f"no materialization of {sync}/{asset} in run {result.run_id}")
+    first = next(iter(by_day.values()))
+    if "run_days" not in first:
+        return first
+    assert first["run_days"] == len(by_day)
+    totals = {key.removeprefix("run_"): value for key, value in first.items() if key.startswith("run_")}
+    for key, total in totals.items():
+        if key not in ("days", "duration_s"):
+            assert sum(day[key] for day in by_day.values()) == total, key
+    return {**first, **totals}
+
+
+def dry_run_plan(
+    result: dg.ExecuteInProcessResult, sync: str = "users", asset: str = "personalize_users"
+) -> dict:
+    """The plan a dry run recorded, as plain values: the metadata of its observation of the push asset, once
+    checked that the run materialized nothing there."""
+    assert not push_metadata_by_day(result, sync, asset), "a dry run materialized the push asset"
+    observations = [
+        event.event_specific_data.asset_observation
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.ASSET_OBSERVATION
+        and event.event_specific_data.asset_observation.asset_key == dg.AssetKey([sync, asset])
+    ]
+    assert len(observations) == 1, f"{len(observations)} observations of {sync}/{asset}"
+    return {key: value.value for key, value in observations[0].metadata.items()}
 
 
 def fast_retries(max_retries: int = 1) -> dict:

@@ -16,20 +16,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_uids, shorten
+from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
-from contentstack_assets.engine.mapping import add_reasons, rejected_rows, valid_rows
+from contentstack_assets.engine.mapping import add_reasons, day_column, rejected_rows, valid_rows
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.state import ItemOutcome, StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.spec import EventsSync
-from contentstack_assets.wire import REJECTION, ROW, UID
+from contentstack_assets.wire import DAY, REJECTION, ROW, UID
 
 EVENT_ID = "event_id"
 EVENT_KEY = "event_key"
@@ -151,6 +152,7 @@ def map_events(
             EVENT_KEY: keys,
             ROW: pd.Series(np.arange(1, len(raw) + 1), dtype="int64"),
             REJECTION: pd.Series(reasons, dtype=object),
+            **day_column(raw, sync.source.partition_column),
         }
     )
 
@@ -238,8 +240,14 @@ class EventsPushResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     users_failed: set[str] = field(default_factory=set)
     events_gone: int = 0  # failed events the re-read did not find in the source: dropped from the retries
+    # events of a request whose answer was lost after it went out: resent (`event.unconfirmed: resend`), so
+    # perhaps counted twice, or never resent (`skip`), so perhaps not counted at all
+    events_unconfirmed: int = 0
     events_stuck: int = 0  # events that failed in this run and in at least `stuck_after_runs` runs in a row
     stuck_sample: list[dict] = field(default_factory=list)
+    # a partitioned run's counts by the day of each event's row; a request (and its user) counts on the day
+    # of its first event
+    by_day: DayCounts = field(default_factory=DayCounts)
 
     @property
     def failed_share(self) -> float:
@@ -261,6 +269,7 @@ class EventsPushResult:
             "events_failed": self.events_failed,
             "events_stuck": self.events_stuck,
             "events_gone": self.events_gone,
+            "events_unconfirmed": self.events_unconfirmed,
             "users_sent": self.plan.users_to_send,
             "requests_sent": self.report.requests_sent,
         }
@@ -313,6 +322,7 @@ def push_events(
         rows_read, rows_reread, len(rejected), plan, report, rejected, dry_run=dry_run, timings_s=timings
     )
     result.events_gone = len(gone)
+    event_days = _plan_by_day(result, mapped, valid, rows_read)
     if dry_run:
         return result
 
@@ -322,7 +332,9 @@ def push_events(
     store.record_rejections(key, run_id, rejected.drop(columns=[EVENT_ID]))
     store.forget_failed_items(key, gone)
 
+    resend_lost = sync.event.unconfirmed == "resend"
     refused: list[EventsRequest] = []  # requests of several events refused with a 400: to be split
+    skipped: list[EventsRequest] = []  # answers lost and not to be resent: unconfirmed, not failed
     failed: list[ItemOutcome] = []
 
     def record(batch: list[tuple[EventsRequest, Response]]) -> None:
@@ -333,6 +345,12 @@ def push_events(
                 refused.append(request)
                 outcomes.append(([], _outcomes(request, response)[1]))
                 continue
+            if response.answer_lost:
+                result.events_unconfirmed += len(request.event_ids)
+            if response.answer_lost and not resend_lost:
+                skipped.append(request)
+                outcomes.append(_unconfirmed_outcomes(request, response))
+                continue
             outcome = _outcomes(request, response)
             outcomes.append(outcome)
             if response.ok:
@@ -341,6 +359,12 @@ def push_events(
                 result.events_failed += len(request.event_ids)
                 result.users_failed.add(request.user_uid)
                 failed.extend(outcome[0])
+            if event_days:
+                name = "events_delivered" if response.ok else "events_failed"
+                result.by_day.count(name, (event_days.get(event_id) for event_id in request.event_ids))
+        if event_days:
+            for request, response in batch:
+                result.by_day.add(event_days.get(request.event_ids[0]), "requests_sent", response.attempts)
         store.record_item_requests(key, run_id, outcomes)
 
     def progress(done: int, total: int | None, report: DeliveryReport) -> None:
@@ -354,16 +378,23 @@ def push_events(
         assert client is not None, "a real push needs an Edge client"
         report = deliver(
             requests,
-            lambda request: client.track_events(request.user_uid, list(request.event_keys)),
+            lambda request: client.track_events(
+                request.user_uid, list(request.event_keys), resend_lost=resend_lost
+            ),
             client=client,
             concurrency=sync.concurrency,
             record=record,
             total=len(requests),
             on_progress=progress,
         )
-        # a split request is no failure: its events are tried again in its halves
-        report.failed -= len(refused)
-        report.failures = [(r, response) for r, response in report.failures if not _to_split(r, response)]
+        # a split request is no failure: its events are tried again in its halves; nor is an unconfirmed one
+        report.failed -= len(refused) + len(skipped)
+        report.failures = [
+            (r, response)
+            for r, response in report.failures
+            if not _to_split(r, response) and (resend_lost or not response.answer_lost)
+        ]
+        skipped.clear()
         result.report.merge(report)
         # a destination that refuses everything stopped delivery: nothing to split
         requests = [] if report.stopped else [half for request in refused for half in _halves(request)]
@@ -378,6 +409,8 @@ def push_events(
         failed_runs = store.item_failed_runs(key, [outcome.item_id for outcome in failed])
         stuck = [o for o in failed if failed_runs.get(o.item_id, 0) >= sync.stuck_after_runs]
         result.events_stuck = len(stuck)
+        if event_days:
+            result.by_day.count("events_stuck", (event_days.get(o.item_id) for o in stuck))
         result.stuck_sample = [
             {
                 "event_id": o.item_id,
@@ -390,6 +423,31 @@ def push_events(
         ]
     store.finish_run(key, run_id, result.counts)
     return result
+
+
+def _plan_by_day(
+    result: EventsPushResult, mapped: pd.DataFrame, valid: pd.DataFrame, rows_read: int
+) -> dict[str, str | None]:
+    """The read and the plan counted by the day of each row into `result.by_day` (nothing for rows without
+    days); returns the day of each valid event, by which its delivery is counted."""
+    if DAY not in mapped:
+        return {}
+    by_day = result.by_day
+    by_day.count("rows_read", mapped[DAY].iloc[:rows_read])
+    by_day.add(None, "rows_reread", result.rows_reread)  # other days' events: on no day of the run
+    by_day.add(None, "events_gone", result.events_gone)
+    by_day.count("rows_rejected", mapped.loc[mapped[REJECTION].notna(), DAY])
+    event_days = dict(zip(valid[EVENT_ID], mapped.loc[valid.index, DAY], strict=True))
+    new = {event_id for request in result.plan.requests for event_id in request.event_ids}
+    by_day.count("events_new", (event_days[event_id] for event_id in new))
+    by_day.count(
+        "events_already_delivered", (day for event_id, day in event_days.items() if event_id not in new)
+    )
+    first_events = {}
+    for request in result.plan.requests:
+        first_events.setdefault(request.user_uid, request.event_ids[0])
+    by_day.count("users_sent", (event_days[event_id] for event_id in first_events.values()))
+    return event_days
 
 
 def _to_split(request: EventsRequest, response: Response) -> bool:
@@ -406,6 +464,16 @@ def _halves(request: EventsRequest) -> list[EventsRequest]:
         EventsRequest(request.user_uid, request.event_ids[:middle], request.event_keys[:middle]),
         EventsRequest(request.user_uid, request.event_ids[middle:], request.event_keys[middle:]),
     ]
+
+
+def _unconfirmed_outcomes(
+    request: EventsRequest, response: Response
+) -> tuple[list[ItemOutcome], UserOutcome]:
+    """A request whose answer was lost, not to be sent again (`event.unconfirmed: skip`)."""
+    error = f"unconfirmed: {response.error}; the API may or may not have counted it, not resent (event.unconfirmed: skip)"
+    lost = replace(response, error=error)
+    items, logged = _outcomes(request, lost)
+    return [replace(item, unconfirmed=True) for item in items], logged
 
 
 def _outcomes(request: EventsRequest, response: Response) -> tuple[list[ItemOutcome], UserOutcome]:

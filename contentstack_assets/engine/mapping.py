@@ -1,8 +1,11 @@
 """Source rows -> Personalize attributes, with every row rule of the contract applied.
 
 The result is one frame: `user_uid`, one column per attribute key holding its wire value, `_row` (the
-1-based row number in the read) and `_rejection` (None, or every reason the row was set aside, joined by
-"; "). Rejected rows keep their place so nothing is lost; their attribute columns are null.
+1-based row number in the read), `_rejection` (None, or every reason the row was set aside, joined by
+"; ") and, for a partitioned sync, `_day` (the UTC day of the row's partition column, by which a run over
+several days counts each day). Rejected rows keep their place so nothing is lost; their attribute columns
+are null. A constant attribute (`value:` in the spec) is a column like the others, its one wire value in
+every row: from here on (fingerprints, diff, delivery, state) nothing tells it apart.
 """
 
 from __future__ import annotations
@@ -11,15 +14,19 @@ import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_column, convert_uids
+from contentstack_assets.engine.source import days_of
 from contentstack_assets.spec import UsersSync
-from contentstack_assets.wire import REJECTION, ROW, UID
+from contentstack_assets.wire import DAY, REJECTION, ROW, UID
 
 READ_AT = "read_at"  # frame attribute: when the source read of these rows started (unix microseconds)
 
 
 def source_columns(sync: UsersSync) -> list[str]:
     """The columns a users sync reads: the match column, every mapped column, the partition column."""
-    columns = [sync.match.column, *(attribute.column for attribute in sync.attributes.values())]
+    columns = [
+        sync.match.column,
+        *(attribute.column for attribute in sync.attributes.values() if attribute.column is not None),
+    ]
     if sync.source.updated_at:
         columns.append(sync.source.updated_at)
     return list(dict.fromkeys(columns))
@@ -77,11 +84,15 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
 
     mapped: dict[str, pd.Series] = {UID: shown_uids}
     for key, attribute in sync.attributes.items():
+        if attribute.column is None:
+            mapped[key] = constant_column(attribute.value, attribute.type, len(raw))
+            continue
         converted = convert_column(raw[attribute.column], attribute.type)
         add_reasons(reasons, converted.errors, prefix=f"{key}: ")
         mapped[key] = converted.values
     mapped[ROW] = pd.Series(np.arange(1, len(raw) + 1), dtype="int64")
     mapped[REJECTION] = pd.Series(reasons, dtype=object)
+    mapped.update(day_column(raw, sync.source.partition_column))
     frame = pd.DataFrame(mapped, copy=False)
 
     rejected = frame[REJECTION].notna()
@@ -93,14 +104,31 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     return frame
 
 
+def constant_column(value: object, type_: str, rows: int) -> pd.Series:
+    """A constant's wire value repeated `rows` times, in its type's wire dtype. The spec checked that it
+    converts; it is converted once, by the rules every source value goes through."""
+    converted = convert_column(pd.Series([value], dtype=object), type_)
+    if converted.errors.iat[0] is not None:
+        raise ValueError(f"constant {value!r} does not convert to {type_}: {converted.errors.iat[0]}")
+    return converted.values.take(np.zeros(rows, dtype=np.intp)).reset_index(drop=True)
+
+
 def stamp_read_time(frame: pd.DataFrame, started: float) -> pd.DataFrame:
     """Mark a frame read from the source with the time its read started (`time.time()`)."""
     frame.attrs[READ_AT] = int(started * 1_000_000)
     return frame
 
 
+def day_column(raw: pd.DataFrame, partition_column: str | None) -> dict[str, pd.Series]:
+    """`{DAY: the day of each row}` when the rows carry a partition column, else nothing: a run over several
+    days counts each row on its own day."""
+    if not partition_column or partition_column not in raw:
+        return {}
+    return {DAY: days_of(raw[partition_column])}
+
+
 def valid_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.loc[frame[REJECTION].isna()].drop(columns=[ROW, REJECTION])
+    return frame.loc[frame[REJECTION].isna()].drop(columns=[ROW, REJECTION, DAY], errors="ignore")
 
 
 def rejected_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Planning: which users to send, and what each request carries.
 
 Every valid row gets a fingerprint (one vectorised hash of its wire values, salted with the part of the spec that
-shapes the wire body: keys, columns, types and the `nulls` mode). A user whose fingerprint matches
+shapes the wire body: keys, columns or constants, types and the `nulls` mode). A user whose fingerprint matches
 the state and whose last delivery succeeded is unchanged: no Python touches it. Only users that are new,
 whose fingerprint moved, or whose last delivery failed are looked at one by one, and each of those sends the
 keys whose value differs from the value last delivered (the PATCH is a partial update). A spec edit (a key renamed,
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from contentstack_assets.spec import UsersSync
+from contentstack_assets.spec import AttributeSpec, UsersSync
 from contentstack_assets.wire import UID
 
 _MISSING = object()
@@ -32,11 +32,19 @@ def spec_salt(sync: UsersSync) -> int:
 
     The row hash sees values only: it cannot tell `plan` from `plan_tier`, nor a boolean 1 from an integer 1."""
     shape = {
-        "attributes": [[key, spec.column, spec.type] for key, spec in sync.attributes.items()],
+        "attributes": [_attribute_shape(key, spec) for key, spec in sync.attributes.items()],
         "nulls": sync.nulls,
     }
     digest = hashlib.blake2b(json.dumps(shape, sort_keys=True).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
+
+
+def _attribute_shape(key: str, spec: AttributeSpec) -> list:
+    if spec.column is not None:
+        return [key, spec.column, spec.type]  # as before constants existed: their salts stay
+    # The literal as the spec gave it, with its YAML type: a constant edited moves every fingerprint, so
+    # every user is diffed again and sent the new value.
+    return [key, {"value": repr(spec.value)}, spec.type]
 
 
 def fingerprints(valid: pd.DataFrame, keys: Sequence[str], salt: int = 0) -> pd.Series:
@@ -100,6 +108,7 @@ class UsersPlan:
         default_factory=dict
     )  # moved rows with nothing to send: uid -> fingerprint
     bodies: dict[str, dict] = field(default_factory=dict)  # precomputed bodies of changed/retry users
+    stale: list[str] = field(default_factory=list)  # the uids counted in `stale_skipped`
 
     @property
     def users_to_send(self) -> int:
@@ -201,6 +210,7 @@ def plan_users(
         stale = candidates[UID].map(lambda uid: later.get(uid, read_at) > read_at).to_numpy(dtype=bool)
         if stale.any():
             counts["stale_skipped"] = int(stale.sum())
+            plan.stale = list(candidates.loc[stale, UID])
             candidates = candidates.loc[~stale]
             revisit = revisit[~stale]
     if revisit.any():

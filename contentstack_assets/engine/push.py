@@ -8,14 +8,16 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
 from contentstack_assets.engine.mapping import READ_AT, rejected_rows, valid_rows
-from contentstack_assets.engine.plan import NEW, UserRequest, UsersPlan, plan_users, spec_salt
+from contentstack_assets.engine.plan import NEW, RETRY, UserRequest, UsersPlan, plan_users, spec_salt
 from contentstack_assets.engine.shards import shard_label
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.state import StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.spec import UsersSync
+from contentstack_assets.wire import DAY, REJECTION, UID
 
 
 class SourceShrankError(RuntimeError):
@@ -33,6 +35,8 @@ class PushResult:
     stuck_total: int = 0
     stuck_sample: list[dict] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    # a partitioned run's counts by the day of each user's row (`users_stuck` aside: it is the sync's)
+    by_day: DayCounts = field(default_factory=DayCounts)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -161,9 +165,12 @@ def push_users(
         + (f", {plan.counts['resync']} to resync" if full_resync else "")
         + f"; {len(rejected)} rows rejected"
     )
+    by_day, user_days = plan_by_day(mapped, plan)
     report: DeliveryReport[UserRequest] = DeliveryReport()
     if dry_run:
-        return PushResult(rows_read, len(rejected), plan, report, rejected, True, timings_s=timings)
+        return PushResult(
+            rows_read, len(rejected), plan, report, rejected, True, timings_s=timings, by_day=by_day
+        )
 
     store.start_run(key, run_key, run_scope, dry_run=False)
     store.prune(key, sync.log_retention_days)
@@ -193,6 +200,11 @@ def push_users(
                 for request, response in batch
             ],
         )
+        if user_days:
+            for request, response in batch:
+                day = user_days.get(request.user_uid)
+                by_day.add(day, "users_delivered" if response.ok else "users_failed")
+                by_day.add(day, "requests_sent", response.attempts)
 
     def progress(done: int, total: int | None, report: DeliveryReport) -> None:
         log(
@@ -219,8 +231,39 @@ def push_users(
     timings["deliver"] = time.perf_counter() - delivery_started
     stuck_total, stuck_sample = store.stuck_users(key, sync.stuck_after_runs)
     result = PushResult(
-        rows_read, len(rejected), plan, report, rejected, False, stuck_total, stuck_sample, timings_s=timings
+        rows_read,
+        len(rejected),
+        plan,
+        report,
+        rejected,
+        False,
+        stuck_total,
+        stuck_sample,
+        timings_s=timings,
+        by_day=by_day,
     )
     whole_source = {} if source_rows is None else {"source_rows": source_rows}  # for the next run's guard
     store.finish_run(key, run_key, {**result.counts, **whole_source})
     return result
+
+
+def plan_by_day(mapped: pd.DataFrame, plan: UsersPlan) -> tuple[DayCounts, dict[str, str | None]]:
+    """The read and the plan counted by the day of each row (nothing for a frame without days), and the day
+    of each valid user, by which its delivery is counted."""
+    by_day = DayCounts()
+    if DAY not in mapped:
+        return by_day, {}
+    valid = mapped[REJECTION].isna().to_numpy()
+    by_day.count("rows_read", mapped[DAY])
+    by_day.count("rows_rejected", mapped.loc[~valid, DAY])
+    uids, days = mapped.loc[valid, UID], mapped.loc[valid, DAY]
+    user_days = dict(zip(uids, days, strict=True))
+    candidates = plan.candidates
+    to_send = candidates[UID].map(user_days)
+    by_day.count("users_changed", to_send)
+    by_day.count("users_new", to_send[(candidates["_reason"] == NEW).to_numpy()])
+    by_day.count("users_retried", to_send[(candidates["_reason"] == RETRY).to_numpy()])
+    by_day.count("users_stale_skipped", (user_days.get(uid) for uid in plan.stale))
+    unchanged = ~uids.isin(candidates[UID]).to_numpy() & ~uids.isin(plan.stale).to_numpy()
+    by_day.count("users_unchanged", days[unchanged])
+    return by_day, user_days

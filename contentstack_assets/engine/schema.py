@@ -65,6 +65,8 @@ def users_schema(sync: UsersSync) -> pa.DataFrameSchema:
             WIRE_DTYPES[attribute.type],
             nullable=True,
             checks=_CHECKS[attribute.type],
-            description=f"{attribute.type} from column {attribute.column}",
+            description=f"{attribute.type} from column {attribute.column}"
+            if attribute.column is not None
+            else f"{attribute.type} constant {attribute.value!r}",
         )
     return pa.DataFrameSchema(columns, strict=True, name=f"{sync.name}_valid_rows", coerce=False)

@@ -24,7 +24,7 @@ import time
 import urllib.parse
 import urllib.request
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 
 import aiohttp
@@ -49,6 +49,9 @@ class Response:
     error: str | None = None
     body: str | None = None
     unreachable: bool = False  # no connection at all (refused, no such host, TLS): the same for every call
+    # an attempt's answer was lost after the request went out: the API may have applied it (the call may
+    # still have succeeded on a later attempt, which then applied it again)
+    answer_lost: bool = False
 
 
 class PersonalizeError(RuntimeError):
@@ -220,14 +223,24 @@ class EdgeClient:
             None,
         )
 
-    async def track_events(self, user_uid: str, event_keys: list[str]) -> Response:
-        """POST /events: one user's conversion events as one JSON array."""
+    async def track_events(
+        self, user_uid: str, event_keys: list[str], *, resend_lost: bool = True
+    ) -> Response:
+        """POST /events: one user's conversion events as one JSON array. The API has no idempotency key:
+        with `resend_lost=False` a request whose answer was lost after it went out is not sent again (the
+        response says `answer_lost`)."""
         return await self._call(
-            "POST", "/events", [{"eventKey": key, "type": "EVENT"} for key in event_keys], user_uid
+            "POST",
+            "/events",
+            [{"eventKey": key, "type": "EVENT"} for key in event_keys],
+            user_uid,
+            resend_lost=resend_lost,
         )
 
     # -- transport -------------------------------------------------------------------------------
-    async def _call(self, method: str, path: str, payload: object, user_uid: str | None) -> Response:
+    async def _call(
+        self, method: str, path: str, payload: object, user_uid: str | None, *, resend_lost: bool = True
+    ) -> Response:
         if self._session is None:
             raise RuntimeError("open the client first: `async with EdgeClient(...) as edge:`")
         headers = None if user_uid is None else {"x-cs-personalize-user-uid": user_uid}
@@ -235,6 +248,7 @@ class EdgeClient:
         url = self.base_url + path
         started = time.perf_counter()
         attempts = 0
+        lost = False
         while True:
             attempts += 1
             retry_after = None
@@ -251,10 +265,13 @@ class EdgeClient:
                         retry_after = response.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError, OSError) as error:
                 # before ValueError: a certificate error is both (ssl.CertificateError)
+                lost = lost or _answer_may_be_lost(error)
+                if lost and not resend_lost:
+                    return replace(self._transport_failure(error, attempts, started), answer_lost=True)
                 if _is_retryable(error) and attempts <= self.retry.max_retries:
                     await asyncio.sleep(self.retry.delay_s(attempts))
                     continue
-                return self._transport_failure(error, attempts, started)
+                return replace(self._transport_failure(error, attempts, started), answer_lost=lost)
             except ValueError:  # aiohttp refuses a header value (a CR/LF): no request went out
                 return Response(
                     False,
@@ -268,8 +285,10 @@ class EdgeClient:
                 continue
             latency = _ms_since(started)
             if 200 <= status < 300:
-                return Response(True, status, attempts, latency, body=text[:200])
-            return Response(False, status, attempts, latency, self._edge_error_text(status, text))
+                return Response(True, status, attempts, latency, body=text[:200], answer_lost=lost)
+            return Response(
+                False, status, attempts, latency, self._edge_error_text(status, text), answer_lost=lost
+            )
 
     def _transport_failure(self, error: BaseException, attempts: int, started: float) -> Response:
         """A call that got no answer; one that could not even connect (refused, no such host, a certificate)
@@ -302,6 +321,16 @@ class EdgeClient:
         if 300 <= status < 400:
             return f"{text}; {self.base_url} redirects instead of answering: set region / edge_url to the Edge API"
         return text
+
+
+def _answer_may_be_lost(error: BaseException) -> bool:
+    """Whether the request may have reached the API before the error: anything but a failure to connect
+    (a dropped connection or a timeout while waiting for the answer)."""
+    if isinstance(error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return False
+    return isinstance(
+        error, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | TimeoutError | OSError
+    )
 
 
 def _is_retryable(error: BaseException) -> bool:

@@ -1,6 +1,7 @@
 """The blocks every sync is made of: its source (a table or query), its destination (a Personalize project),
-the match column, the attributes and the automation condition. Each checks its own keys; a cron or an owner
-is judged by Dagster's public API, which runs them.
+the match column, the attributes (a column's, or a constant) and the automation condition. Each checks its
+own keys; a cron or an owner is judged by Dagster's public API, which runs them, and a constant by the type
+table the mapping converts every value with.
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from contentstack_assets.personalize import regions
 from contentstack_assets.urls import mask_url
@@ -141,9 +150,59 @@ class MatchSpec(_Model):
     column: str = Field(min_length=1)
 
 
+#: What YAML gives a constant attribute's `value`: a scalar (unquoted dates and times come as such).
+ConstantValue = bool | int | float | str | dt.datetime | dt.date
+
+
 class AttributeSpec(_Model):
-    column: str = Field(min_length=1)
+    """`{column: C, type: T}`: the column's value of each row; `{value: LITERAL, type: T}`: the same value for
+    every user, converted by the same rules."""
+
+    # `type` comes first, so that the check of `value` sees it.
     type: AttributeType
+    column: str | None = Field(None, min_length=1)
+    value: ConstantValue | None = Field(
+        None, description="a constant sent to every user, instead of a column"
+    )
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _one_scalar(cls, value: Any) -> Any:
+        # One line for a list or a mapping, not one per kind of scalar it is not.
+        if isinstance(value, list | dict):
+            raise ValueError(
+                "a constant is one string, number, boolean, date or time, not a list or a mapping"
+            )
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _check_value(cls, value: ConstantValue | None, info: ValidationInfo) -> ConstantValue | None:
+        type_ = info.data.get("type")
+        if value is None or type_ is None:
+            return value  # a null is refused below; a wrong type is reported on `type`
+        reason = _constant_rejection(value, type_)
+        if reason is not None:
+            raise ValueError(f"the constant does not convert to {type_}: {reason}")
+        return value
+
+    @model_validator(mode="after")
+    def _column_or_value(self) -> AttributeSpec:
+        if "value" in self.model_fields_set and self.value is None:
+            raise ValueError("a constant `value` cannot be null (it would send nothing): give a value")
+        if (self.column is None) == (self.value is None):
+            raise ValueError("give exactly one of `column` or `value` (a source column, or a constant)")
+        return self
+
+
+def _constant_rejection(value: ConstantValue, type_: str) -> str | None:
+    """Why the type table rejects `value` for `type_`, or None: the rules every source value goes through
+    (the mapping converts the constant with them again; this only judges it)."""
+    import pandas as pd
+
+    from contentstack_assets.engine.convert import convert_column
+
+    return convert_column(pd.Series([value], dtype=object), type_).errors.iat[0]
 
 
 class AutomationSpec(_Model):

@@ -187,6 +187,9 @@ class EventSpec(_Model):
     id_column: str = Field(min_length=1)
     key_column: str | None = None
     key: str | None = None
+    # a request whose answer was lost after it went out may have been counted: send it again (it may count
+    # twice), or never again (it may not count at all); either way the run reports `events_unconfirmed`
+    unconfirmed: Literal["resend", "skip"] = "resend"
 
     @model_validator(mode="after")
     def _one_key(self) -> EventSpec:

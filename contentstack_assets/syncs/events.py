@@ -22,12 +22,45 @@ from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import EventsSync, SyncsSpec
 from contentstack_assets.syncs.console import CONSOLE_RUN_CONFIG
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
-from contentstack_assets.syncs.partitions import backfill_policy, daily_partitions, scope_of, window_of
-from contentstack_assets.syncs.push import delivery_check
-from contentstack_assets.syncs.report import failures_sample, markdown_table, source_metadata, user_errors
+from contentstack_assets.syncs.partitions import (
+    backfill_policy,
+    daily_partitions,
+    metadata_by_day,
+    scope_of,
+    window_of,
+)
+from contentstack_assets.syncs.push import (
+    delivery_check,
+    dry_run_job,
+    dry_run_observation,
+    push_asset,
+    selected,
+)
+from contentstack_assets.syncs.report import (
+    failures_sample,
+    markdown_table,
+    rejected_sample,
+    source_metadata,
+    user_errors,
+)
 from contentstack_assets.syncs.runs import SYNC_TAG
 from contentstack_assets.syncs.schedules import schedules
 from contentstack_assets.syncs.sensors import source_changed_sensor
+
+# the counts of an events push that add up over days
+EVENTS_COUNTED = (
+    "rows_read",
+    "rows_reread",
+    "rows_rejected",
+    "events_new",
+    "events_already_delivered",
+    "events_delivered",
+    "events_failed",
+    "events_stuck",
+    "events_gone",
+    "users_sent",
+    "requests_sent",
+)
 
 
 class EventsPushConfig(dg.Config):
@@ -83,12 +116,11 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
         )
         yield event_keys_check(sync, frame, listed)
 
-    @dg.asset(
-        key=push_key,
+    @push_asset(
+        sync,
+        push_key,
         ins={"source_events": dg.AssetIn(key=source_key)},
         deps=[push_asset_key(spec, dependency) for dependency in sync.depends_on],
-        kinds={"contentstack"},
-        pool=sync.destination.pool,
         description=f"Events of the {name} sync in Personalize project {sync.destination.project_uid}: each event id sent once",
         check_specs=[
             dg.AssetCheckSpec(
@@ -98,7 +130,8 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
                 f"stuck events, failed in {sync.stuck_after_runs}+ runs in a row, left out)",
             )
         ],
-        **common,
+        partitions_def=partitions,
+        backfill_policy=policy,
     )
     def personalize_events(
         context: dg.AssetExecutionContext,
@@ -134,18 +167,20 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
             "duration_s": round(time.perf_counter() - started, 3),
             "latency_p50_ms": round(report.percentile_ms(50), 2),
             "latency_p95_ms": round(report.percentile_ms(95), 2),
-            "dry_run": config.dry_run,
             "keys_checked": known_keys is not None,
             "scope": scope_of(context),
-            "rejected_sample": markdown_table(
-                result.rejected.head(20).to_dict("records"),
-                ["row_number", "user_uid", EVENT_ID, "reason"],
-                "(no rows rejected)",
+            "rejected_sample": rejected_sample(
+                result.rejected, columns=["user_uid", EVENT_ID, "reason", "row_number"]
             ),
             "failures": failures,
         }
         if config.dry_run:
-            metadata["plan_sample"] = markdown_table(result.plan.sample(), ["user_uid", "events", "body"])
+            # the plan, observed: no materialization (the partitions and plots of the push are deliveries)
+            plan_sample = markdown_table(result.plan.sample(), ["user_uid", "events", "body"])
+            yield dry_run_observation(
+                context, push_key, {**metadata, "dry_run": True, "plan_sample": plan_sample}
+            )
+            return
         if result.events_stuck:
             metadata["stuck_sample"] = markdown_table(
                 result.stuck_sample, ["event_id", "user_uid", "failed_runs", "last_status", "last_error"]
@@ -155,17 +190,20 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
         # events are retried by the next run either way.
         fails_step = bool(report.stopped) or result.failed_share > sync.max_failed_share
         yield dg.MaterializeResult(
-            metadata=metadata,
-            check_results=[
-                delivery_check(
-                    sync,
-                    failed=result.events_failed,
-                    failed_share=result.failed_share,
-                    error=fails_step,
-                    events_stuck=result.events_stuck,
-                    failures=failures,
-                )
-            ],
+            metadata=metadata_by_day(context, metadata, result.by_day.as_dict(), EVENTS_COUNTED),
+            check_results=selected(
+                context,
+                [
+                    delivery_check(
+                        sync,
+                        failed=result.events_failed,
+                        failed_share=result.failed_share,
+                        error=fails_step,
+                        events_stuck=result.events_stuck,
+                        failures=failures,
+                    )
+                ],
+            ),
         )
         if result.events_failed:
             first_request, first = report.failures[0] if report.failures else (None, None)
@@ -191,16 +229,17 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
                 metadata={"failures": failures},
             )
 
+    selection = dg.AssetSelection.assets(source_key, push_key)
     job = dg.define_asset_job(
         f"{name}_sync",
-        selection=dg.AssetSelection.assets(source_key, push_key),
+        selection=selection,
         description=f"Sync {name}: read the events of {sync.source.relation} and send those not delivered yet to Personalize",
         tags={SYNC_TAG: name},
         config=CONSOLE_RUN_CONFIG,  # user errors without their stack (syncs/console.py)
     )
     return dg.Definitions(
         assets=[source_events, personalize_events],
-        jobs=[job],
+        jobs=[job, dry_run_job(sync, selection, push_key)],
         schedules=schedules(sync, job, partitions, push_key),
         sensors=[source_changed_sensor(sync, job, partitions, columns, push_key)],
     )

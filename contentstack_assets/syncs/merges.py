@@ -17,8 +17,14 @@ from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import MergesSync, SyncsSpec
 from contentstack_assets.syncs.console import CONSOLE_RUN_CONFIG
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
-from contentstack_assets.syncs.push import delivery_check
-from contentstack_assets.syncs.report import markdown_table, source_metadata, user_errors
+from contentstack_assets.syncs.push import (
+    delivery_check,
+    dry_run_job,
+    dry_run_observation,
+    push_asset,
+    selected,
+)
+from contentstack_assets.syncs.report import markdown_table, rejected_sample, source_metadata, user_errors
 from contentstack_assets.syncs.runs import SYNC_TAG
 from contentstack_assets.syncs.schedules import schedules
 from contentstack_assets.syncs.sensors import source_changed_sensor
@@ -61,13 +67,13 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
         )
         return frame
 
-    @dg.asset(
-        key=push_key,
+    @push_asset(
+        sync,
+        push_key,
         ins={"source_merges": dg.AssetIn(key=source_key)},
         deps=[push_asset_key(spec, dependency) for dependency in sync.depends_on],
-        kinds={"contentstack"},
-        **labels,
-        pool=sync.destination.pool,
+        partitions_def=None,
+        backfill_policy=None,
         description=(
             f"Anonymous users of the {name} sync merged into known ones in Personalize project "
             f"{sync.destination.project_uid}: each pair once"
@@ -133,35 +139,40 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
             "duration_s": round(time.perf_counter() - started, 3),
             "latency_p50_ms": round(report.percentile_ms(50), 2),
             "latency_p95_ms": round(report.percentile_ms(95), 2),
-            "dry_run": config.dry_run,
-            "rejected_sample": markdown_table(
-                result.rejected.head(20).to_dict("records"),
-                ["row_number", "user_uid", TARGET_UID, "reason"],
-                "(no rows rejected)",
+            "rejected_sample": rejected_sample(
+                result.rejected, columns=["user_uid", TARGET_UID, "reason", "row_number"]
             ),
             "failures": failures,
             "waiting": waiting,
         }
         if config.dry_run:
-            metadata["plan_sample"] = markdown_table(result.plan.sample(), ["source_uid", "target_uid"])
+            # the plan, observed: no materialization (the push's history holds merges only)
+            plan_sample = markdown_table(result.plan.sample(), ["source_uid", "target_uid"])
+            yield dry_run_observation(
+                context, push_key, {**metadata, "dry_run": True, "plan_sample": plan_sample}
+            )
+            return
         # A few failed pairs warn and let the run go on: a users push that depends on this sync still runs
         # (a pair merged by a later run marks its user to be resent whole, engine/resend.py). Above
         # `max_failed_share`, or when delivery stopped on refusals, the destination is the problem: fail.
         fails_step = bool(report.stopped) or result.failed_share > sync.max_failed_share
         yield dg.MaterializeResult(
             metadata=metadata,
-            check_results=[
-                delivery_check(
-                    sync,
-                    failed=report.failed,
-                    failed_share=result.failed_share,
-                    error=fails_step,
-                    merges_stuck=result.merges_stuck,
-                    merges_waiting=len(result.waiting),
-                    failures=failures,
-                    waiting=waiting,
-                )
-            ],
+            check_results=selected(
+                context,
+                [
+                    delivery_check(
+                        sync,
+                        failed=report.failed,
+                        failed_share=result.failed_share,
+                        error=fails_step,
+                        merges_stuck=result.merges_stuck,
+                        merges_waiting=len(result.waiting),
+                        failures=failures,
+                        waiting=waiting,
+                    )
+                ],
+            ),
         )
         if report.failed:
             first_request, first = report.failures[0] if report.failures else (None, None)
@@ -195,16 +206,17 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
                 metadata={"failures": failures},
             )
 
+    selection = dg.AssetSelection.assets(source_key, push_key)
     job = dg.define_asset_job(
         f"{name}_sync",
-        selection=dg.AssetSelection.assets(source_key, push_key),
+        selection=selection,
         description=f"Sync {name}: read the identity pairs of {sync.source.relation} and merge those not merged yet in Personalize",
         tags={SYNC_TAG: name},
         config=CONSOLE_RUN_CONFIG,  # user errors without their stack (syncs/console.py)
     )
     return dg.Definitions(
         assets=[source_merges, personalize_merges],
-        jobs=[job],
+        jobs=[job, dry_run_job(sync, selection, push_key)],
         schedules=schedules(sync, job, None, push_key),
         sensors=[source_changed_sensor(sync, job, None, columns, push_key)],
     )

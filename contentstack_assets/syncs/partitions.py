@@ -2,10 +2,12 @@
 
 A run may target one day (`dagster/partition` tag) or a range of days (the
 `dagster/asset_partition_range_start/end` tags of a single-run backfill); both are the same code path:
-one time window `[first day 00:00, day after the last 00:00)` in UTC.
+one time window `[first day 00:00, day after the last 00:00)` in UTC. A push over several days materializes
+each day with that day's own counts (`metadata_by_day`).
 """
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
@@ -64,3 +66,35 @@ def range_request(run_key: str, first: str, last: str, tags: dict[str, str] | No
         tags={**(tags or {}), RANGE_START_TAG: first, RANGE_END_TAG: last},
         run_config=CONSOLE_RUN_CONFIG,
     )
+
+
+def metadata_by_day(
+    context: dg.AssetExecutionContext,
+    metadata: dict,
+    by_day: Mapping[str | None, Mapping[str, int]],
+    counted: Sequence[str],
+) -> dict:
+    """A push's metadata for its materializations. A run over one day, or an unpartitioned one, reports its
+    counts as they are. A run over several days gives each day's materialization that day's own `counted`
+    keys (the rows whose partition column falls in it; what belongs to no day of the run, such as rows read
+    again from other days, on its last day) and `duration_s` shared out by rows read, so that the days add
+    up to the run; returns the rest, the same on every day, with the run's totals as `run_<key>`,
+    `run_duration_s` and `run_days`."""
+    keys = context.partition_keys if is_partitioned_run(context) else []
+    if len(keys) < 2:
+        return metadata
+    last = keys[-1]
+    days = {key: dict.fromkeys(counted, 0) for key in keys}
+    for day, counts in by_day.items():
+        figures = days.get(day, days[last])  # type: ignore[arg-type]  (None: the last day)
+        for name in counted:
+            figures[name] += counts.get(name, 0)
+    rows = sum(figures.get("rows_read", 0) for figures in days.values())
+    for figures in days.values():
+        share = figures.get("rows_read", 0) / rows if rows else 1 / len(days)
+        figures["duration_s"] = round(metadata["duration_s"] * share, 3)
+    for key, figures in days.items():
+        context.add_asset_metadata(figures, partition_key=key)
+    run_level = {name: value for name, value in metadata.items() if name not in days[last]}
+    totals = {f"run_{name}": metadata[name] for name in (*counted, "duration_s")}
+    return {**run_level, **totals, "run_days": len(keys)}

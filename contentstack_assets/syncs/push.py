@@ -1,5 +1,6 @@
 """What the push assets share: the users push's run config and guards (used by the plain push and by every
-shard of a sharded one), and the `delivery_failures` check of the users, events and merges pushes.
+shard of a sharded one), the `delivery_failures` check of the users, events and merges pushes, and what a
+dry run records and how it is launched (`N_dry_run`).
 """
 
 from collections.abc import Iterator
@@ -8,10 +9,13 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import Field
 
+from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.push import SourceShrankError
 from contentstack_assets.resources import PersonalizeResource
 from contentstack_assets.spec import Sync, UsersSync
+from contentstack_assets.syncs.labels import asset_labels
 from contentstack_assets.syncs.report import failures_sample, user_errors
+from contentstack_assets.syncs.runs import DRY_RUN_TAG, SYNC_TAG, SyncJob
 
 
 class PushConfig(dg.Config):
@@ -42,6 +46,78 @@ def push_errors() -> Iterator[None]:
             yield
     except SourceShrankError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
+
+
+# -- the push asset -------------------------------------------------------------------------------------
+def push_asset(
+    sync: Sync,
+    key: dg.AssetKey,
+    *,
+    description: str,
+    ins: dict[str, dg.AssetIn],
+    deps: list[dg.AssetKey],
+    check_specs: list[dg.AssetCheckSpec],
+    partitions_def: dg.PartitionsDefinition | None,
+    backfill_policy: dg.BackfillPolicy | None,
+):
+    """The decorator of a push asset: one skippable asset (a multi_asset of one, which may yield no
+    materialization and leave its check unevaluated), so that a dry run records its plan as an observation
+    and no more. Its op keeps the asset's name (`N__personalize_users`), which its run config names."""
+    return dg.multi_asset(
+        name=key.to_python_identifier(),
+        specs=[
+            dg.AssetSpec(
+                key,
+                deps=[asset_in.key for asset_in in ins.values()] + deps,
+                skippable=True,
+                kinds={"contentstack"},
+                description=description,
+                **asset_labels(sync),
+            )
+        ],
+        ins=ins,
+        check_specs=check_specs,
+        can_subset=True,  # what lets the check be left out; the run's selection is honoured (`selected`)
+        pool=sync.destination.pool,
+        partitions_def=partitions_def,
+        backfill_policy=backfill_policy,
+    )
+
+
+def selected(
+    context: dg.AssetExecutionContext, checks: list[dg.AssetCheckResult]
+) -> list[dg.AssetCheckResult]:
+    """The check results the run selected (all of them, unless a user picked some checks only)."""
+    chosen = {check.name for check in context.selected_asset_check_keys}
+    return [check for check in checks if check.check_name in chosen]
+
+
+# -- dry runs ------------------------------------------------------------------------------------------
+def dry_run_job(sync: Sync, selection: dg.AssetSelection, push_key: dg.AssetKey) -> SyncJob:
+    """`N_dry_run`: the sync's assets with the push's `dry_run: true` preset, and the run tag that marks a dry
+    run in the Runs list (a tag is set at launch, so a dry run has a job of its own)."""
+    return dg.define_asset_job(
+        f"{sync.name}_dry_run",
+        selection=selection,
+        config={"ops": {push_key.to_python_identifier(): {"config": {"dry_run": True}}}},
+        description=f"Dry run of the {sync.name} sync: read and plan as {sync.name}_sync does, then report the "
+        "plan (an observation of the push asset) instead of sending it: nothing sent, no state, no "
+        "materialization of the push",
+        tags={SYNC_TAG: sync.name, DRY_RUN_TAG: "true"},
+    )
+
+
+def dry_run_observation(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, push_key: dg.AssetKey, metadata: dict
+) -> dg.AssetObservation:
+    """What a dry run records instead of a materialization: its plan, observed on the push asset (so the
+    partitions and the plots of the push show deliveries only)."""
+    if not context.run.tags.get(DRY_RUN_TAG):
+        context.log.info(
+            f"dry run: the plan is recorded as an observation of {push_key.to_user_string()}; launch it as "
+            f"the dry-run job (or with the tag {DRY_RUN_TAG}=true) to mark the run as a dry run in the Runs list"
+        )
+    return dg.AssetObservation(asset_key=push_key, metadata=metadata)
 
 
 # -- the delivery_failures check ---------------------------------------------------------------------
@@ -128,3 +204,34 @@ def require_attribute_keys(sync: UsersSync, personalize: PersonalizeResource) ->
             metadata={"missing_keys": missing},
             allow_retries=False,
         )
+
+
+# the counts of a users push that add up over days (`users_stuck` is the sync's, the same whatever the day)
+USERS_COUNTED = (
+    "rows_read",
+    "rows_rejected",
+    "users_new",
+    "users_changed",
+    "users_to_send",
+    "users_unchanged",
+    "users_stale_skipped",
+    "users_retried",
+    "users_delivered",
+    "users_failed",
+    "requests_sent",
+    "users_resent_after_merge",
+    "rows_reread",
+    "users_reread_failed",
+)
+
+
+def users_by_day(by_day: DayCounts, resends: dict[str, int]) -> DayCounts:
+    """A users push's counts by day: the engine's, `users_to_send` (the users changed), and the counts of
+    users read again by uid, which belong to no day of the run."""
+    days = DayCounts()
+    days.merge(by_day)
+    for day, counts in by_day.as_dict().items():
+        days.add(day, "users_to_send", counts.get("users_changed", 0))
+    for name, count in resends.items():
+        days.add(None, name, count)
+    return days

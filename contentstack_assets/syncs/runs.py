@@ -1,5 +1,5 @@
 """What the schedules, sensors and alerts read of a sync's runs: which sync a run works on, whether one is
-still in progress, and whether a push materialization delivered (a dry run's did not).
+still in progress, and whether a run is a dry run (which delivers nothing, and materializes nothing).
 """
 
 from typing import Protocol
@@ -14,6 +14,7 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.CANCELING,
 ]
 SYNC_TAG = "contentstack/sync"
+DRY_RUN_TAG = "contentstack/dry_run"  # "true" on the runs of `N_dry_run`
 
 
 class SyncJob(Protocol):
@@ -45,7 +46,13 @@ def run_in_progress(instance: dg.DagsterInstance, sync_name: str) -> dg.DagsterR
     return None
 
 
-def is_dry_run(materialization: dg.AssetMaterialization | None) -> bool:
-    """Whether a push materialization is a dry run's (its `dry_run` metadata), which delivered nothing."""
+def is_dry_run(run: dg.DagsterRun) -> bool:
+    """Whether a run is a dry run: it carries `contentstack/dry_run=true` (every run of `N_dry_run` does)."""
+    return run.tags.get(DRY_RUN_TAG) == "true"
+
+
+def recorded_by_dry_run(materialization: dg.AssetMaterialization | None) -> bool:
+    """Whether a push materialization was a dry run's: dry runs record an observation now, but those of
+    earlier versions materialized the push with `dry_run: true` in its metadata, and none delivered."""
     dry = materialization.metadata.get("dry_run") if materialization else None
     return bool(dry is not None and dry.value)

@@ -10,16 +10,17 @@ import dagster as dg
 
 from contentstack_assets.spec import Sync
 from contentstack_assets.syncs.partitions import range_request
-from contentstack_assets.syncs.runs import SyncJob, is_dry_run, run_in_progress
+from contentstack_assets.syncs.runs import SyncJob, recorded_by_dry_run, run_in_progress
 
 LOOKBACK = dt.timedelta(days=1)  # a scheduled run reaches back this far before the last delivered read
 
 
 def _delivering_records(instance: dg.DagsterInstance, push_key: dg.AssetKey, limit: int = 200):
-    """The push asset's latest materializations that delivered (not dry runs), newest first."""
+    """The push asset's latest materializations, newest first: all delivered, but for those of dry runs of
+    earlier versions (dry runs materialize nothing now)."""
     records = instance.fetch_materializations(push_key, limit=limit).records
     for record in records:
-        if not is_dry_run(record.asset_materialization):
+        if not recorded_by_dry_run(record.asset_materialization):
             yield record
 
 

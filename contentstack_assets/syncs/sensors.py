@@ -13,7 +13,13 @@ import dagster as dg
 from contentstack_assets.engine.source import SourceError, SourceReader
 from contentstack_assets.spec import Sync
 from contentstack_assets.syncs.partitions import range_request
-from contentstack_assets.syncs.runs import IN_PROGRESS, SyncJob, is_dry_run, run_in_progress
+from contentstack_assets.syncs.runs import (
+    IN_PROGRESS,
+    SyncJob,
+    is_dry_run,
+    recorded_by_dry_run,
+    run_in_progress,
+)
 
 PROBE_TAG = "contentstack/probe"
 REQUEST_TAG = "contentstack/request"  # the sensor's name for the change a run was asked to deliver
@@ -144,7 +150,9 @@ def _settle(instance: dg.DagsterInstance, state: dict, push_key: dg.AssetKey) ->
 
 def _pushed_in(instance: dg.DagsterInstance, run: dg.DagsterRun, push_key: dg.AssetKey) -> bool:
     """Whether a run got through the push of its rows (it may still have failed for some users, who are
-    retried by later runs)."""
+    retried by later runs). A dry run never did, however green."""
+    if is_dry_run(run):
+        return False
     if run.status == dg.DagsterRunStatus.SUCCESS:
         return True
     records = instance.get_records_for_run(
@@ -154,7 +162,7 @@ def _pushed_in(instance: dg.DagsterInstance, run: dg.DagsterRun, push_key: dg.As
         event = record.event_log_entry.dagster_event
         materialization = event.event_specific_data.materialization if event else None
         if materialization is not None and materialization.asset_key == push_key:
-            return not is_dry_run(materialization)
+            return not recorded_by_dry_run(materialization)
     return False
 
 

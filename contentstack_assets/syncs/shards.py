@@ -12,6 +12,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.plan import UserRequest
 from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.shards import concurrency_shares, shard_of, shard_rows
@@ -19,11 +20,14 @@ from contentstack_assets.personalize.client import Response
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SpecError, SyncsSpec, UsersSync
 from contentstack_assets.syncs.labels import push_asset_key
-from contentstack_assets.syncs.partitions import is_partitioned_run, scope_of
+from contentstack_assets.syncs.partitions import is_partitioned_run, metadata_by_day, scope_of
 from contentstack_assets.syncs.push import (
+    USERS_COUNTED,
     PushConfig,
+    dry_run_observation,
     push_errors,
     require_attribute_keys,
+    users_by_day,
     users_delivery_check,
     users_delivery_failure,
 )
@@ -56,6 +60,7 @@ class ShardSummary:
     rejected: pd.DataFrame = field(default_factory=pd.DataFrame)  # the first rejected rows (shard 0 only)
     plan_sample: list[dict] = field(default_factory=list)  # dry runs
     timings_s: dict[str, float] = field(default_factory=dict)  # the push's phases: plan, deliver
+    by_day: dict = field(default_factory=dict)  # a partitioned run's counts by day (`users_by_day`)
 
 
 SUMMED = (
@@ -175,12 +180,12 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
                 shard=(index, shards),
                 concurrency=concurrency,
             )
-        counts = {
-            **result.counts,
+        resent = {
             "users_resent_after_merge": len(resends.present),
             "rows_reread": resends.rows_reread,
             "users_reread_failed": resends.unconfirmed_reread,
         }
+        counts = {**result.counts, **resent}
         context.add_output_metadata({**counts, "shard": f"{index + 1}/{shards}", "concurrency": concurrency})
         return ShardSummary(
             index=index,
@@ -194,6 +199,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
             rejected=result.rejected.head(20),
             plan_sample=result.plan.sample_bodies() if config.dry_run else [],
             timings_s=result.timings_s,
+            by_day=users_by_day(result.by_day, resent).as_dict(),
         )
 
     return push_shard.alias(f"shard_{index}")
@@ -202,16 +208,19 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
 def _summary_op(
     sync: UsersSync, push_key: dg.AssetKey, check_specs: Sequence[dg.AssetCheckSpec]
 ) -> dg.OpDefinition:
-    check_outputs = {spec.get_python_identifier(): dg.Out(dg.Nothing) for spec in check_specs}
+    check_outputs = {
+        spec.get_python_identifier(): dg.Out(dg.Nothing, is_required=False) for spec in check_specs
+    }
 
     @dg.op(
         name=f"{sync.name}__push_summary",
         description=f"Add up the shards of the {sync.name} push: the asset's metadata and delivery check",
         ins={"summaries": dg.In(list)},
-        out={"result": dg.Out(dg.Nothing), **check_outputs},
+        # optional: a dry run records an observation of its plan, no materialization, no check
+        out={"result": dg.Out(dg.Nothing, is_required=False), **check_outputs},
     )
     def push_summary(
-        context: dg.OpExecutionContext, config: PushConfig, summaries: list, sync_state: SyncStateResource
+        context: dg.AssetExecutionContext, config: PushConfig, summaries: list, sync_state: SyncStateResource
     ):
         summaries = sorted(summaries, key=lambda summary: summary.index)
         totals = {key: sum(int(summary.counts[key]) for summary in summaries) for key in SUMMED}
@@ -235,7 +244,6 @@ def _summary_op(
             },
             "latency_p50_ms": round(float(np.percentile(latencies, 50)), 2) if latencies.size else 0.0,
             "latency_p95_ms": round(float(np.percentile(latencies, 95)), 2) if latencies.size else 0.0,
-            "dry_run": config.dry_run,
             "full_resync": config.full_resync,
             "scope": scope_of(context),
             "rejected_sample": rejected_sample(summaries[0].rejected),
@@ -274,7 +282,11 @@ def _summary_op(
         }
         if config.dry_run:
             sample = [row for summary in summaries for row in summary.plan_sample][:10]
-            metadata["plan_sample"] = markdown_table(sample, ["user_uid", "reason", "body"])
+            plan_sample = markdown_table(sample, ["user_uid", "reason", "body"])
+            yield dry_run_observation(
+                context, push_key, {**metadata, "dry_run": True, "plan_sample": plan_sample}
+            )
+            return
         if stuck_total:
             metadata["stuck_sample"] = markdown_table(
                 stuck_sample, ["user_uid", "failed_runs", "last_status", "last_error"]
@@ -283,7 +295,12 @@ def _summary_op(
             f"{sync.name}: {len(summaries)} shards: {delivered} users delivered, {failed} failed, "
             f"{totals['requests_sent']} requests in {metadata['duration_s']}s"
         )
-        yield dg.Output(None, "result", metadata=metadata)
+        by_day = DayCounts()
+        for summary in summaries:
+            by_day.merge(summary.by_day)
+        yield dg.Output(
+            None, "result", metadata=metadata_by_day(context, metadata, by_day.as_dict(), USERS_COUNTED)
+        )
         yield users_delivery_check(sync, delivered, failed, failures)
         if failed:
             raise users_delivery_failure(sync, delivered, failed, failures)

@@ -26,15 +26,22 @@ from contentstack_assets.syncs.partitions import (
     backfill_policy,
     daily_partitions,
     is_partitioned_run,
+    metadata_by_day,
     scope_of,
     window_of,
 )
 from contentstack_assets.syncs.push import (
+    USERS_COUNTED,
     PushConfig,
+    dry_run_job,
+    dry_run_observation,
     missing_attribute_keys,
     missing_keys_message,
+    push_asset,
     push_errors,
     require_attribute_keys,
+    selected,
+    users_by_day,
     users_delivery_check,
     users_delivery_failure,
 )
@@ -146,12 +153,11 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         )
         yield _attribute_check(sync, listed)
 
-    @dg.asset(
-        key=push_key,
+    @push_asset(
+        sync,
+        push_key,
         ins={"mapped_attributes": dg.AssetIn(key=mapped_key)},
         deps=[push_asset_key(spec, dependency) for dependency in sync.depends_on],
-        kinds={"contentstack"},
-        pool=sync.destination.pool,
         description=f"Users of the {name} sync in Personalize project {sync.destination.project_uid}: only changes sent",
         check_specs=[
             dg.AssetCheckSpec(
@@ -160,7 +166,8 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 description=f"Share of users whose delivery failed (error above {sync.max_failed_share:.0%})",
             )
         ],
-        **common,
+        partitions_def=partitions,
+        backfill_policy=policy,
     )
     def personalize_users(
         context: dg.AssetExecutionContext,
@@ -188,34 +195,42 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 log=context.log.info,
             )
         report = result.report
-        counts = result.counts
-        metadata = {
-            **counts,
-            "users_to_send": result.plan.users_to_send,
+        resent = {
             "users_resent_after_merge": len(resends.present),
             "rows_reread": resends.rows_reread,
             "users_reread_failed": resends.unconfirmed_reread,
+        }
+        metadata = {
+            **result.counts,
+            "users_to_send": result.plan.users_to_send,
+            **resent,
             "duration_s": round(time.perf_counter() - started, 3),
             **{f"{phase}_s": round(result.timings_s.get(phase, 0.0), 3) for phase in ("plan", "deliver")},
             "latency_p50_ms": round(report.percentile_ms(50), 2),
             "latency_p95_ms": round(report.percentile_ms(95), 2),
-            "dry_run": config.dry_run,
             "full_resync": config.full_resync,
             "scope": scope_of(context),
             "rejected_sample": rejected_sample(result.rejected),
             "failures": failures_sample(report.failures, lambda request: request.user_uid),
         }
         if config.dry_run:
-            metadata["plan_sample"] = markdown_table(
-                result.plan.sample_bodies(), ["user_uid", "reason", "body"]
+            # the plan, observed: no materialization (the partitions and plots of the push are deliveries)
+            plan_sample = markdown_table(result.plan.sample_bodies(), ["user_uid", "reason", "body"])
+            yield dry_run_observation(
+                context, push_key, {**metadata, "dry_run": True, "plan_sample": plan_sample}
             )
+            return
         if result.stuck_total:
             metadata["stuck_sample"] = markdown_table(
                 result.stuck_sample, ["user_uid", "failed_runs", "last_status", "last_error"]
             )
         yield dg.MaterializeResult(
-            metadata=metadata,
-            check_results=[users_delivery_check(sync, report.delivered, report.failed, report.failures)],
+            metadata=metadata_by_day(
+                context, metadata, users_by_day(result.by_day, resent).as_dict(), USERS_COUNTED
+            ),
+            check_results=selected(
+                context, [users_delivery_check(sync, report.delivered, report.failed, report.failures)]
+            ),
         )
         if report.failed:
             raise users_delivery_failure(
@@ -235,9 +250,10 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         )
         resources = shards.resources()
 
+    selection = dg.AssetSelection.assets(source_key, mapped_key, push_key)
     job = dg.define_asset_job(
         f"{name}_sync",
-        selection=dg.AssetSelection.assets(source_key, mapped_key, push_key),
+        selection=selection,
         description=f"Sync {name}: read {sync.source.relation}, check and map its attributes, send what changed to Personalize",
         tags={SYNC_TAG: name},
         config=CONSOLE_RUN_CONFIG,  # user errors without their stack (syncs/console.py)
@@ -245,7 +261,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
     return dg.Definitions(
         assets=[source_users, mapped_attributes, personalize_users],
         resources=resources,
-        jobs=[job],
+        jobs=[job, dry_run_job(sync, selection, push_key)],
         schedules=schedules(sync, job, partitions, push_key),
         sensors=[source_changed_sensor(sync, job, partitions, source_columns(sync), push_key)],
     )

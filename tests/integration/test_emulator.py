@@ -102,9 +102,10 @@ def test_patch_applies_and_answers_like_the_edge(emu: EmulatorThread, http: requ
         (edge_headers(user=None), 400),
         ({**edge_headers(), "x-cs-personalize-user-uid": ""}, 400),
         ({**edge_headers(), "x-project-uid": "another-project"}, 404),
-        ({**edge_headers(), "Content-Type": "text/plain"}, 415),
+        ({**edge_headers(), "Content-Type": "application/x-www-form-urlencoded"}, 415),
+        ({**edge_headers(), "Content-Type": "application/xml"}, 415),
     ],
-    ids=["no-project", "no-user", "empty-user", "wrong-project", "wrong-content-type"],
+    ids=["no-project", "no-user", "empty-user", "wrong-project", "form-content-type", "xml-content-type"],
 )
 def test_patch_header_enforcement(
     emu: EmulatorThread, http: requests.Session, headers: dict[str, str], status: int
@@ -122,6 +123,52 @@ def test_json_content_type_with_charset_is_accepted(emu: EmulatorThread, http: r
     headers = {**edge_headers(), "Content-Type": "application/json; charset=utf-8"}
     response = http.patch(emu.url + "/user-attributes", data=b'{"plan": "gold"}', headers=headers, timeout=10)
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain;charset=UTF-8", "text/plain", None],
+    ids=["text-plain-utf8", "text-plain", "none"],
+)
+def test_json_under_text_plain_or_no_content_type_is_accepted(
+    emu: EmulatorThread, http: requests.Session, content_type: str | None
+) -> None:
+    """The official SDK sends its JSON as fetch does with a string body: `text/plain;charset=UTF-8`; the real
+    Edge accepts it, and a body without a content type too."""
+    headers = edge_headers()
+    headers.pop("Content-Type")
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    # requests adds no Content-Type for bytes data, so `None` really sends none.
+    patched = http.patch(emu.url + "/user-attributes", data=b'{"plan": "gold"}', headers=headers, timeout=10)
+    events = http.post(
+        emu.url + "/events", data=b'[{"eventKey": "signup", "type": "EVENT"}]', headers=headers, timeout=10
+    )
+    merged = http.post(
+        emu.url + "/user-attributes/actions/merge",
+        data=b'{"sourceUserUid": "u1", "targetUserUid": "u2"}',
+        headers={k: v for k, v in headers.items() if k != "x-cs-personalize-user-uid"},
+        timeout=10,
+    )
+    assert [patched.status_code, events.status_code, merged.status_code] == [200, 200, 200]
+    assert patched.request.headers.get("Content-Type") == content_type
+    assert emu.user("u2") == {
+        "uid": "u2",
+        "attributes": {"plan": "gold"},
+        "events": [{"eventKey": "signup", "type": "EVENT"}],
+        "merged_into": None,
+    }
+
+
+@pytest.mark.parametrize("body", [b"plan=gold", b"<plan>gold</plan>", b""])
+def test_a_body_that_is_not_json_is_refused_under_text_plain(
+    emu: EmulatorThread, http: requests.Session, body: bytes
+) -> None:
+    headers = {**edge_headers(), "Content-Type": "text/plain;charset=UTF-8"}
+    response = http.patch(emu.url + "/user-attributes", data=body, headers=headers, timeout=10)
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_JSON"
+    assert emu.users() == {}
 
 
 def test_any_project_is_accepted_without_a_configured_one(
@@ -204,7 +251,6 @@ def test_merge_source_wins_events_move_and_source_is_marked(
 @pytest.mark.parametrize(
     "body",
     [
-        {"sourceUserUid": "a", "targetUserUid": "a"},
         {"sourceUserUid": "", "targetUserUid": "b"},
         {"sourceUserUid": "a"},
         {"sourceUserUid": "a", "targetUserUid": 7},
@@ -217,6 +263,18 @@ def test_merge_validation(emu: EmulatorThread, http: requests.Session, body: Any
     )
     assert response.status_code == 400
     assert emu.stats()["merges"] == []
+
+
+def test_a_merge_of_a_user_into_itself_is_a_no_op(emu: EmulatorThread, http: requests.Session) -> None:
+    """The SDK's `setUserId(id, {preserveUserAttributes: true})` with the id it already has sends it."""
+    patch(http, emu, {"plan": "gold"}, user="a")
+    response = merge(http, emu, "a", "a")
+    assert response.status_code == 200
+    assert emu.user("a") == {"uid": "a", "attributes": {"plan": "gold"}, "events": [], "merged_into": None}
+    assert merge(http, emu, "nobody", "nobody").status_code == 200
+    assert emu.user("nobody") is None
+    stats = emu.stats()
+    assert stats["merges"] == [] and stats["applied"]["merge"] == 0
 
 
 def test_merge_needs_the_project_header(emu: EmulatorThread, http: requests.Session) -> None:
@@ -257,7 +315,6 @@ def test_events_are_appended(emu: EmulatorThread, http: requests.Session) -> Non
         [{"eventKey": "purchase", "type": "EVENT", "timestamp": "2024-01-01"}],
         [{"type": "IMPRESSION", "experienceShortUid": "0"}],
         {"eventKey": "purchase", "type": "EVENT"},
-        [],
     ],
 )
 def test_events_validation(emu: EmulatorThread, http: requests.Session, events: Any) -> None:
@@ -268,10 +325,87 @@ def test_events_validation(emu: EmulatorThread, http: requests.Session, events: 
     assert emu.users() == {}
 
 
+def test_an_empty_list_of_events_is_accepted_and_records_nothing(
+    emu: EmulatorThread, http: requests.Session
+) -> None:
+    """The SDK posts `[]` when asked for impressions of experiences it has no active variant for."""
+    response = post_events(http, emu, [])
+    assert response.status_code == 200
+    assert emu.user("u1") is None
+    stats = emu.stats()
+    assert stats["applied"]["events"] == 0 and stats["event_counts"] == {}
+    assert http.post(emu.url + "/events", json=[], headers=edge_headers(user=None)).status_code == 400
+
+
 def test_events_need_both_headers(emu: EmulatorThread, http: requests.Session) -> None:
     body = [{"eventKey": "purchase", "type": "EVENT"}]
     for headers in (edge_headers(user=None), edge_headers(project=None)):
         assert http.post(emu.url + "/events", json=body, headers=headers, timeout=10).status_code == 400
+
+
+# ---- Edge: manifest ----
+
+
+def test_manifest_is_empty_and_keeps_the_users_uid(emu: EmulatorThread, http: requests.Session) -> None:
+    """No experiences are emulated: every user has no active variant, in the shape the SDK reads."""
+    headers = {"x-project-uid": PROJECT, "x-cs-personalize-user-uid": "u1"}
+    response = http.get(emu.url + "/manifest", headers=headers, timeout=10)
+    assert response.status_code == 200
+    assert response.json() == {"activeVariants": {}, "experiences": []}
+    assert response.headers["x-cs-personalize-user-uid"] == "u1"
+    # Tags filter experiences; with none there is nothing to filter.
+    tagged = http.get(emu.url + "/manifest?tags[]=home", headers=headers, timeout=10)
+    assert tagged.json() == {"activeVariants": {}, "experiences": []}
+    assert emu.users() == {}
+    assert emu.stats()["by_endpoint"]["GET /manifest"] == 2
+
+
+def test_manifest_issues_a_uid_to_a_new_visitor(emu: EmulatorThread, http: requests.Session) -> None:
+    first = http.get(emu.url + "/manifest", headers={"x-project-uid": PROJECT}, timeout=10)
+    second = http.get(emu.url + "/manifest", headers={"x-project-uid": PROJECT}, timeout=10)
+    assert first.status_code == second.status_code == 200
+    issued = first.headers["x-cs-personalize-user-uid"], second.headers["x-cs-personalize-user-uid"]
+    assert all(uid.strip() for uid in issued) and issued[0] != issued[1]
+
+
+def test_manifest_of_an_unknown_project_is_the_sdks_project_not_found(
+    emu: EmulatorThread, http: requests.Session
+) -> None:
+    assert http.get(emu.url + "/manifest", timeout=10).status_code == 400
+    response = http.get(emu.url + "/manifest", headers={"x-project-uid": "other"}, timeout=10)
+    assert response.status_code == 404
+    # The SDK looks for this code under `error` to say "Project not found: <uid>".
+    assert response.json()["error"] == "personalize.MANIFEST.PROJECT_NOT_FOUND"
+
+
+def test_edge_answers_a_browsers_cors_preflight(emu: EmulatorThread, http: requests.Session) -> None:
+    """A front end served from another origin calls the Edge with custom headers: the browser asks first."""
+    preflight = http.options(
+        emu.url + "/user-attributes",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "x-project-uid,x-cs-personalize-user-uid,x-user-agent",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
+    allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "x-cs-personalize-user-uid" in allowed and "x-project-uid" in allowed
+    manifest = http.get(
+        emu.url + "/manifest",
+        headers={"x-project-uid": PROJECT, "Origin": "http://localhost:3000"},
+        timeout=10,
+    )
+    assert manifest.headers["Access-Control-Allow-Origin"] == "*"
+    # So that the SDK in a browser can read the uid the Edge issued.
+    assert "x-cs-personalize-user-uid" in manifest.headers["Access-Control-Expose-Headers"].lower()
+    refused = http.patch(
+        emu.url + "/user-attributes", json={"colour": "red"}, headers=edge_headers(), timeout=10
+    )
+    assert refused.status_code == 400 and refused.headers["Access-Control-Allow-Origin"] == "*"
 
 
 # ---- Management API ----

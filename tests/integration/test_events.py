@@ -11,11 +11,19 @@ from contentstack_assets.engine.mapping import valid_rows
 from contentstack_assets.engine.state import ItemOutcome, StateStore, UserOutcome, rejections
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.spec import EventsSync
-from tests.helpers import PROJECT_UID, fast_retries, push_metadata, run_job, write_spec, write_sqlite_table
+from tests.helpers import (
+    PROJECT_UID,
+    dry_run_plan,
+    fast_retries,
+    push_metadata,
+    push_metadata_by_day,
+    run_job,
+    write_spec,
+    write_sqlite_table,
+)
 
 EVENT_COLUMNS = ["purchase_id", "user_uid", "event_name", "purchased_at"]
 TOKEN = "test-management-token"
-DRY_RUN = {"ops": {"purchases__personalize_events": {"config": {"dry_run": True}}}}
 
 
 def events_sync(url: str, edge_url: str, *, partitioned: bool = False, **overrides) -> dict:
@@ -70,8 +78,9 @@ def test_events_go_out_as_one_array_per_user_and_once_ever(tmp_path, emulator, i
     ]
     spec = write_spec(tmp_path / "syncs.yaml", [events_sync(_write(tmp_path, rows), emulator.url)])
 
-    dry = run_job(spec, "purchases_sync", instance, run_config=DRY_RUN)
-    assert dry.success and _metadata(dry)["events_new"] == 4 and emulator.user("u1") is None
+    dry = run_job(spec, "purchases_dry_run", instance)
+    assert dry.success and dry_run_plan(dry, "purchases", "personalize_events")["events_new"] == 4
+    assert emulator.user("u1") is None
 
     first = run_job(spec, "purchases_sync", instance)
     assert first.success
@@ -159,6 +168,18 @@ def test_rerun_and_overlapping_backfill_send_no_event_twice(tmp_path, emulator, 
     first = run_job(spec, "purchases_sync", instance, partition_range=("2024-01-01", "2024-01-03"))
     assert first.success
     assert _metadata(first)["events_delivered"] == 4  # e1 e2 e3 f2
+    # each day its own events, not the run's totals three times over
+    by_day = push_metadata_by_day(first, "purchases", "personalize_events")
+    assert {day: figures["events_delivered"] for day, figures in by_day.items()} == {
+        "2024-01-01": 1,
+        "2024-01-02": 2,
+        "2024-01-03": 1,
+    }
+    assert {day: figures["rows_read"] for day, figures in by_day.items()} == {
+        "2024-01-01": 1,
+        "2024-01-02": 2,
+        "2024-01-03": 1,
+    }
     overlapping = run_job(spec, "purchases_sync", instance, partition_range=("2024-01-02", "2024-01-05"))
     assert overlapping.success
     metadata = _metadata(overlapping)

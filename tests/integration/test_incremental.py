@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,9 +17,11 @@ import sqlalchemy as sa
 
 from contentstack_assets.engine.state import MIGRATIONS, SCHEMA_VERSION, StateStore, schema_version, users
 from contentstack_assets.personalize.emulator import EmulatorConfig
+from contentstack_assets.syncs.runs import DRY_RUN_TAG
 from tests.helpers import (
     PROJECT_ROOT,
     PROJECT_UID,
+    dry_run_plan,
     fast_retries,
     push_config,
     push_metadata,
@@ -193,13 +196,18 @@ def test_empty_source_guard_stops_the_run(state_url, sync_env, emulator, instanc
 
 def test_dry_run_reports_the_plan_and_sends_nothing(state_url, sync_env, emulator, instance):
     spec = sync_env(_rows(20))
-    result = run_job(spec, "users_sync", instance, run_config=push_config(dry_run=True))
-    assert result.success
-    metadata = push_metadata(result)
-    assert metadata["users_changed"] == 20 and metadata["requests_sent"] == 0
-    assert "u0000" in metadata["plan_sample"] and '"plan"' in metadata["plan_sample"]
+    # the sync's dry-run job: the same assets with `dry_run: true` preset, tagged as a dry run
+    result = run_job(spec, "users_dry_run", instance)
+    assert result.success and result.dagster_run.tags[DRY_RUN_TAG] == "true"
+    plan = dry_run_plan(result)  # an observation of the push asset, no materialization of it
+    assert plan["dry_run"] is True
+    assert plan["users_changed"] == 20 and plan["requests_sent"] == 0
+    assert "u0000" in plan["plan_sample"] and '"plan"' in plan["plan_sample"]
     assert emulator.stats()["requests_total"] == 0
     assert StateStore(state_url).count_users("users") == 0  # a dry run writes no state
+    assert instance.get_latest_materialization_event(dg.AssetKey(["users", "personalize_users"])) is None
+    # the Launchpad's `dry_run: true` on the sync job is a dry run too (without the tag a job gives)
+    assert dry_run_plan(run_job(spec, "users_sync", instance, run_config=push_config(dry_run=True)))
     assert push_metadata(run_job(spec, "users_sync", instance))["requests_sent"] == 20
 
 

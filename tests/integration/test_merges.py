@@ -26,6 +26,7 @@ from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulato
 from contentstack_assets.spec import MergesSync, load_spec
 from tests.helpers import (
     PROJECT_UID,
+    dry_run_plan,
     fast_retries,
     push_metadata,
     run_job,
@@ -77,6 +78,10 @@ def test_each_pair_once_and_every_rejection_class(tmp_path, emulator, instance):
     spec = write_spec(
         tmp_path / "syncs.yaml", [merges_sync(_links(tmp_path, good + [p for p, _ in bad]), emulator.url)]
     )
+
+    dry = run_job(spec, "identities_dry_run", instance)  # the plan, observed; nothing merged or recorded
+    assert dry.success and dry_run_plan(dry, "identities", "personalize_merges")["dry_run"] is True
+    assert _merges(emulator) == []
 
     first = run_job(spec, "identities_sync", instance)
     assert first.success

@@ -13,7 +13,15 @@ from contentstack_assets.definitions import build_definitions
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.spec import SourceSpec, load_spec
 from contentstack_assets.syncs.partitions import backfill_policy, daily_partitions, scope_of, window_of
-from tests.helpers import PROJECT_UID, push_metadata, run_job, users_sync, write_spec, write_sqlite_table
+from tests.helpers import (
+    PROJECT_UID,
+    push_metadata,
+    push_metadata_by_day,
+    run_job,
+    users_sync,
+    write_spec,
+    write_sqlite_table,
+)
 
 KEYS = [dg.AssetKey(["users", name]) for name in ("source_users", "mapped_attributes", "personalize_users")]
 
@@ -110,6 +118,46 @@ def test_a_backfill_range_is_one_run_over_exactly_that_range(tmp_path, emulator,
     assert metadata["users_delivered"] == 3 and metadata["users_unchanged"] == 1
     assert emulator.stats()["patch_counts"] == {"d02": 1, "d03": 2, "d04": 1, "d05": 1, "d06": 1}
     assert emulator.user("d03")["attributes"] == {"plan": "pro", "orders": 1}
+
+
+def test_each_day_of_a_run_over_several_days_carries_its_own_counts(tmp_path, emulator, instance):
+    rows = [
+        _user("a1", "2024-01-02 08:00:00"),
+        _user("a2", "2024-01-02 23:59:59"),
+        _user("b1", "2024-01-03 00:00:00"),
+        {**_user("bad", "2024-01-03 12:00:00"), "order_count": "many"},  # rejected on its day
+    ]  # nothing on 2024-01-04
+    url = write_sqlite_table(tmp_path / "src.db", rows)
+    spec = write_spec(tmp_path / "syncs.yaml", [_partitioned(url, emulator.url)])
+    days = ("2024-01-02", "2024-01-03", "2024-01-04")
+
+    def figures(result, key: str) -> list:
+        by_day = push_metadata_by_day(result)
+        assert sorted(by_day) == list(days)
+        return [by_day[day][key] for day in days]
+
+    first = run_job(spec, "users_sync", instance, partition_range=(days[0], days[-1]))
+    assert first.success
+    # each day its own rows (those whose updated_at falls in it), not the run's totals three times over
+    assert figures(first, "rows_read") == [2, 2, 0]
+    assert figures(first, "rows_rejected") == [0, 1, 0]
+    assert figures(first, "users_changed") == [2, 1, 0]
+    assert figures(first, "users_delivered") == [2, 1, 0]
+    assert figures(first, "requests_sent") == [2, 1, 0]
+    assert figures(first, "users_failed") == [0, 0, 0]
+    # the run's totals once more on every day, under names of their own
+    assert figures(first, "run_users_changed") == [3, 3, 3] and figures(first, "run_days") == [3, 3, 3]
+    assert figures(first, "scope") == ["2024-01-02...2024-01-04"] * 3
+    run_duration = figures(first, "run_duration_s")[0]
+    assert sum(figures(first, "duration_s")) == pytest.approx(run_duration, abs=0.01)
+    # what push_metadata reads: the totals, checked there to be the sum of the days
+    assert push_metadata(first)["users_changed"] == 3 and push_metadata(first)["rows_read"] == 4
+
+    rows[0]["plan_name"] = "pro"  # a1 changed; a2 and b1 did not
+    write_sqlite_table(tmp_path / "src.db", rows)
+    second = run_job(spec, "users_sync", instance, partition_range=(days[0], days[-1]))
+    assert figures(second, "users_changed") == [1, 0, 0]
+    assert figures(second, "users_unchanged") == [1, 1, 0]
 
 
 def test_a_backfill_of_every_dated_row_leaves_out_rows_without_updated_at(tmp_path, emulator, instance):

@@ -25,9 +25,11 @@ from tests.helpers import (
     DEV_INSTANCE,
     PROJECT_ROOT,
     PROJECT_UID,
+    dry_run_plan,
     fast_retries,
     push_config,
     push_metadata,
+    push_metadata_by_day,
     run_job,
     users_sync,
     write_spec,
@@ -183,7 +185,7 @@ def test_sharded_sync_sends_only_changes_and_honours_the_run_config(sharded, emu
 
     emulator.reset()
     spec = sharded(_rows(s0007={"plan_name": "gold"}, s0100={"order_count": 1}, s0299={"is_vip": 0}))
-    dry = push_metadata(run_job(spec, "users_sync", instance, run_config=push_config(dry_run=True)))
+    dry = dry_run_plan(run_job(spec, "users_dry_run", instance))  # observed, not materialized
     assert dry["users_changed"] == 3 and dry["requests_sent"] == 0 and dry["dry_run"] is True
     assert "s0007" in dry["plan_sample"] and emulator.stats()["requests_total"] == 0
 
@@ -248,6 +250,13 @@ def test_partitioned_sharded_sync_pushes_a_range_in_one_run(tmp_path, emulator, 
     assert result.success
     metadata = push_metadata(result)
     assert metadata["scope"] == "2024-03-01...2024-03-02" and metadata["users_delivered"] == 60
+    # each day the users of its own rows, added up over the shards
+    by_day = push_metadata_by_day(result)
+    assert {day: figures["users_delivered"] for day, figures in by_day.items()} == {
+        "2024-03-01": 30,
+        "2024-03-02": 30,
+    }
+    assert all(figures["run_users_delivered"] == 60 for figures in by_day.values())
     assert set(emulator.users()) == {
         row["user_uid"] for row in rows if not row["updated_at"].startswith("2024-03-03")
     }

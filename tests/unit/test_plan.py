@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from contentstack_assets.engine.plan import fingerprints, plan_users, spec_salt
+from contentstack_assets.engine.push import plan_by_day
 from contentstack_assets.spec import UsersSync
+from contentstack_assets.wire import DAY, REJECTION
 
 KEYS = ("plan", "orders", "vip")
 BASE_SPEC = {
@@ -110,6 +112,23 @@ def test_the_salt_moves_with_anything_that_shapes_the_wire_body(changes):
 )
 def test_the_salt_ignores_what_does_not_reach_the_wire(changes):
     assert spec_salt(_sync(**changes)) == spec_salt(_sync())
+
+
+def test_the_salt_of_a_spec_without_constants_is_what_it_was():
+    # Pinned: a salt that moved with a release would make every user of every sync be diffed again.
+    assert spec_salt(_sync()) == -7639627393593851297
+
+
+def _with_constant(**attribute) -> UsersSync:
+    return _sync(attributes={**BASE_SPEC["attributes"], "source": {"type": "string", **attribute}})
+
+
+def test_the_salt_moves_with_a_constants_value_and_with_a_column_becoming_a_constant():
+    warehouse = spec_salt(_with_constant(value="warehouse"))
+    assert warehouse == spec_salt(_with_constant(value="warehouse"))
+    assert warehouse != spec_salt(_with_constant(value="crm"))
+    assert warehouse != spec_salt(_with_constant(column="warehouse"))
+    assert spec_salt(_with_constant(value="1")) != spec_salt(_with_constant(value=1))
 
 
 def test_the_salt_is_a_signed_64_bit_number_the_same_in_every_call():
@@ -269,3 +288,24 @@ def test_requests_are_the_same_whatever_the_chunk_size():
     assert [r.user_uid for r in chunked] == [f"u{i}" for i in range(23)]
     assert {r.user_uid: r for r in chunked} == requests
     assert [sample["user_uid"] for sample in plan.sample_bodies(limit=5)] == ["u0", "u1", "u2", "u3", "u4"]
+
+
+def test_the_plan_by_day_counts_each_user_on_the_day_of_its_row_and_adds_up_to_the_plan():
+    before = _valid({"same": ("gold", 3, True), "moved": ("gold", 3, True), "late": ("gold", 1, True)})
+    prints = _prints(before)
+    now = _valid({"same": ("gold", 3, True), "moved": ("silver", 3, True), "new": ("free", 1, False)})
+    state = _state({"same": (prints["same"], 0), "moved": (prints["moved"], 0)})
+    plan, _, _ = _plan(now, state, {"moved": {"plan": "gold", "orders": 3, "vip": True}})
+    mapped = pd.concat([now, pd.DataFrame({"user_uid": ["bad"]})], ignore_index=True)
+    mapped[REJECTION] = [None, None, None, "orders: not an integer"]
+    mapped[DAY] = ["2024-01-01", "2024-01-02", "2024-01-02", "2024-01-01"]
+
+    by_day, user_days = plan_by_day(mapped, plan)
+    assert by_day.as_dict() == {
+        "2024-01-01": {"rows_read": 2, "rows_rejected": 1, "users_unchanged": 1},
+        "2024-01-02": {"rows_read": 2, "users_changed": 2, "users_new": 1},
+    }
+    assert plan.users_to_send == 2 and plan.counts["unchanged"] == 1 and plan.counts["new"] == 1
+    assert user_days == {"same": "2024-01-01", "moved": "2024-01-02", "new": "2024-01-02"}
+    # rows without days (an unpartitioned sync): nothing by day
+    assert plan_by_day(mapped.drop(columns=[DAY]), plan)[0].as_dict() == {}

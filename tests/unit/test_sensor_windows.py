@@ -10,10 +10,15 @@ import dagster as dg
 import pytest
 
 # the schedule's and the sensor's pure parts, called directly
-from contentstack_assets.syncs.runs import SYNC_TAG, syncs_of_run
-from contentstack_assets.syncs.runs import is_dry_run as _is_dry_run
+from contentstack_assets.syncs.runs import (
+    DRY_RUN_TAG,
+    SYNC_TAG,
+    is_dry_run,
+    recorded_by_dry_run,
+    syncs_of_run,
+)
 from contentstack_assets.syncs.schedules import scheduled_days
-from contentstack_assets.syncs.sensors import _blocks, _changed, _dump, _read_cursor
+from contentstack_assets.syncs.sensors import _blocks, _changed, _dump, _pushed_in, _read_cursor
 
 UTC = dt.UTC
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC", end_offset=1)
@@ -125,13 +130,24 @@ def test_a_cursor_round_trips_and_its_text_does_not_depend_on_insertion_order():
 
 
 # -- which runs count --------------------------------------------------------------------------------
+def test_a_dry_run_is_told_by_its_tag_and_never_counts_as_a_delivery():
+    push_key = dg.AssetKey(["users", "personalize_users"])
+    dry = dg.DagsterRun(job_name="users_dry_run", tags={SYNC_TAG: "users", DRY_RUN_TAG: "true"})
+    assert is_dry_run(dry) and not is_dry_run(dg.DagsterRun(job_name="users_sync", tags={SYNC_TAG: "users"}))
+    with dg.instance_for_test() as instance:
+        succeeded = dry.with_status(dg.DagsterRunStatus.SUCCESS)
+        assert not _pushed_in(instance, succeeded, push_key)  # green, but it delivered nothing
+
+
 @pytest.mark.parametrize(
     ("metadata", "dry"),
     [({"dry_run": True}, True), ({"dry_run": False}, False), ({"users_delivered": 3}, False)],
 )
-def test_a_dry_run_push_is_told_by_its_metadata(metadata, dry):
-    assert _is_dry_run(dg.AssetMaterialization(asset_key="users/personalize_users", metadata=metadata)) is dry
-    assert _is_dry_run(None) is False
+def test_a_materialization_of_an_older_version_tells_a_dry_run_by_its_metadata(metadata, dry):
+    # dry runs of earlier versions materialized the push with `dry_run: true`: those never count either
+    materialization = dg.AssetMaterialization(asset_key="users/personalize_users", metadata=metadata)
+    assert recorded_by_dry_run(materialization) is dry
+    assert recorded_by_dry_run(None) is False
 
 
 def test_the_syncs_of_a_run_come_from_its_tag_its_job_name_and_its_assets():

@@ -206,3 +206,74 @@ def test_depends_on_cycles_and_blank_event_keys_are_spec_errors(tmp_path):
     }
     with pytest.raises(SpecError, match="sync 'purchases': key 'event': `key` is blank"):
         load_spec(_write(tmp_path, events))
+
+
+# -- constant attributes --------------------------------------------------------------------------------
+def _with_source(attribute: dict) -> dict:
+    return _merged(attributes={**BASE["attributes"], "source": attribute})
+
+
+@pytest.mark.parametrize(
+    ("value", "type_"),
+    [
+        ("warehouse", "string"),
+        (3, "integer"),
+        ("10", "integer"),
+        (2.5, "number"),
+        (True, "boolean"),
+        ("2024-01-01", "date"),
+        ("2024-01-01T10:00:00Z", "datetime"),
+    ],
+)
+def test_a_constant_attribute_needs_no_column(tmp_path, value, type_):
+    path = _write(tmp_path, _with_source({"value": value, "type": type_}))
+    attribute = load_spec(path).get("users").attributes["source"]
+    assert attribute.column is None and attribute.value == value and attribute.type == type_
+
+
+def test_a_yaml_date_is_a_constant_of_its_own(tmp_path):
+    raw = yaml.safe_dump({"syncs": [BASE]}).replace(
+        "      type: string\n",
+        "      type: string\n    since:\n      value: 2024-01-01\n      type: date\n",
+        1,
+    )
+    attribute = load_spec(_write(tmp_path, raw=raw)).get("users").attributes["since"]
+    assert str(attribute.value) == "2024-01-01"
+
+
+@pytest.mark.parametrize(
+    ("attribute", "words"),
+    [
+        ({"type": "string"}, ["key 'attributes.source'", "exactly one of `column` or `value`"]),
+        (
+            {"column": "origin", "value": "warehouse", "type": "string"},
+            ["key 'attributes.source'", "exactly one of `column` or `value`"],
+        ),
+        ({"value": None, "type": "string"}, ["key 'attributes.source'", "cannot be null"]),
+        ({"value": "abc", "type": "integer"}, ["key 'attributes.source.value'", "integer", "'abc'"]),
+        ({"value": 2.5, "type": "integer"}, ["key 'attributes.source.value'", "integer"]),
+        ({"value": "maybe", "type": "boolean"}, ["key 'attributes.source.value'", "boolean"]),
+        ({"value": "yesterday", "type": "datetime"}, ["key 'attributes.source.value'", "datetime"]),
+        ({"value": "31/12/1990", "type": "date"}, ["key 'attributes.source.value'", "date"]),
+        ({"value": [1, 2], "type": "string"}, ["key 'attributes.source.value'"]),
+    ],
+    ids=[
+        "neither",
+        "both",
+        "null",
+        "text-integer",
+        "fraction-integer",
+        "boolean",
+        "datetime",
+        "date",
+        "list",
+    ],
+)
+def test_a_constant_is_checked_against_its_type_naming_file_sync_and_key(tmp_path, attribute, words):
+    path = _write(tmp_path, _with_source(attribute))
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    message = str(error.value)
+    assert str(path) in message and "sync 'users'" in message
+    for word in words:
+        assert word in message, message

@@ -26,6 +26,7 @@ attributes:
         column: user_uid                # the column holding the Personalize user uid
       attributes:                       # Personalize attribute key -> column and type
         plan: {{column: plan_name, type: string}}
+        # source: {{value: warehouse, type: string}}   # a constant: the same value for every user
       # automation: eager               # or {{on_cron: "0 * * * *"}}, or `schedule: "0 * * * *"`
       # key_prefix: [personalize]       # group, owners, tags: labels of the sync's assets
 """

@@ -10,6 +10,7 @@ from contentstack_assets.engine.source.window import (
     EPOCH_MILLISECONDS_BELOW,
     EPOCH_MILLISECONDS_FROM,
     Window,
+    days_of,
 )
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "Window",
     "_engine",  # the engine per URL: tests dispose of its pool or clear its cache
     "_reason",  # a database error's first line, secrets scrubbed: the secret-leak suite checks it
+    "days_of",
     "engine_for",
 ]

@@ -152,5 +152,51 @@ def day_key(value: object, epoch_scale: int | None) -> str | None:
         return None
 
 
+def days_of(values: pd.Series) -> pd.Series:
+    """The UTC day (`YYYY-MM-DD`) each value of a partition column falls in, None where it names none: an
+    instant's UTC day (naive = UTC), an epoch number's (seconds or milliseconds, as the window tells them),
+    the date that ISO text begins with (the window compares text as text). Vectorized for a typed column
+    and for text; other values one by one."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return _day_keys(values.dt.tz_convert("UTC") if values.dt.tz is not None else values)
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        largest = values.abs().max()
+        scale = 1000 if largest == largest and largest >= EPOCH_MILLISECONDS_FROM else 1
+        return _day_keys(pd.to_datetime(values / scale, unit="s", utc=True, errors="coerce"))
+    days = pd.Series(None, index=values.index, dtype=object)
+    is_text = values.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
+    if is_text.any():
+        text = values[is_text].str.strip()
+        days[is_text] = text.str.slice(0, 10).where(text.str.match(_DAY_TEXT.pattern), None)
+    others = values[~is_text]
+    if len(others):
+        numbers = [value for value in others if _is_number(value) and value == value]
+        scale = 1000 if numbers and max(abs(value) for value in numbers) >= EPOCH_MILLISECONDS_FROM else 1
+        days[~is_text] = [_day_of(value, scale) for value in others]
+    return days
+
+
+def _day_keys(instants: pd.Series) -> pd.Series:
+    """UTC instants (naive = UTC) as day keys, None for NaT; formatted once per distinct day."""
+    days = instants.dt.normalize()
+    keys = {day: day.strftime("%Y-%m-%d") for day in days.dropna().unique()}
+    return days.map(keys).astype(object).where(days.notna(), None)
+
+
+def _day_of(value: object, scale: int) -> str | None:
+    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None
+    if _is_number(value):
+        try:
+            return dt.datetime.fromtimestamp(float(value) / scale, dt.UTC).date().isoformat()
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, dt.datetime):  # pandas' Timestamp too
+        return (value.astimezone(dt.UTC) if value.tzinfo else value).date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return None
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, Decimal, np.integer, np.floating)) and not isinstance(value, bool)

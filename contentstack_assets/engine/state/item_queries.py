@@ -55,7 +55,7 @@ class ItemQueries(ResendQueries):
             return
         now = database.utcnow()
         outcomes = [item for items_of_request, _ in requests for item in items_of_request]
-        delivered = {o.item_id: o for o in outcomes if o.ok}
+        delivered = {o.item_id: o for o in outcomes if o.ok or o.unconfirmed}
         failed = {o.item_id: o for o in outcomes if not o.ok and o.item_id not in delivered}
         rows = sorted(  # every run locks rows in item order
             [_item_row(sync, o, now) for o in delivered.values()]
@@ -63,7 +63,9 @@ class ItemQueries(ResendQueries):
             key=lambda row: row["item_id"],
         )
         log_rows = [_log_row(sync, run_id, log, now) for _, log in requests]
-        marked = {o.user_uid: f"{sync}: {o.item_id.replace(chr(9), ' -> ')}" for o in delivered.values()}
+        marked = {
+            o.user_uid: f"{sync}: {o.item_id.replace(chr(9), ' -> ')}" for o in delivered.values() if o.ok
+        }
 
         def write(connection: sa.Connection) -> None:
             self._write_item_rows(connection, sync, rows)

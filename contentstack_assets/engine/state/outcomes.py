@@ -35,6 +35,9 @@ class ItemOutcome:
     ok: bool
     status: int | None
     error: str | None
+    # sent, answer lost, and by the sync's choice never sent again: kept as delivered, with no status and
+    # `error` saying so
+    unconfirmed: bool = False
 
 
 def _user_row(sync: str, outcome: UserOutcome, now: dt.datetime) -> dict:
@@ -70,8 +73,8 @@ def _item_row(sync: str, outcome: ItemOutcome, now: dt.datetime) -> dict:
         "sync": sync,
         "item_id": outcome.item_id,
         "user_uid": outcome.user_uid,
-        "delivered": outcome.ok,
-        "failed_runs": 0 if outcome.ok else 1,
+        "delivered": outcome.ok or outcome.unconfirmed,
+        "failed_runs": 0 if outcome.ok or outcome.unconfirmed else 1,
         "last_status": outcome.status,
         "last_error": None if outcome.ok else outcome.error,
         "updated_at": now,

@@ -1,12 +1,15 @@
-"""The Edge API's routes: PATCH /user-attributes, POST /user-attributes/actions/merge and POST /events, each
-checked as the real Edge checks it, and the path every Edge request takes first, where an outage, the rate
-limit, the latency and the injected faults (`EmulatorConfig.faults`) are applied.
+"""The Edge API's routes: PATCH /user-attributes, POST /user-attributes/actions/merge, POST /events and
+GET /manifest, each checked as the real Edge checks it and answered to any origin (a browser's CORS
+preflight included, so a front end can use the emulator as its Edge), and the path every Edge request takes
+first, where an outage, the rate limit, the latency and the injected faults (`EmulatorConfig.faults`) are
+applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +38,21 @@ _FAULT_RESPONSES: dict[str, tuple[int, str, str, dict[str, str] | None]] = {
 }
 
 
+_USER_UID_HEADER = "X-CS-Personalize-User-Uid"
+# What a browser is told it may send and read: the Edge is called from any site's front end.
+_CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": _USER_UID_HEADER,
+}
+_CORS_PREFLIGHT_HEADERS = {
+    **_CORS_HEADERS,
+    "Access-Control-Allow-Methods": "GET, POST, PATCH, OPTIONS",
+    "Access-Control-Max-Age": "600",
+}
+# No experiences are emulated: every user's manifest is this one, in the shape the SDK reads.
+_EMPTY_MANIFEST: dict[str, Any] = {"activeVariants": {}, "experiences": []}
+
+
 class EdgeRoutes:
     """The Edge API's handlers over one project's state."""
 
@@ -45,8 +63,24 @@ class EdgeRoutes:
         router.add_patch("/user-attributes", self._patch_user_attributes)
         router.add_post("/user-attributes/actions/merge", self._merge_users)
         router.add_post("/events", self._post_events)
+        router.add_get("/manifest", self._get_manifest, allow_head=False)
+        for path in ("/user-attributes", "/user-attributes/actions/merge", "/events", "/manifest"):
+            router.add_route("OPTIONS", path, self._preflight)
+
+    async def _preflight(self, request: web.Request) -> web.Response:
+        requested = request.headers.get("Access-Control-Request-Headers", "")
+        headers = {**_CORS_PREFLIGHT_HEADERS, "Access-Control-Allow-Headers": requested or "*"}
+        return web.Response(status=204, headers=headers)
 
     async def _edge(
+        self, request: web.Request, apply: Callable[[web.Request, EmulatorConfig, bytes], web.Response]
+    ) -> web.Response:
+        response = await self._answer(request, apply)
+        # Refusals too: a browser hides from the page any answer without them.
+        response.headers.update(_CORS_HEADERS)
+        return response
+
+    async def _answer(
         self, request: web.Request, apply: Callable[[web.Request, EmulatorConfig, bytes], web.Response]
     ) -> web.Response:
         """The path every Edge request takes: outage, rate limit and faults are decided on arrival,
@@ -161,7 +195,8 @@ class EdgeRoutes:
                 raise BadRequest(400, "INVALID_BODY", f"{name} must be a non-empty string")
         assert isinstance(source, str) and isinstance(target, str)
         if source == target:
-            raise BadRequest(400, "INVALID_BODY", "sourceUserUid and targetUserUid must differ")
+            # The SDK's `setUserId` with the uid it already has sends this; there is nothing to merge.
+            return web.json_response({"message": "Users merged successfully"})
 
         source_user, target_user = self._state.user_record(source), self._state.user_record(target)
         # On a conflict the source (anonymous) user's value wins, as the real Edge documents.
@@ -181,8 +216,11 @@ class EdgeRoutes:
         uid = require_user_uid(request)
         require_json_content_type(request)
         events = parse_json(body)
-        if not isinstance(events, list) or not events:
-            raise BadRequest(400, "INVALID_BODY", "request body must be a non-empty JSON array of events")
+        if not isinstance(events, list):
+            raise BadRequest(400, "INVALID_BODY", "request body must be a JSON array of events")
+        if not events:
+            # The SDK posts `[]` for impressions of experiences that have no active variant.
+            return web.json_response({"message": "Events added successfully"})
         unknown: list[str] = []
         for index, event in enumerate(events):
             _check_event(index, event)
@@ -200,6 +238,21 @@ class EdgeRoutes:
         self._state.counters.applied["events"] += 1
         self._state.counters.event_counts[uid] += 1
         return web.json_response({"message": "Events added successfully"})
+
+    async def _get_manifest(self, request: web.Request) -> web.Response:
+        return await self._edge(request, self._answer_manifest)
+
+    def _answer_manifest(self, request: web.Request, config: EmulatorConfig, body: bytes) -> web.Response:
+        try:
+            require_project(request, config)
+        except BadRequest as exc:
+            if exc.status == 404:
+                # The SDK reads this code under `error` to report "Project not found: <uid>".
+                exc.details["error"] = "personalize.MANIFEST.PROJECT_NOT_FOUND"
+            raise
+        # A visitor without a uid is given one in the answer's header, as the real Edge does; the SDK keeps it.
+        uid = request.headers.get(_USER_UID_HEADER, "").strip() or uuid.uuid4().hex
+        return web.json_response(_EMPTY_MANIFEST, headers={_USER_UID_HEADER: uid})
 
 
 def _check_event(index: int, event: Any) -> None:

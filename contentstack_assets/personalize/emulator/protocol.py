@@ -1,6 +1,6 @@
 """What every API route shares on the wire: Contentstack's error body, the refusal a handler raises
-(`BadRequest`), the checks of the project and user headers and of a JSON body, and a connection closed without
-an answer.
+(`BadRequest`), the checks of the project and user headers and of a JSON body (under the content types the
+real Edge accepts), and a connection closed without an answer.
 """
 
 from __future__ import annotations
@@ -63,12 +63,22 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(400, "INVALID_JSON", f"request body is not valid JSON: {exc}") from None
 
 
+#: Content types a JSON body may come under. The official SDK passes its JSON text to fetch without a content
+#: type, so it goes as `text/plain;charset=UTF-8`, and the real Edge accepts it; a body without any content type
+#: is read as JSON too. Other media types (forms, XML) are refused.
+JSON_BODY_TYPES = frozenset({"application/json", "text/plain"})
+
+
 def require_json_content_type(request: web.Request) -> None:
-    if request.content_type != "application/json":
+    # aiohttp reports a missing header as application/octet-stream: look at the header itself.
+    if "Content-Type" not in request.headers:
+        return
+    if request.content_type not in JSON_BODY_TYPES:
         raise BadRequest(
             415,
             "UNSUPPORTED_MEDIA_TYPE",
-            f"Content-Type must be application/json, got {request.headers.get('Content-Type')!r}",
+            "Content-Type must be application/json or text/plain (a JSON body), "
+            f"got {request.headers.get('Content-Type')!r}",
         )
 
 
