@@ -42,12 +42,13 @@ test-fast: install
 	$(PYTEST_ONE) tests/unit; $(NO_TESTS_FAIL)
 
 # the Dagster UI on the demo: its folder prepared (demo/users.db, $(DAGSTER_HOME)/dagster.yaml), the emulator
-# with the demo's keys and management token in the background (so the attribute-key checks run), dagster dev
-# pointed at it by the variables `demo --print-env` prints
+# with the demo's keys and management token in the background (so the attribute-key checks run), `dg dev`
+# (what `dagster dev` says supersedes it; dagster-dg-cli, a dev extra) pointed at it by the variables
+# `demo --print-env` prints
 dev: install
 	@$(CLI) demo --prepare --keep-database
 	@$(CLI) emulator --demo --port $(EMULATOR_PORT) & echo $$! > $(DAGSTER_HOME)/emulator.pid
-	env $$($(CLI) demo --print-env http://127.0.0.1:$(EMULATOR_PORT)) $(BIN)/dagster dev -w workspace.yaml; \
+	env $$($(CLI) demo --print-env http://127.0.0.1:$(EMULATOR_PORT)) $(BIN)/dg dev -w workspace.yaml; \
 		kill $$(cat $(DAGSTER_HOME)/emulator.pid) 2>/dev/null || true
 
 # examples/dbt_duckdb end to end: dbt seeds and builds dim_users in a DuckDB file, then the users sync reads it

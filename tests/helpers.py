@@ -15,6 +15,8 @@ from contentstack_assets.definitions import build_definitions
 from contentstack_assets.spec import load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: the tests are not installed
+# the embedded default instance that `make dev` and the demo copy into $DAGSTER_HOME
+DEV_INSTANCE = PROJECT_ROOT / "contentstack_assets" / "demo_project" / "dagster.yaml"
 PROJECT_UID = "test0000000000000000proj"
 
 

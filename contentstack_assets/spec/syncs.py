@@ -149,6 +149,12 @@ class UsersSync(_SyncBase):
     match: MatchSpec
     attributes: dict[str, AttributeSpec] = Field(min_length=1)
     nulls: Literal["skip", "send"] = "skip"
+    max_rejected_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of rejected rows above which contentstack_check_alerts posts (rows_valid warns on any)",
+    )
     min_source_fraction: float = Field(
         0.5,
         ge=0,

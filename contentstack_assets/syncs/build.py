@@ -9,7 +9,8 @@ import dagster as dg
 from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY, FrameIOManager
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SyncsSpec
-from contentstack_assets.syncs.alerts import failure_alerts
+from contentstack_assets.syncs.alerts import alert_sensors
+from contentstack_assets.syncs.console import console_logger
 from contentstack_assets.syncs.events import build_events_sync
 from contentstack_assets.syncs.merges import build_merges_sync
 from contentstack_assets.syncs.users import build_users_sync
@@ -42,7 +43,9 @@ def build_definitions(
     return dg.Definitions.merge(
         *per_sync,
         dg.Definitions(
-            sensors=[failure_alerts],
+            sensors=alert_sensors(),
+            # Dagster's console logger under its own key, quieter on user errors (syncs/console.py)
+            loggers={"console": console_logger},
             resources={
                 "personalize": PersonalizeResource(),
                 "sync_state": SyncStateResource(),

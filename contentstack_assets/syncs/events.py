@@ -20,6 +20,7 @@ from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import EventsSync, SyncsSpec
+from contentstack_assets.syncs.console import CONSOLE_RUN_CONFIG
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
 from contentstack_assets.syncs.partitions import (
     backfill_policy,
@@ -234,6 +235,7 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
         selection=selection,
         description=f"Sync {name}: read the events of {sync.source.relation} and send those not delivered yet to Personalize",
         tags={SYNC_TAG: name},
+        config=CONSOLE_RUN_CONFIG,  # user errors without their stack (syncs/console.py)
     )
     return dg.Definitions(
         assets=[source_events, personalize_events],

@@ -15,6 +15,7 @@ from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import MergesSync, SyncsSpec
+from contentstack_assets.syncs.console import CONSOLE_RUN_CONFIG
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
 from contentstack_assets.syncs.push import (
     delivery_check,
@@ -211,6 +212,7 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
         selection=selection,
         description=f"Sync {name}: read the identity pairs of {sync.source.relation} and merge those not merged yet in Personalize",
         tags={SYNC_TAG: name},
+        config=CONSOLE_RUN_CONFIG,  # user errors without their stack (syncs/console.py)
     )
     return dg.Definitions(
         assets=[source_merges, personalize_merges],

@@ -13,6 +13,7 @@ import dagster as dg
 
 from contentstack_assets.engine.source import Window
 from contentstack_assets.spec import SourceSpec
+from contentstack_assets.syncs.console import CONSOLE_RUN_CONFIG
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -54,10 +55,17 @@ def scope_of(context: dg.AssetExecutionContext) -> str:
 
 
 def range_request(run_key: str, first: str, last: str, tags: dict[str, str] | None = None) -> dg.RunRequest:
-    """One run over the days first..last: a single key, or the range tags of a single-run backfill."""
+    """One run over the days first..last: a single key, or the range tags of a single-run backfill. Its run
+    config names the console logger (a partitioned job's default config does not reach a range run)."""
     if first == last:
-        return dg.RunRequest(run_key=run_key, partition_key=first, tags=tags or {})
-    return dg.RunRequest(run_key=run_key, tags={**(tags or {}), RANGE_START_TAG: first, RANGE_END_TAG: last})
+        return dg.RunRequest(
+            run_key=run_key, partition_key=first, tags=tags or {}, run_config=CONSOLE_RUN_CONFIG
+        )
+    return dg.RunRequest(
+        run_key=run_key,
+        tags={**(tags or {}), RANGE_START_TAG: first, RANGE_END_TAG: last},
+        run_config=CONSOLE_RUN_CONFIG,
+    )
 
 
 def metadata_by_day(

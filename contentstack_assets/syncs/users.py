@@ -20,6 +20,7 @@ from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SyncsSpec, UsersSync
 from contentstack_assets.syncs import shards
+from contentstack_assets.syncs.console import CONSOLE_RUN_CONFIG
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
 from contentstack_assets.syncs.partitions import (
     backfill_policy,
@@ -143,6 +144,9 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             else dg.AssetCheckSeverity.WARN,
             metadata={
                 "num_failures": len(rejected),
+                # the share the check alert compares with the spec's tolerance (syncs/alerts.py)
+                "rejected_share": round(len(rejected) / len(frame), 4) if len(frame) else 0.0,
+                "threshold": sync.max_rejected_share,
                 "rejected_sample": rejected_sample(rejected),
                 "schema_errors": schema_failures or dg.MetadataValue.md("(valid rows match the schema)"),
             },
@@ -252,6 +256,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         selection=selection,
         description=f"Sync {name}: read {sync.source.relation}, check and map its attributes, send what changed to Personalize",
         tags={SYNC_TAG: name},
+        config=CONSOLE_RUN_CONFIG,  # user errors without their stack (syncs/console.py)
     )
     return dg.Definitions(
         assets=[source_users, mapped_attributes, personalize_users],

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from contentstack_assets.definitions import build_definitions
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.spec import load_spec
-from contentstack_assets.syncs.alerts import ALERT_WEBHOOK_ENV, WEBSERVER_URL_ENV, failure_alerts
+from contentstack_assets.syncs.alerts import ALERT_WEBHOOK_ENV, WEBSERVER_URL_ENV, failure_alerts_sensor
 from contentstack_assets.syncs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from contentstack_assets.syncs.runs import syncs_of_run
 from tests.helpers import (
@@ -32,6 +32,7 @@ from tests.helpers import (
 )
 
 UTC = dt.UTC
+failure_alerts = failure_alerts_sensor()
 ROWS = [
     dict(user_uid=f"d{day:02d}", plan_name="free", updated_at=f"2024-01-{day:02d} 10:00:00")
     for day in range(1, 6)
@@ -398,7 +399,6 @@ def test_the_failure_sensor_finds_the_failed_run_on_its_own(tmp_path, instance, 
         load_spec(write_spec(tmp_path / "syncs.yaml", [users_sync("sqlite:///x.db", emulator.url)]))
     )
     sensor = defs.resolve_sensor_def("contentstack_failure_alerts")
-    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     with webhook_server() as (webhook, received):
         monkeypatch.setenv(ALERT_WEBHOOK_ENV, webhook)
         # the first tick only sets the cursor at "now"; failures after it are reported

@@ -22,6 +22,7 @@ from contentstack_assets.demo import (
 )
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from tests.helpers import (
+    DEV_INSTANCE,
     PROJECT_ROOT,
     PROJECT_UID,
     dry_run_plan,
@@ -120,8 +121,10 @@ def test_prepare_writes_the_demo_folder_wherever_it_is(tmp_path, monkeypatch, ca
 
 
 def test_the_packaged_demo_files_are_the_checkouts():
-    for name in ("syncs.yaml", "dagster.yaml"):
-        assert demo_file(name).read_text() == (PROJECT_ROOT / name).read_text()
+    # the spec is the root's syncs.yaml; the instance file lives in the package only (docs/ui.md)
+    assert demo_file("syncs.yaml").read_text() == (PROJECT_ROOT / "syncs.yaml").read_text()
+    assert demo_file("dagster.yaml").read_text() == DEV_INSTANCE.read_text()
+    assert not (PROJECT_ROOT / "dagster.yaml").exists()
 
 
 def test_a_demo_folder_that_cannot_be_written_is_one_line(tmp_path):

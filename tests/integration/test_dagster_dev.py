@@ -27,7 +27,7 @@ from contentstack_assets.demo import (
     create_demo_database,
 )
 from contentstack_assets.personalize.emulator import EmulatorConfig, EmulatorProcess, start_emulator_process
-from tests.helpers import PROJECT_ROOT, free_port
+from tests.helpers import DEV_INSTANCE, PROJECT_ROOT, free_port
 
 # both runs done within this (each step is a process that loads the code location: ~80 s here when idle, past
 # 110 s with the rest of the suite on the other workers)
@@ -44,7 +44,7 @@ def demo_environment(workdir: Path, users: int = 200) -> Iterator[tuple[dict[str
     environment for `dagster dev` on the demo spec (syncs.yaml at the root) pointed at them."""
     home = workdir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(DEV_INSTANCE, home / "dagster.yaml")
     database = create_demo_database(workdir / "users.db", users=users)
     config = EmulatorConfig(
         project_uid=DEMO_PROJECT_UID,
@@ -77,12 +77,13 @@ class DevServer:
 
 @contextlib.contextmanager
 def dagster_dev(env: dict[str, str], log_path: Path, startup_timeout: float = 60.0) -> Iterator["DevServer"]:
-    """`dagster dev -w workspace.yaml` (as `make dev` runs it) on a free port, serving the code location.
+    """`dg dev -w workspace.yaml` (as `make dev` runs it: `dagster dev` is superseded by it) on a free port,
+    serving the code location.
 
     It runs in its own process group, which is killed on the way out (webserver, daemon and code servers)."""
     port = free_port()
     command = [
-        str(Path(sys.executable).with_name("dagster")),
+        str(Path(sys.executable).with_name("dg")),
         "dev",
         "-w",
         "workspace.yaml",
@@ -329,6 +330,11 @@ def test_dagster_dev_shows_the_demo_and_runs_a_backfill(tmp_path):
         # push's own guard before it sends (a run of the push alone has no such check)
         assert emulator.stats()["by_endpoint"].get("GET /attributes") == 4
     assert living_in_group(server.pgid) == [], "processes of dagster dev outlived it"
+    # a clean start and clean runs: no warning that the instance file is not used (it is not in the working
+    # directory), no supersession of `dagster dev`, no Beta warning per step process, no stack
+    log = (tmp_path / "dagster_dev.log").read_text()
+    for noise in ("will not be used", "SupersessionWarning", "BetaWarning", "Stack Trace", "Traceback"):
+        assert noise not in log, f"{noise!r} in the dagster dev log:\n{log[-3000:]}"
 
 
 def test_make_dev_runs_the_key_checks_and_make_log_reads_the_demo_state():
@@ -348,8 +354,7 @@ def test_make_dev_runs_the_key_checks_and_make_log_reads_the_demo_state():
     assert "contentstack-assets demo --prepare --keep-database" in dev
     assert "contentstack-assets emulator --demo --port 8787 &" in dev
     assert (
-        "env $(.venv/bin/contentstack-assets demo --print-env http://127.0.0.1:8787) .venv/bin/dagster dev"
-        in dev
+        "env $(.venv/bin/contentstack-assets demo --print-env http://127.0.0.1:8787) .venv/bin/dg dev" in dev
     )
     log = planned("log", "UID=usr_000042")
     assert f"DAGSTER_HOME={PROJECT_ROOT / '.dagster_home'} " in log

@@ -15,6 +15,7 @@ from contentstack_assets import definitions
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
 from contentstack_assets.spec import SpecError, load_spec
 from tests.helpers import (
+    DEV_INSTANCE,
     PROJECT_ROOT,
     PROJECT_UID,
     push_metadata,
@@ -159,7 +160,7 @@ def test_a_broken_spec_fails_the_whole_code_location(tmp_path):
 def home_instance(tmp_path) -> dg.DagsterInstance:
     """An instance from the repository's dagster.yaml in a fresh DAGSTER_HOME (set by conftest)."""
     home = Path(os.environ["DAGSTER_HOME"])
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(DEV_INSTANCE, home / "dagster.yaml")
     with dg.DagsterInstance.get() as instance:
         yield instance
 

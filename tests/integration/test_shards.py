@@ -22,6 +22,7 @@ from contentstack_assets.engine.state import StateStore, rejections, runs
 from contentstack_assets.personalize.emulator import EmulatorConfig, start_emulator_process
 from contentstack_assets.spec import SpecError, load_spec
 from tests.helpers import (
+    DEV_INSTANCE,
     PROJECT_ROOT,
     PROJECT_UID,
     dry_run_plan,
@@ -284,7 +285,7 @@ def test_shards_run_in_parallel_only_as_far_as_the_pool_allows(tmp_path, monkeyp
     rows = [dict(user_uid=f"m{i:05d}", plan_name="p", order_count=i) for i in range(users)]
     url = write_sqlite_table(tmp_path / "src.db", rows)
     home = Path(os.environ["DAGSTER_HOME"])
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(DEV_INSTANCE, home / "dagster.yaml")
     with start_emulator_process(EmulatorConfig(project_uid=PROJECT_UID, latency_ms=20)) as emu:
         spec = write_spec(
             tmp_path / "syncs.yaml", [users_sync(url, emu.url, shards=2, concurrency=concurrency)]

@@ -44,11 +44,18 @@ job = build_definitions(load_spec(spec), resources=fast_retries(max_retries=int(
 tags = {} if first == "-" else {
     "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last,
 }
+# Dagster's implicit asset job, as a backfill or "Materialize" runs it: the sync's assets, no sync tag
+selection = [dg.AssetKey([sync, name]) for name in ("source_users", "mapped_attributes", asset)]
+if job_name == "__ASSET_JOB":
+    tags["dagster/backfill"] = "testbackfill"
 with dg.DagsterInstance.get() as instance:
     Path(ready).touch()
     while not Path(go).exists():
         time.sleep(0.005)
-    result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    result = job.execute_in_process(
+        instance=instance, tags=tags, raise_on_error=False,
+        asset_selection=selection if job_name == "__ASSET_JOB" else None,
+    )
     print(json.dumps({"success": result.success, "run_id": result.run_id, **{
         key: value for key, value in push_metadata(result, sync, asset).items() if isinstance(value, (int, float))
     }}))
@@ -75,8 +82,10 @@ def _run_together(
     ranges: list[tuple[str, str]],
     retries: int = 5,
     job: tuple[str, str, str] = ("users_sync", "users", "personalize_users"),
+    jobs: list[tuple[str, str, str]] | None = None,
 ) -> list[dict]:
-    """Start one process per range, release them at once, and return what each reported."""
+    """Start one process per range (of `job`, or of the job of the same index in `jobs`), release them at
+    once, and return what each reported."""
     go = tmp_path / "go"
     go.unlink(missing_ok=True)
     ready = [tmp_path / f"ready_{index}" for index in range(len(ranges))]
@@ -84,11 +93,11 @@ def _run_together(
         path.unlink(missing_ok=True)
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", RUNNER, str(spec), str(ready_file), str(go), first, last, str(retries), *job],
+            [sys.executable, "-c", RUNNER, str(spec), str(ready_file), str(go), first, last, str(retries), *run_job],
             cwd=PROJECT_ROOT, env={**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT)},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
-        for ready_file, (first, last) in zip(ready, ranges, strict=True)
+        for ready_file, (first, last), run_job in zip(ready, ranges, jobs or [job] * len(ranges), strict=True)
     ]  # fmt: skip
     try:
         deadline = time.monotonic() + 90
@@ -179,6 +188,32 @@ def test_overlapping_partition_ranges_at_once(tmp_path, monkeypatch, postgres_ur
         )
         [again] = _run_together(tmp_path, env, spec, [(DAYS[0], DAYS[3])])
         assert again["success"] and again["requests_sent"] == 0 and again["users_unchanged"] == len(rows)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_backfill_beside_a_job_run_of_the_same_sync(tmp_path, monkeypatch, postgres_url):
+    """A backfill (Dagster's implicit asset job over the sync's assets, no `contentstack/sync` tag, so the
+    run queue does not hold it back) and a `users_sync` run over overlapping days at once: the project's
+    pool makes the pushes take turns, nobody is sent twice, and the state is exact (docs/production.md)."""
+    env = production_home(tmp_path / "home", monkeypatch, postgres_url)
+    _set_pool(1)  # production's default_limit
+    rows = _rows()
+    url = write_sqlite_table(tmp_path / "src.db", rows)
+    with start_emulator_process(EmulatorConfig(project_uid=PROJECT_UID, latency_ms=25)) as emulator:
+        sync = users_sync(url, emulator.url, concurrency=4)
+        sync["source"].update(updated_at="updated_at", start_date=DAYS[0])
+        spec = write_spec(tmp_path / "syncs.yaml", [sync])
+        jobs = [("__ASSET_JOB", "users", "personalize_users"), ("users_sync", "users", "personalize_users")]
+        reports = _run_together(tmp_path, env, spec, [(DAYS[0], DAYS[3]), (DAYS[1], DAYS[2])], jobs=jobs)
+        assert all(report["success"] for report in reports), reports
+        assert not _overlapped(postgres_url, [report["run_id"] for report in reports])
+        counts = emulator.stats()["patch_counts"]
+        assert not {uid for uid, count in counts.items() if count > 1}
+        assert emulator.stats()["max_in_flight"] <= 4
+        _assert_state_matches_the_api(
+            postgres_url, emulator, {row["user_uid"]: _expected(row) for row in rows}
+        )
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from dagster._core.test_utils import create_run_for_test, create_test_daemon_wor
 from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-from tests.helpers import PROJECT_ROOT, users_sync, write_spec
+from tests.helpers import DEV_INSTANCE, PROJECT_ROOT, users_sync, write_spec
 from tests.integration.test_merges import merges_sync
 from tests.integration.test_production import production_home
 
@@ -40,7 +40,7 @@ def queued_instance(request, tmp_path, monkeypatch) -> Iterator[dg.DagsterInstan
     home = tmp_path / "home"
     if request.param == "dagster.yaml":
         home.mkdir()
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(DEV_INSTANCE, home / "dagster.yaml")
         monkeypatch.setenv("DAGSTER_HOME", str(home))
     else:
         production_home(home, monkeypatch, request.getfixturevalue("postgres_url"))
