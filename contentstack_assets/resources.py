@@ -7,7 +7,7 @@ import functools
 import dagster as dg
 
 from contentstack_assets.engine.state import StateStore, default_state_url
-from contentstack_assets.personalize.client import EdgeClient, ManagementClient
+from contentstack_assets.personalize.client import EdgeClient, ManagementClient, PersonalizeError
 from contentstack_assets.spec import DestinationSpec
 
 
@@ -53,6 +53,25 @@ class PersonalizeResource(dg.ConfigurableResource):
     def list_events(self, destination: DestinationSpec) -> list[dict] | None:
         client = self.management(destination)
         return None if client is None else client.list_events()
+
+    def create_attribute(self, destination: DestinationSpec, key: str, name: str, description: str) -> bool:
+        """Create the custom attribute `key` in the destination's project (the `personalize:manage` scope);
+        False when the project holds it already."""
+        return self._manager(destination).create_attribute(key, name, description)
+
+    def create_event(self, destination: DestinationSpec, key: str, description: str) -> bool:
+        """Create the event `key` in the destination's project; False when the project holds it already."""
+        return self._manager(destination).create_event(key, description)
+
+    def _manager(self, destination: DestinationSpec) -> ManagementClient:
+        client = self.management(destination)
+        if client is None:
+            raise PersonalizeError(
+                f"creating keys in project {destination.project_uid} needs a management token: set "
+                "destination.management_token (PERSONALIZE_MANAGEMENT_TOKEN) to a token with the "
+                "personalize:manage scope"
+            )
+        return client
 
 
 @functools.lru_cache(maxsize=8)

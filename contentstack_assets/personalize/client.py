@@ -9,7 +9,9 @@ an hour), a request has a deadline for its whole answer besides its timeout per 
 byte at a time would otherwise hold it for ever), and every attempt is counted so `requests_sent` is honest. A response never reaches a log with its
 headers; an error text is the status and the start of the API's response body.
 
-The Management client makes two calls per run and stays on `requests` with urllib3's `Retry`.
+The Management client makes a few calls per run (listing the project's keys; with `create_missing`, creating
+the missing ones) and stays on `requests` with urllib3's `Retry`, which honours `Retry-After` on a 429; it
+also paces itself under the Management API's 10 requests a second.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import random
 import ssl
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -402,8 +405,48 @@ def _session(
     return session
 
 
+class ManagementRefused(PersonalizeError):
+    """A create the Management API answered with an error: `status` and `detail` (the status and the start of
+    its body) let the caller say what it means for the sync."""
+
+    def __init__(self, message: str, status: int, detail: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+class _Pacer:
+    """At most `per_second` requests a second from this client: each waits for its turn (the Management API
+    allows 10 a second per organization and answers 429 above it)."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            turn = max(now, self._next)
+            self._next = turn + self._interval
+        if turn > now:
+            time.sleep(turn - now)
+
+
+_PACERS: dict[tuple[str, float], _Pacer] = {}
+_PACERS_LOCK = threading.Lock()
+
+
+def _pacer_for(base_url: str, per_second: float) -> _Pacer:
+    """One pacer per Management host in this process: the API counts the requests of the whole organization,
+    so every client of a run (each sync's, each shard's) shares the pace."""
+    with _PACERS_LOCK:
+        return _PACERS.setdefault((base_url, per_second), _Pacer(per_second))
+
+
 class ManagementClient:
-    """The Management API: listing a project's attributes and events to check the spec against them."""
+    """The Management API: listing a project's attributes and events to check the spec against them, and
+    creating the missing ones (`create_attribute`, `create_event`: the `personalize:manage` scope)."""
 
     def __init__(
         self,
@@ -415,10 +458,12 @@ class ManagementClient:
         connect_timeout_s: float = 5.0,
         deadline_s: float | None = None,
         max_retries: int = 3,
+        requests_per_second: float = 10.0,
     ):
         self.base_url = base_url.rstrip("/")
         self.project_uid = project_uid
         self._token = token
+        self._pacer = _pacer_for(self.base_url, requests_per_second)
         self.timeout = (connect_timeout_s, timeout_s)
         self.deadline_s = deadline_s if deadline_s is not None else connect_timeout_s + timeout_s
         self.retry = RetryPolicy(max_retries, 1.0, 10.0)
@@ -430,7 +475,40 @@ class ManagementClient:
     def list_events(self) -> list[dict]:
         return self._get("/events", "events")
 
-    def _get(self, path: str, what: str) -> list[dict]:
+    def create_attribute(self, key: str, name: str, description: str) -> bool:
+        """POST /attributes: create the custom attribute `key`. True when created, False when the project
+        holds it already (the API's 409, e.g. after a retry of a create whose answer was lost)."""
+        return self._create(
+            "/attributes", {"name": name, "key": key, "description": description}, "attribute"
+        )
+
+    def create_event(self, key: str, description: str) -> bool:
+        """POST /events (the Management API's): create the event `key`. True when created, False when the
+        project holds it already."""
+        return self._create("/events", {"key": key, "description": description}, "event")
+
+    def _create(self, path: str, payload: dict[str, str], what: str) -> bool:
+        key = payload["key"]
+        response = self._send("POST", path, f"create {what} {key!r}", payload)
+        if response.status_code == 409:
+            return False
+        if response.status_code == 401:
+            raise PersonalizeError(
+                f"the Personalize Management API refused the management token (HTTP 401) while creating {what} "
+                f"{key!r} in project {self.project_uid}: the token is wrong, expired or revoked. Set "
+                "PERSONALIZE_MANAGEMENT_TOKEN to a valid user session token or OAuth token."
+            )
+        if not response.ok:
+            detail = _error_text(response.status_code, response.text)
+            raise ManagementRefused(
+                f"creating {what} {key!r} in project {self.project_uid} failed: {detail}",
+                response.status_code,
+                detail,
+            )
+        return True
+
+    def _send(self, method: str, path: str, what: str, payload: dict | None = None) -> requests.Response:
+        """One call, paced, with urllib3's retries and the deadline's; `what` names it in a failure."""
         # a session token goes in `authtoken`, an OAuth token as a bearer; both shapes are accepted
         header = (
             {"authorization": self._token}
@@ -441,16 +519,18 @@ class ManagementClient:
         while True:
             attempts += 1
             try:
-                response = self._fetch(path, {"x-project-uid": self.project_uid, **header})
-                break
+                return self._fetch(path, {"x-project-uid": self.project_uid, **header}, method, payload)
             except requests.RequestException as error:
                 if isinstance(error, _DeadlinePassed) and attempts <= self.retry.max_retries:
                     time.sleep(self.retry.delay_s(attempts))
                     continue
                 raise PersonalizeError(
-                    f"cannot reach the Personalize Management API at {self.base_url} to list {what}: "
+                    f"cannot reach the Personalize Management API at {self.base_url} to {what}: "
                     f"{_describe_requests_exception(error)}"
                 ) from None
+
+    def _get(self, path: str, what: str) -> list[dict]:
+        response = self._send("GET", path, f"list {what}")
         if response.status_code in (401, 403):
             raise PersonalizeError(
                 f"the Personalize Management API refused the management token (HTTP {response.status_code}) while "
@@ -485,12 +565,18 @@ class ManagementClient:
             )
         return [item for item in listed if isinstance(item, dict)]
 
-    def _fetch(self, path: str, headers: dict[str, str]) -> requests.Response:
-        """GET `path`, its body read whole by the deadline: the timeouts of `requests` bound each read of the
-        socket, so a server sending a byte every few seconds would hold the call for ever. urllib3 retries
-        what fails before the answer's head; a body late or cut off is `_DeadlinePassed`, retried by `_get`."""
+    def _fetch(
+        self, path: str, headers: dict[str, str], method: str = "GET", payload: dict | None = None
+    ) -> requests.Response:
+        """`method` `path`, its body read whole by the deadline: the timeouts of `requests` bound each read of
+        the socket, so a server sending a byte every few seconds would hold the call for ever. urllib3 retries
+        what fails before the answer's head (a 429 after its Retry-After); a body late or cut off is
+        `_DeadlinePassed`, retried by `_send`."""
+        self._pacer.wait()
         deadline = time.monotonic() + self.deadline_s
-        response = self.session.get(self.base_url + path, headers=headers, timeout=self.timeout, stream=True)
+        response = self.session.request(
+            method, self.base_url + path, headers=headers, json=payload, timeout=self.timeout, stream=True
+        )
         try:
             body = _read_by(response, deadline)
         except BaseException:

@@ -108,6 +108,23 @@ class DestinationSpec(_Model):
     edge_url: str | None = None
     management_url: str | None = None
     management_token: SecretStr | None = None
+    create_missing: bool = Field(
+        False,
+        description="create the missing custom attributes (users syncs) and the fixed event key (events syncs) "
+        "through the Management API before anything is sent",
+    )
+
+    @model_validator(mode="after")
+    def _create_missing_needs_a_token(self) -> DestinationSpec:
+        if self.create_missing and (
+            self.management_token is None or not self.management_token.get_secret_value().strip()
+        ):
+            raise ValueError(
+                "`create_missing: true` creates keys through the Management API, which needs a management "
+                "token: set `management_token` (e.g. ${PERSONALIZE_MANAGEMENT_TOKEN}) and PERSONALIZE_MANAGEMENT_TOKEN "
+                "to a token with the personalize:manage scope, or remove `create_missing`"
+            )
+        return self
 
     @field_validator("edge_url", "management_url")
     @classmethod
@@ -163,6 +180,15 @@ class AttributeSpec(_Model):
     column: str | None = Field(None, min_length=1)
     value: ConstantValue | None = Field(
         None, description="a constant sent to every user, instead of a column"
+    )
+    name: str | None = Field(
+        None,
+        min_length=1,
+        description="the custom attribute's name when `destination.create_missing` creates it (default: the key)",
+    )
+    description: str | None = Field(
+        None,
+        description="its description when `destination.create_missing` creates it (default: the sync and column)",
     )
 
     @field_validator("value", mode="before")

@@ -213,6 +213,16 @@ class EventsSync(_SyncBase):
             raise ValueError("events syncs partition on `source.occurred_at`, not `updated_at`")
         return self
 
+    @model_validator(mode="after")
+    def _check_create_missing(self) -> EventsSync:
+        if self.destination.create_missing and self.event.key is None:
+            raise ValueError(
+                "`destination.create_missing` creates a fixed `event.key`; with `event.key_column` the keys come "
+                "from the rows and are not created (rows with an unknown key are set aside): create those events "
+                "in Personalize, or use `event.key`, or remove `create_missing`"
+            )
+        return self
+
 
 class MergeSpec(_Model):
     source_column: str = Field(min_length=1)
@@ -229,6 +239,15 @@ class MergesSync(_SyncBase):
     def _check_source(self) -> MergesSync:
         if self.source.partition_column:
             raise ValueError("merges syncs read the whole identity table; they take no partition column")
+        return self
+
+    @model_validator(mode="after")
+    def _check_create_missing(self) -> MergesSync:
+        if self.destination.create_missing:
+            raise ValueError(
+                "`destination.create_missing` is for users and events syncs: a merge needs no attribute or "
+                "event; remove it"
+            )
         return self
 
 

@@ -16,6 +16,7 @@ from contentstack_assets.engine.events import (
     push_events,
     read_events_by_id,
 )
+from contentstack_assets.engine.project_keys import Creation
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
@@ -28,6 +29,12 @@ from contentstack_assets.syncs.partitions import (
     metadata_by_day,
     scope_of,
     window_of,
+)
+from contentstack_assets.syncs.project_keys import (
+    create_missing_event,
+    creation_description,
+    creation_metadata,
+    is_dry_run,
 )
 from contentstack_assets.syncs.push import (
     delivery_check,
@@ -105,6 +112,10 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
                 window_of(context), on_progress=lambda rows: context.log.info(f"{name}: {rows} rows read")
             )
             listed = personalize.list_events(sync.destination)
+            # destination.create_missing: the fixed event key is created here, before any event is sent
+            creation = create_missing_event(
+                sync, personalize, listed, dry_run=is_dry_run(context, push_key), log=context.log.info
+            )
         yield dg.Output(
             frame,
             metadata={
@@ -114,7 +125,7 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
                 **source_metadata(reader, frame),
             },
         )
-        yield event_keys_check(sync, frame, listed)
+        yield event_keys_check(sync, frame, listed, creation)
 
     @push_asset(
         sync,
@@ -144,7 +155,13 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
         window = window_of(context)
         with user_errors():
             listed = personalize.list_events(sync.destination)
+            # also when source_events was not part of this run; a dry run only says what it would create
+            creation = create_missing_event(
+                sync, personalize, listed, dry_run=config.dry_run, log=context.log.info
+            )
         known_keys = None if listed is None else {item.get("key") for item in listed}
+        if known_keys is not None and creation is not None:
+            known_keys |= set(creation.missing)  # created now, or would be by a real run
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
         with user_errors():
             result = push_events(
@@ -178,7 +195,9 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
             # the plan, observed: no materialization (the partitions and plots of the push are deliveries)
             plan_sample = markdown_table(result.plan.sample(), ["user_uid", "events", "body"])
             yield dry_run_observation(
-                context, push_key, {**metadata, "dry_run": True, "plan_sample": plan_sample}
+                context,
+                push_key,
+                {**metadata, "dry_run": True, "plan_sample": plan_sample, **creation_metadata(creation)},
             )
             return
         if result.events_stuck:
@@ -245,8 +264,11 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
     )
 
 
-def event_keys_check(sync: EventsSync, frame: pd.DataFrame, listed: list[dict] | None) -> dg.AssetCheckResult:
-    """Whether the event keys exist in the project; only a missing fixed `key` is an error (it blocks)."""
+def event_keys_check(
+    sync: EventsSync, frame: pd.DataFrame, listed: list[dict] | None, creation: Creation | None = None
+) -> dg.AssetCheckResult:
+    """Whether the event keys exist in the project; only a missing fixed `key` is an error (it blocks). With
+    `create_missing` the fixed key was created (a dry run: would be), and the check passes."""
     if listed is None:
         return dg.AssetCheckResult(
             check_name="event_keys_exist",
@@ -254,6 +276,19 @@ def event_keys_check(sync: EventsSync, frame: pd.DataFrame, listed: list[dict] |
             metadata={"checked": False, "reason": "no management token configured: keys not checked"},
         )
     known = {item.get("key") for item in listed}
+    if creation is not None:
+        return dg.AssetCheckResult(
+            check_name="event_keys_exist",
+            passed=True,
+            description=creation_description(creation, sync.destination.project_uid),
+            metadata={
+                "checked": True,
+                "missing_keys": creation.missing if creation.dry_run else [],
+                "num_failures": 0,
+                "project_events": len(known) + len(creation.created),
+                **creation_metadata(creation),
+            },
+        )
     if sync.event.key is not None:
         missing = [] if sync.event.key.strip() in known else [sync.event.key.strip()]
         severity = dg.AssetCheckSeverity.ERROR

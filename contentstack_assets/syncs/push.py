@@ -10,10 +10,12 @@ import dagster as dg
 from pydantic import Field
 
 from contentstack_assets.engine.days import DayCounts
+from contentstack_assets.engine.project_keys import Creation
 from contentstack_assets.engine.push import SourceShrankError
 from contentstack_assets.resources import PersonalizeResource
 from contentstack_assets.spec import Sync, UsersSync
 from contentstack_assets.syncs.labels import asset_labels
+from contentstack_assets.syncs.project_keys import create_missing_attributes
 from contentstack_assets.syncs.report import failures_sample, user_errors
 from contentstack_assets.syncs.runs import DRY_RUN_TAG, SYNC_TAG, SyncJob
 
@@ -188,22 +190,29 @@ def missing_keys_message(sync: UsersSync, missing: list[str]) -> str:
     )
 
 
-def require_attribute_keys(sync: UsersSync, personalize: PersonalizeResource) -> None:
+def require_attribute_keys(
+    sync: UsersSync, personalize: PersonalizeResource, *, dry_run: bool = False, log=None
+) -> Creation | None:
     """The push's own guard, before any client exists: with a management token, a spec key missing from the
-    project fails the step with the check's message.
+    project fails the step with the check's message; with `create_missing` it is created instead (in a dry
+    run: reported, not created), and what was done is returned.
 
     The blocking `attribute_keys_exist` check stops the push in a run that also maps the rows, but
     mapped_attributes is stored before its check fails, and a later run of the push alone ("Materialize
     selected" in the UI) loads that stored frame without running the check."""
     with user_errors():
         listed = personalize.list_attributes(sync.destination)
-    missing = [] if listed is None else missing_attribute_keys(sync, listed)
+        creation = create_missing_attributes(
+            sync, personalize, listed, dry_run=dry_run, log=log or (lambda message: None)
+        )
+    missing = [] if listed is None or creation is not None else missing_attribute_keys(sync, listed)
     if missing:
         raise dg.Failure(
             description=missing_keys_message(sync, missing),
             metadata={"missing_keys": missing},
             allow_retries=False,
         )
+    return creation
 
 
 # the counts of a users push that add up over days (`users_stuck` is the sync's, the same whatever the day)

@@ -160,7 +160,8 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
     ) -> ShardSummary:
         started_at = time.time()
         rows = shard_rows(mapped_attributes, index, shards)
-        require_attribute_keys(sync, personalize)  # also when mapped_attributes was not part of this run
+        # also when mapped_attributes was not part of this run
+        require_attribute_keys(sync, personalize, dry_run=config.dry_run, log=context.log.info)
         client = None if config.dry_run else personalize.edge(sync.destination, concurrency)
         with push_errors():
             # this shard's users a merge overwrote are resent whole (read again outside the run's days)

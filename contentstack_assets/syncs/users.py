@@ -13,6 +13,7 @@ from contentstack_assets.engine.mapping import (
     stamp_read_time,
     valid_rows,
 )
+from contentstack_assets.engine.project_keys import Creation
 from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.schema import validate_valid_rows
 from contentstack_assets.engine.source import SourceReader
@@ -29,6 +30,12 @@ from contentstack_assets.syncs.partitions import (
     metadata_by_day,
     scope_of,
     window_of,
+)
+from contentstack_assets.syncs.project_keys import (
+    create_missing_attributes,
+    creation_description,
+    creation_metadata,
+    is_dry_run,
 )
 from contentstack_assets.syncs.push import (
     USERS_COUNTED,
@@ -120,6 +127,10 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
     ):
         with user_errors():
             listed = personalize.list_attributes(sync.destination)
+            # destination.create_missing: the missing keys are created here, before any user is sent
+            creation = create_missing_attributes(
+                sync, personalize, listed, dry_run=is_dry_run(context, push_key), log=context.log.info
+            )
         started = time.perf_counter()
         frame = map_users(source_users, sync)
         valid = valid_rows(frame)
@@ -151,7 +162,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 "schema_errors": schema_failures or dg.MetadataValue.md("(valid rows match the schema)"),
             },
         )
-        yield _attribute_check(sync, listed)
+        yield _attribute_check(sync, listed, creation)
 
     @push_asset(
         sync,
@@ -177,7 +188,8 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         sync_state: SyncStateResource,
     ):
         started = time.perf_counter()
-        require_attribute_keys(sync, personalize)  # also when mapped_attributes was not part of this run
+        # also when mapped_attributes was not part of this run
+        creation = require_attribute_keys(sync, personalize, dry_run=config.dry_run, log=context.log.info)
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
         with push_errors():
             # users a merge overwrote are resent whole, read again when this run's days miss them
@@ -217,7 +229,9 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             # the plan, observed: no materialization (the partitions and plots of the push are deliveries)
             plan_sample = markdown_table(result.plan.sample_bodies(), ["user_uid", "reason", "body"])
             yield dry_run_observation(
-                context, push_key, {**metadata, "dry_run": True, "plan_sample": plan_sample}
+                context,
+                push_key,
+                {**metadata, "dry_run": True, "plan_sample": plan_sample, **creation_metadata(creation)},
             )
             return
         if result.stuck_total:
@@ -277,7 +291,9 @@ def _schema_failures(valid: pd.DataFrame, sync: UsersSync) -> dg.MetadataValue |
     return None
 
 
-def _attribute_check(sync: UsersSync, listed: list[dict] | None) -> dg.AssetCheckResult:
+def _attribute_check(
+    sync: UsersSync, listed: list[dict] | None, creation: Creation | None = None
+) -> dg.AssetCheckResult:
     if listed is None:
         return dg.AssetCheckResult(
             check_name="attribute_keys_exist",
@@ -285,14 +301,20 @@ def _attribute_check(sync: UsersSync, listed: list[dict] | None) -> dg.AssetChec
             metadata={"checked": False, "reason": "no management token configured: keys not checked"},
         )
     missing = missing_attribute_keys(sync, listed)
+    if creation is not None and not creation.dry_run:
+        missing = []  # created (or found created meanwhile) before any user is sent
     return dg.AssetCheckResult(
         check_name="attribute_keys_exist",
-        passed=not missing,
+        # with create_missing, a dry run passes: the keys it lacks would be created by a real run
+        passed=not missing or creation is not None,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=missing_keys_message(sync, missing) if missing else None,
+        description=creation_description(creation, sync.destination.project_uid)
+        or (missing_keys_message(sync, missing) if missing else None),
         metadata={
             "checked": True,
             "missing_keys": missing,
-            "project_attributes": len({item.get("key") for item in listed}),
+            "project_attributes": len({item.get("key") for item in listed})
+            + (len(creation.created) if creation else 0),
+            **creation_metadata(creation),
         },
     )

@@ -45,6 +45,25 @@ def build_parser(
     parser.add_argument("--attributes", help="comma-separated attribute keys; others are refused")
     parser.add_argument("--events", help="comma-separated event keys; others are refused")
     parser.add_argument("--management-token", help="the only token the Management API accepts")
+    parser.add_argument(
+        "--management-read-only-token",
+        help="a token with the personalize:read scope only: it lists, and a create with it gets 403",
+    )
+    parser.add_argument(
+        "--management-rate-limit",
+        type=int,
+        default=10,
+        help="Management requests per second; above it 429 (default 10, as the real API; 0: no limit)",
+    )
+    parser.add_argument(
+        "--attribute-limit",
+        type=int,
+        default=100,
+        help="the project's custom attributes at most (default 100)",
+    )
+    parser.add_argument(
+        "--event-limit", type=int, default=100, help="the project's events at most (default 100)"
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API request")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of Edge requests answered 500")
     parser.add_argument("--rate-limit", type=int, help="Edge requests per second; above it 429")
@@ -68,6 +87,10 @@ def _config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         attributes=args.attributes,
         events=args.events,
         management_token=args.management_token,
+        management_read_only_token=args.management_read_only_token,
+        management_rate_limit=args.management_rate_limit or None,
+        attribute_limit=args.attribute_limit,
+        event_limit=args.event_limit,
         latency_ms=args.latency_ms,
         fail_rate=args.fail_rate,
         rate_limit=args.rate_limit,

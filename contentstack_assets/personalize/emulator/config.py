@@ -112,6 +112,15 @@ class EmulatorConfig:
     events: list[str] | None = None
     #: When set, the Management API accepts only this token (any token is accepted otherwise).
     management_token: str | None = None
+    #: A token with the `personalize:read` scope only: it lists, and a create with it is refused (403).
+    management_read_only_token: str | None = None
+    #: Management requests accepted per second (sliding one-second window), as the real API's 10 per
+    #: organization; the others get 429 with Retry-After. None: no limit.
+    management_rate_limit: int | None = 10
+    #: The project's limits of custom attributes and events (Personalize's defaults: 100 each); a create
+    #: beyond them is refused (422).
+    attribute_limit: int = 100
+    event_limit: int = 100
     #: Added to every API request (not to control endpoints), like a network round trip.
     latency_ms: float = 0.0
     #: Share of Edge requests answered 500 before anything is applied.
@@ -134,6 +143,15 @@ class EmulatorConfig:
         self.attributes = _key_list("attributes", self.attributes)
         self.events = _key_list("events", self.events)
         self.management_token = _optional_text("management_token", self.management_token)
+        self.management_read_only_token = _optional_text(
+            "management_read_only_token", self.management_read_only_token
+        )
+        for name in ("management_rate_limit", "attribute_limit", "event_limit"):
+            value = getattr(self, name)
+            if (value is not None or name != "management_rate_limit") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.latency_ms = _number("latency_ms", self.latency_ms)
         self.fail_rate = _number("fail_rate", self.fail_rate, high=1.0)
         rate_limit = self.rate_limit
@@ -176,6 +194,10 @@ class EmulatorConfig:
             args += ["--events", ",".join(self.events)]
         if self.management_token is not None:
             args += ["--management-token", self.management_token]
+        if self.management_read_only_token is not None:
+            args += ["--management-read-only-token", self.management_read_only_token]
+        args += ["--management-rate-limit", str(self.management_rate_limit or 0)]
+        args += ["--attribute-limit", str(self.attribute_limit), "--event-limit", str(self.event_limit)]
         args += ["--latency-ms", repr(self.latency_ms), "--fail-rate", repr(self.fail_rate)]
         if self.rate_limit is not None:
             args += ["--rate-limit", str(self.rate_limit)]

@@ -62,7 +62,6 @@ class EdgeRoutes:
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_patch("/user-attributes", self._patch_user_attributes)
         router.add_post("/user-attributes/actions/merge", self._merge_users)
-        router.add_post("/events", self._post_events)
         router.add_get("/manifest", self._get_manifest, allow_head=False)
         for path in ("/user-attributes", "/user-attributes/actions/merge", "/events", "/manifest"):
             router.add_route("OPTIONS", path, self._preflight)
@@ -163,8 +162,9 @@ class EdgeRoutes:
                 "attribute values must be strings, numbers, booleans or null; nested: " + ", ".join(nested),
                 errors={"keys": nested},
             )
-        if config.attributes is not None:
-            unknown = sorted(set(attributes) - set(config.attributes))
+        known_attributes = self._state.attribute_keys()
+        if known_attributes is not None:
+            unknown = sorted(set(attributes) - set(known_attributes))
             if unknown:
                 raise BadRequest(
                     400,
@@ -208,7 +208,8 @@ class EdgeRoutes:
         self._state.counters.merges.append((source, target))
         return web.json_response({"message": "Users merged successfully"})
 
-    async def _post_events(self, request: web.Request) -> web.Response:
+    async def post_events(self, request: web.Request) -> web.Response:
+        """The Edge's POST /events (the route is shared with the Management API's: see management.py)."""
         return await self._edge(request, self._apply_events)
 
     def _apply_events(self, request: web.Request, config: EmulatorConfig, body: bytes) -> web.Response:
@@ -222,10 +223,11 @@ class EdgeRoutes:
             # The SDK posts `[]` for impressions of experiences that have no active variant.
             return web.json_response({"message": "Events added successfully"})
         unknown: list[str] = []
+        known_events = self._state.event_keys()
         for index, event in enumerate(events):
             _check_event(index, event)
             key = event.get("eventKey")
-            if config.events is not None and event["type"] == "EVENT" and key not in config.events:
+            if known_events is not None and event["type"] == "EVENT" and key not in known_events:
                 unknown.append(key)
         if unknown:
             raise BadRequest(

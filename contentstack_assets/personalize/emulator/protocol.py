@@ -96,3 +96,13 @@ def require_user_uid(request: web.Request) -> str:
     if not uid.strip():
         raise BadRequest(400, "MISSING_USER_UID", "x-cs-personalize-user-uid header is required")
     return uid
+
+
+def management_token_of(request: web.Request) -> str | None:
+    """The Management API's token of a request (`authtoken`, or `authorization: Bearer`), None without one.
+    An Edge request carries none: that is how the shared POST /events route tells the two APIs apart."""
+    token = request.headers.get("authtoken", "").strip()
+    if not token:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        token = credentials.strip() if scheme.lower() == "bearer" else ""
+    return token or None

@@ -17,7 +17,7 @@ from contentstack_assets.personalize.emulator.config import EmulatorConfig
 from contentstack_assets.personalize.emulator.control import CONTROL_PREFIX, ControlRoutes
 from contentstack_assets.personalize.emulator.edge import EdgeRoutes
 from contentstack_assets.personalize.emulator.management import ManagementRoutes
-from contentstack_assets.personalize.emulator.protocol import OUTCOME
+from contentstack_assets.personalize.emulator.protocol import OUTCOME, management_token_of
 from contentstack_assets.personalize.emulator.state import ProjectState
 
 # Sized for hundreds of clients connecting at once; the kernel caps it at somaxconn.
@@ -35,8 +35,9 @@ class Emulator:
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._track])
-        EdgeRoutes(self.state).add_to(app.router)
-        ManagementRoutes(self.state).add_to(app.router)
+        edge = EdgeRoutes(self.state)
+        edge.add_to(app.router)
+        ManagementRoutes(self.state).add_to(app.router, edge_events=edge.post_events)
         ControlRoutes(self.state).add_to(app.router)
         return app
 
@@ -59,6 +60,8 @@ class Emulator:
             return await handler(request)
         resource = request.match_info.route.resource
         endpoint = f"{request.method} {resource.canonical}" if resource is not None else "other"
+        if endpoint == "POST /events" and management_token_of(request) is not None:
+            endpoint = "POST /events (management)"  # the Management API's, on the Edge's path
         # A request still running when the stats are reset is counted in the old stats only.
         stats = self.state.counters
         stats.requests_total += 1

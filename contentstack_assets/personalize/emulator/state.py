@@ -85,7 +85,11 @@ class ProjectState:
         # Replaced by `reset`: a request still running then is counted in the old stats only.
         self.counters = _Stats()
         self.limiter = _SlidingWindowLimiter()
+        self.management_limiter = _SlidingWindowLimiter()
         self.in_flight = 0
+        # What the Management API created, by key, besides the configured keys (cleared by `reset`).
+        self.created_attributes: dict[str, dict[str, Any]] = {}
+        self.created_events: dict[str, dict[str, Any]] = {}
 
     # ---- state access (also used directly by the in-thread handle, on the loop) ----
 
@@ -100,7 +104,25 @@ class ProjectState:
         self.users_by_uid.clear()
         self.counters = _Stats(max_in_flight=self.in_flight)
         self.limiter.clear()
+        self.management_limiter.clear()
+        self.created_attributes.clear()
+        self.created_events.clear()
         self.rng.seed(self.config.seed)
+
+    def attribute_keys(self) -> list[str] | None:
+        """The project's custom attribute keys (configured, then created), or None when any key is accepted."""
+        if self.config.attributes is None:
+            return None
+        return [
+            *self.config.attributes,
+            *(k for k in self.created_attributes if k not in self.config.attributes),
+        ]
+
+    def event_keys(self) -> list[str] | None:
+        """The project's event keys (configured, then created), or None when any key is accepted."""
+        if self.config.events is None:
+            return None
+        return [*self.config.events, *(k for k in self.created_events if k not in self.config.events)]
 
     def users(self) -> dict[str, dict[str, Any]]:
         return {uid: dict(user.attributes) for uid, user in self.users_by_uid.items()}
