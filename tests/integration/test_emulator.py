@@ -453,7 +453,7 @@ def test_rate_limit_answers_429_with_retry_after(emu: EmulatorThread, http: requ
     assert all(r.headers["Retry-After"] == "1" for r in limited)
     assert len(emu.users()) == 5
     assert emu.stats()["faults_injected"]["rate_limit"] == 7
-    # Management requests are not rate limited.
+    # Management requests are not limited by the Edge's rate limit (they have their own: 10 a second).
     assert http.get(emu.url + "/events", headers={"x-project-uid": PROJECT, "authtoken": TOKEN}).ok
 
 
