@@ -61,6 +61,7 @@ class ShardSummary:
     plan_sample: list[dict] = field(default_factory=list)  # dry runs
     timings_s: dict[str, float] = field(default_factory=dict)  # the push's phases: plan, deliver
     by_day: dict = field(default_factory=dict)  # a partitioned run's counts by day (`users_by_day`)
+    would_create: list[str] = field(default_factory=list)  # dry runs with create_missing: keys not created
 
 
 SUMMED = (
@@ -161,7 +162,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
         started_at = time.time()
         rows = shard_rows(mapped_attributes, index, shards)
         # also when mapped_attributes was not part of this run
-        require_attribute_keys(sync, personalize, dry_run=config.dry_run, log=context.log.info)
+        creation = require_attribute_keys(sync, personalize, dry_run=config.dry_run, log=context.log.info)
         client = None if config.dry_run else personalize.edge(sync.destination, concurrency)
         with push_errors():
             # this shard's users a merge overwrote are resent whole (read again outside the run's days)
@@ -201,6 +202,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
             plan_sample=result.plan.sample_bodies() if config.dry_run else [],
             timings_s=result.timings_s,
             by_day=users_by_day(result.by_day, resent).as_dict(),
+            would_create=creation.missing if creation is not None and creation.dry_run else [],
         )
 
     return push_shard.alias(f"shard_{index}")
@@ -284,8 +286,12 @@ def _summary_op(
         if config.dry_run:
             sample = [row for summary in summaries for row in summary.plan_sample][:10]
             plan_sample = markdown_table(sample, ["user_uid", "reason", "body"])
+            would_create = summaries[0].would_create if summaries else []
             yield dry_run_observation(
-                context, push_key, {**metadata, "dry_run": True, "plan_sample": plan_sample}
+                context,
+                push_key,
+                {**metadata, "dry_run": True, "plan_sample": plan_sample}
+                | ({"would_create_keys": would_create} if would_create else {}),
             )
             return
         if stuck_total:

@@ -118,10 +118,11 @@ def test_the_missing_attributes_are_created_then_every_user_is_delivered(
         assert emu.stats()["by_endpoint"]["POST /attributes"] == 3
 
 
-def test_a_dry_run_creates_nothing_and_says_what_it_would(tmp_path, instance):
+@pytest.mark.parametrize("shards", [1, 2], ids=["one_push", "sharded_push"])
+def test_a_dry_run_creates_nothing_and_says_what_it_would(tmp_path, instance, shards):
     url = write_sqlite_table(tmp_path / "src.db", ROWS)
     with run_emulator_in_thread(_config()) as emu:
-        spec = write_spec(tmp_path / "syncs.yaml", [_users(url, emu.url)])
+        spec = write_spec(tmp_path / "syncs.yaml", [_users(url, emu.url, shards=shards)])
         result = run_job(spec, "users_dry_run", instance)
         assert result.success
         check = _check(result, "attribute_keys_exist")
