@@ -171,7 +171,7 @@ def test_no_secret_reaches_any_log_metadata_state_error_or_output(
     texts: dict[str, str] = {}
     with run_emulator_in_thread(config) as emulator:
 
-        def spec_for(table: str, name: str) -> Path:
+        def spec_for(table: str, name: str, create_missing: bool = False) -> Path:
             sync = {
                 "name": "users",
                 "source": {"url": "${SOURCE_DATABASE_URL}", "table": table},
@@ -180,6 +180,7 @@ def test_no_secret_reaches_any_log_metadata_state_error_or_output(
                     "edge_url": emulator.url,
                     "management_url": emulator.url,
                     "management_token": "${PERSONALIZE_MANAGEMENT_TOKEN}",
+                    "create_missing": create_missing,
                 },
                 "match": {"column": "user_uid"},
                 "attributes": DEMO_ATTRIBUTES,
@@ -200,6 +201,16 @@ def test_no_secret_reaches_any_log_metadata_state_error_or_output(
         assert not runs["partly failed"].success and push_metadata(runs["partly failed"])["users_failed"] > 0
         assert runs["succeeded"].success and len(emulator.users()) == 39  # s000 is rejected (duplicate)
         assert not runs["missing table"].success and not runs["revoked token"].success
+
+        # destination.create_missing: keys created with the token, then refused to a read-only one (a 403)
+        creating = spec_for("users", "creating.yaml", create_missing=True)
+        emulator.configure(management_token=TOKEN, attributes=list(DEMO_ATTRIBUTES)[:4])
+        runs["created keys"] = run_job(creating, "users_sync", instance, resources=no_retries)
+        assert runs["created keys"].success
+        emulator.reset()
+        emulator.configure(management_token="another-token", management_read_only_token=TOKEN)
+        runs["read-only token"] = run_job(creating, "users_sync", instance, resources=no_retries)
+        assert not runs["read-only token"].success
 
         # the source-changed sensor, on a source it cannot read: its skip reason names the (masked) URL
         defs = build_definitions(load_spec(broken))
@@ -232,6 +243,8 @@ def test_no_secret_reaches_any_log_metadata_state_error_or_output(
     assert "HTTP 500" in texts["sync state"] and "duplicate user uid" in texts["sync state"]
     assert masked in texts["failures of the missing table run"]
     assert "refused the management token" in texts["failures of the revoked token run"]
+    assert "created custom attribute 'signup_at'" in texts["events of the created keys run"]
+    assert "personalize:manage" in texts["failures of the read-only token run"]
     assert "STEP_FAILURE" in texts["stderr"] and files
 
     leaks = [
