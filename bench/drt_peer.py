@@ -82,14 +82,16 @@ def profile_for(source_url: str) -> dict:
     if backend in ("sqlite", "duckdb"):
         return {"type": backend, "database": url.database}
     if backend == "postgresql":
-        return {
+        profile = {
             "type": "postgres",
             "host": url.host or "127.0.0.1",
             "port": url.port or 5432,
             "dbname": url.database,
             "user": url.username or "postgres",
-            "password": url.password or "",
         }
+        if url.password:
+            profile["password"] = url.password
+        return profile
     raise ValueError(f"drt peer: no drt profile for a {backend!r} source ({source_url})")
 
 
@@ -242,15 +244,22 @@ def check_delivery(stats: dict, users: dict[str, dict], rows: list[dict]) -> dic
     }
 
 
-def read_rows(source_url: str, limit: int | None, table: str = "users") -> list[dict]:
-    """The rows drt's `SELECT * FROM users` hands it first (`--limit` keeps the first N it reads)."""
+def read_rows(source_url: str, uids: list[str], table: str = "users") -> list[dict]:
+    """The table's rows of these users (those the emulator saw: `--limit` keeps the first N rows drt reads,
+    in whatever order the database returns them)."""
     import sqlalchemy as sa
 
+    query = sa.text(f"SELECT * FROM {table} WHERE user_uid IN :uids").bindparams(
+        sa.bindparam("uids", expanding=True)
+    )
     engine = sa.create_engine(source_url)
     try:
         with engine.connect() as connection:
-            query = f"SELECT * FROM {table}" + (f" LIMIT {int(limit)}" if limit else "")
-            return [dict(row) for row in connection.execute(sa.text(query)).mappings()]
+            return [
+                dict(row)
+                for start in range(0, len(uids), 5000)
+                for row in connection.execute(query, {"uids": uids[start : start + 5000]}).mappings()
+            ]
     finally:
         engine.dispose()
 
@@ -265,8 +274,8 @@ def drt_sync(
     limit = users if users is not None and users < total_rows else None
     run = run_drt(project, limit)
     delivered = users if limit is not None else total_rows
-    stored = emulator.users()
-    check = check_delivery(emulator.stats(), stored, read_rows(source_url, limit))
+    stored, stats = emulator.users(), emulator.stats()
+    check = check_delivery(stats, stored, read_rows(source_url, sorted(stats.get("patch_counts", {}))))
     counts = sync_counts(run["report"])
     sync_s = counts["duration_s"] or run["wall_s"]
     return {
@@ -282,7 +291,10 @@ def drt_sync(
         # what drt stored for a few users, to compare with what the sync stores for them
         "stored_sample": dict(list(stored.items())[:SAMPLE]),
         **check,
-        "accepted": check["accepted"] and counts["synced"] == delivered and counts["failed"] == 0,
+        "accepted": check["accepted"]
+        and check["users_patched_once"] == delivered
+        and counts["synced"] == delivered
+        and counts["failed"] == 0,
     }
 
 
