@@ -315,11 +315,15 @@ def main() -> None:
     attributes = ["plan", "ltv", "orders", "vip", "signup_at", "birthday"]
     source_url = datagen.write_table(args.database, args.rows)
     config = EmulatorConfig(latency_ms=args.latency_ms, project_uid=project_uid, attributes=attributes)
-    with (
-        tempfile.TemporaryDirectory(prefix="cs_bench_drt_") as workdir,
-        start_emulator_process(config) as emulator,
-    ):
-        figures = drt_sync(emulator, source_url, project_uid, Path(workdir), None, args.rows)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="cs_bench_drt_") as workdir,
+            start_emulator_process(config) as emulator,
+        ):
+            figures = drt_sync(emulator, source_url, project_uid, Path(workdir), None, args.rows)
+    finally:
+        if args.database != "postgres":  # leave the disk as found, as bench/run_all.py does
+            Path(source_url.split(":///", 1)[1]).unlink(missing_ok=True)
     figures.pop("stored_sample")
     print(json.dumps(figures, indent=2, default=str))
 
