@@ -9,7 +9,7 @@ EMULATOR_PORT ?= 8787
 # the package's console script (pyproject [project.scripts]): log, emulator, demo
 CLI    := $(BIN)/contentstack-assets
 
-.PHONY: install demo test test-fast dev example-dbt log emulator lint format bench clean
+.PHONY: install demo test test-fast dev example-dbt log emulator lint format bench bench-drt-venv clean
 
 # dbt and duckdb (examples/dbt_duckdb and its test) add about 40 s to a fresh install
 $(STAMP): pyproject.toml
@@ -75,7 +75,20 @@ lint: install
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-bench: install
+# drt (PyPI drt-core), the open-source reverse-ETL peer `make bench` also runs, in a venv of its own
+# (bench/.venv-drt, git-ignored) so that nothing of it enters the project's: bench/drt_peer.py runs its `drt run`
+DRT_VERSION ?= 1.2.1
+DRT_VENV    := bench/.venv-drt
+DRT_STAMP   := $(DRT_VENV)/.installed-$(DRT_VERSION)
+
+$(DRT_STAMP):
+	$(PYTHON) -m venv $(DRT_VENV)
+	$(DRT_VENV)/bin/python -m pip install --quiet 'drt-core[duckdb,postgres]==$(DRT_VERSION)'
+	touch $(DRT_STAMP)
+
+bench-drt-venv: $(DRT_STAMP)
+
+bench: install bench-drt-venv
 	$(BIN)/python bench/run_all.py
 
 clean:

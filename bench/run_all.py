@@ -4,7 +4,9 @@
 
 For every database and size it: writes the users table (bench/datagen.py); starts the bundled emulator in a
 separate process with `--latency-ms`; drives it with a plain sequential `requests` loop (on a sample) and
-an aiohttp client holding `--concurrency` requests in flight (the ceiling, on a sample); runs the REAL
+an aiohttp client holding `--concurrency` requests in flight (the ceiling, on a sample) and with drt, the
+open-source reverse-ETL peer (bench/drt_peer.py: `drt run` from bench/.venv-drt, its REST API destination,
+one request per user, on the table's first `--drt-users` rows); runs the REAL
 sync through Dagster in a child process (bench/sync_run.py: `build_definitions(load_spec(spec))
 .resolve_job_def("users_sync").execute_in_process(instance=<temp instance>)`, unpartitioned spec) for the
 first sync, a rerun with nothing changed and a rerun after 1% of the users changed; and times a bare
@@ -38,6 +40,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import clients  # noqa: E402
 import datagen  # noqa: E402
+import drt_peer  # noqa: E402
 from sync_run import run_child, run_sync  # noqa: E402
 
 from contentstack_assets.personalize.emulator import EmulatorConfig, start_emulator_process  # noqa: E402
@@ -57,6 +60,7 @@ RUNS_MARKER = "<!-- bench/run_all.py appends runs below this line -->"
 TARGETS = [
     ("first sync vs ceiling", "first_vs_ceiling", ">=", 0.75, 0),
     ("first sync vs sequential loop", "first_vs_sequential", ">=", 10.0, 0),
+    ("first sync vs drt", "first_vs_drt", ">=", 30.0, 0),  # issue 19; only when drt ran (not --no-drt)
     ("unchanged rerun vs read_sql", "unchanged_vs_read_sql", "<=", 2.5, 1_000_000),  # "of 1M users"
     ("1%-changed rerun vs read_sql", "changed_vs_read_sql", "<=", 3.0, 1_000_000),
 ]
@@ -164,6 +168,14 @@ def bench_one(database: str, rows: int, args: argparse.Namespace) -> dict:
             )
             log(f"{database} {rows}: aiohttp ceiling: {ceiling}")
             figures["sequential"], figures["ceiling"] = sequential, ceiling
+            if not args.no_drt:
+                drt = drt_peer.drt_sync(emulator, source_url, PROJECT_UID, workdir, args.drt_users, rows)
+                log(f"{database} {rows}: drt {drt['version']}: {_drt_summary(drt)}")
+                if not drt["accepted"]:
+                    raise RuntimeError(
+                        f"drt's requests were not all accepted as expected: {json.dumps(drt, default=str)[:3000]}"
+                    )
+                figures["drt"] = drt
             emulator.reset()
 
             # 1. first sync
@@ -188,6 +200,13 @@ def bench_one(database: str, rows: int, args: argparse.Namespace) -> dict:
                 raise RuntimeError(
                     f"first sync did not deliver every user: {json.dumps(first, default=str)[:2000]}"
                 )
+            if "drt" in figures:
+                # drt and the sync stored the same attributes for the same users
+                sample = figures["drt"].pop("stored_sample")
+                figures["drt"]["same_as_first_sync"] = all(
+                    (emulator.user(uid) or {}).get("attributes") == stored for uid, stored in sample.items()
+                )
+                figures["drt"]["compared_with_first_sync"] = len(sample)
 
             # 2. reruns, each against a bare read_sql of the same table just before it; repeated (the
             # machine is shared and noisy), the medians reported
@@ -269,6 +288,14 @@ def _median_run(runs: list[dict]) -> dict:
     return median
 
 
+def _drt_summary(drt: dict) -> str:
+    return (
+        f"{drt['users']} users, process wall={drt['wall_s']}s, its sync={drt['sync_s']}s, "
+        f"{drt['users_per_s']} users/s, requests={drt['requests']} {drt['statuses']}, "
+        f"users wrong={drt['users_wrong']}, peak_rss={drt['peak_rss_mib']}MiB, accepted={drt['accepted']}"
+    )
+
+
 def _summary(run: dict) -> str:
     push = run["metadata"]["personalize_users"]
     return (
@@ -284,6 +311,10 @@ def _ratios(figures: dict) -> None:
     rate = first["users_per_s_deliver"] or 0.0
     figures["first_vs_ceiling"] = round(rate / figures["ceiling"]["users_per_s"], 3)
     figures["first_vs_sequential"] = round(rate / figures["sequential"]["users_per_s"], 1)
+    if "drt" in figures:
+        # whole run against whole run, each timed inside its process (ours: build_definitions and the
+        # job; drt's: its own `duration_seconds`), interpreter start and imports left out of both
+        figures["first_vs_drt"] = round(first["users_per_s_wall"] / figures["drt"]["users_per_s"], 1)
     figures["unchanged_vs_read_sql"] = round(
         figures["unchanged"]["wall_s"] / figures["read_sql_unchanged"]["read_sql_s"], 2
     )
@@ -317,10 +348,10 @@ def report(results: list[dict], info: dict, command: str, elapsed_s: float, args
         f"- versions: Python {info['python']}, pandas {info['pandas']}, numpy {info['numpy']}, dagster {info['dagster']}, "
         f"SQLAlchemy {info['sqlalchemy']}",
         "",
-        "| database | users | sequential loop users/s (sample) | aiohttp ceiling users/s (sample) | first sync users/s (deliver phase / whole run) "
+        "| database | users | sequential loop users/s (sample) | aiohttp ceiling users/s (sample) | drt users/s (users) | first sync users/s (deliver phase / whole run) "
         "| first sync wall s | unchanged rerun wall s, median (requests) | bare read_sql s, median | 1% rerun wall s, median (requests of changed users) "
         "| bare read_sql after change s, median | rerun phases read / map / plan / deliver s (unchanged; 1%) | peak RSS MiB (first / unchanged / 1%) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in results:
         first, unchanged, changed = r["first"], r["unchanged"], r["changed"]
@@ -328,6 +359,7 @@ def report(results: list[dict], info: dict, command: str, elapsed_s: float, args
         lines.append(
             f"| {r['database']} | {r['rows']:,} | {r['sequential']['users_per_s']} ({r['sequential']['users']:,}) "
             f"| {r['ceiling']['users_per_s']} ({r['ceiling']['users']:,}) "
+            f"| {_drt_cell(r)} "
             f"| {first['users_per_s_deliver']} / {first['users_per_s_wall']} | {first['wall_s']:.1f} "
             f"| {unchanged['wall_s']:.2f} ({'/'.join(str(n) for n in unchanged['requests_per_run'])} requests) "
             f"| {r['read_sql_unchanged']['read_sql_s']:.2f} "
@@ -349,7 +381,10 @@ def report(results: list[dict], info: dict, command: str, elapsed_s: float, args
     for r in results:
         cells = []
         for _, key, comparison, bound, from_rows in TARGETS:
-            value = r[key]
+            value = r.get(key)
+            if value is None:  # drt not run (--no-drt)
+                cells.append("not measured")
+                continue
             if r["rows"] < from_rows:  # below the size the target is set for: Dagster's fixed cost dominates
                 cells.append(f"{value} (target set for {from_rows:,} users)")
                 continue
@@ -359,6 +394,7 @@ def report(results: list[dict], info: dict, command: str, elapsed_s: float, args
         rss = r["peak_rss_mib"]
         cells.append(f"{rss / GIB:.2f} GiB ({'met' if rss < 2 * GIB else 'MISSED'})")
         lines.append(f"| {r['database']} | {r['rows']:,} | " + " | ".join(cells) + " |")
+    lines += _drt_table(results)
     growth = _growth(results)
     if growth:
         lines += [
@@ -373,6 +409,44 @@ def report(results: list[dict], info: dict, command: str, elapsed_s: float, args
         lines += growth
     lines.append("")
     return "\n".join(lines)
+
+
+def _drt_cell(r: dict) -> str:
+    return f"{r['drt']['users_per_s']} ({r['drt']['users']:,})" if "drt" in r else "not run"
+
+
+def _drt_table(results: list[dict]) -> list[str]:
+    runs = [r for r in results if "drt" in r]
+    if not runs:
+        return []
+    lines = [
+        "",
+        f"The peer, drt {runs[0]['drt']['version']} (`bench/drt_peer.py`: `drt run`, its `rest_api` destination, one "
+        "PATCH per user, one at a time, pacing off), on the table's first rows, same emulator; its users/s over "
+        "its own sync duration (drt's `duration_seconds`), as the sync's whole-run users/s leaves out the "
+        "interpreter's start and imports:",
+        "",
+        "| database | users | drt users | drt process wall s | drt sync s | drt users/s (over process wall) "
+        "| requests (statuses) | stored as the sync stores them | drt peak RSS MiB | first sync peak RSS MiB "
+        "| first sync vs drt, whole run (deliver phase) |",
+        "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
+    ]
+    for r in runs:
+        drt, first = r["drt"], r["first"]
+        statuses = ", ".join(f"{count:,} x {status}" for status, count in sorted(drt["statuses"].items()))
+        same = "yes" if drt["users_wrong"] == 0 else f"NO: {drt['users_wrong']:,} users differ"
+        if "same_as_first_sync" in drt:
+            same += (
+                f"; {drt['compared_with_first_sync']} compared with the sync's: "
+                f"{'identical' if drt['same_as_first_sync'] else 'DIFFERENT'}"
+            )
+        deliver_ratio = round((first["users_per_s_deliver"] or 0.0) / drt["users_per_s"], 1)
+        lines.append(
+            f"| {r['database']} | {r['rows']:,} | {drt['users']:,} | {drt['wall_s']:.1f} | {drt['sync_s']:.1f} "
+            f"| {drt['users_per_s']} ({drt['users_per_s_process']}) | {drt['requests']:,} ({statuses}) | {same} "
+            f"| {drt['peak_rss_mib']:.0f} | {first['peak_rss_mib']:.0f} | {r['first_vs_drt']}x ({deliver_ratio}x) |"
+        )
+    return lines
 
 
 def _growth(results: list[dict]) -> list[str]:
@@ -432,6 +506,15 @@ def main() -> None:
         default=3,
         help="unchanged and changed reruns (each with its read_sql); medians reported",
     )
+    parser.add_argument(
+        "--drt-users",
+        type=int,
+        default=2000,
+        help="users synced by drt, the peer (the table's first rows; all of them when the table is smaller)",
+    )
+    parser.add_argument(
+        "--no-drt", action="store_true", help="leave drt out (it needs bench/.venv-drt: make bench-drt-venv)"
+    )
     parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     parser.add_argument(
@@ -440,6 +523,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work directories and SQLite tables")
     args = parser.parse_args()
     command = "python bench/run_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if not args.no_drt and not drt_peer.drt_available():
+        parser.error(
+            f"drt, the peer, is not installed in {drt_peer.DRT_VENV.relative_to(PROJECT_ROOT)}: "
+            "run `make bench-drt-venv` first, or pass --no-drt to leave it out"
+        )
 
     info = machine()
     log(f"machine: {info}")
