@@ -536,7 +536,8 @@ class ManagementClient:
                 f"the Personalize Management API refused the management token (HTTP {response.status_code}) while "
                 f"listing {what} of project {self.project_uid}: the token is wrong, expired or revoked, or lacks the "
                 "personalize:read scope. Set PERSONALIZE_MANAGEMENT_TOKEN to a valid user session token or OAuth "
-                "token (stack management tokens are refused), or leave it empty to skip the key check."
+                "token (stack management tokens are refused), or leave it empty to skip the key check (not with "
+                "`destination.create_missing: true`, which needs it)."
             )
         if response.status_code == 404:
             raise PersonalizeError(
