@@ -162,7 +162,13 @@ _DUCKDB_TYPES: tuple[tuple[str, Callable[[], sa.types.TypeEngine]], ...] = (
 def _table_columns(connection: sa.Connection, table: str, schema: str | None) -> dict[str, dict]:
     """The table's columns by name, each with its declared `type`; NoSuchTableError when it is absent."""
     if connection.dialect.name != "duckdb":
-        return {column["name"]: column for column in sa.inspect(connection).get_columns(table, schema=schema)}
+        inspector = sa.inspect(connection)
+        found = inspector.get_columns(table, schema=schema)
+        if not found and not inspector.has_table(table, schema=schema):
+            # snowflake-sqlalchemy answers a missing table with no columns (it swallows the error of its
+            # DESC TABLE): the table is missing, not its columns
+            raise sa.exc.NoSuchTableError(table)
+        return {column["name"]: column for column in found}
     columns = sa.table(
         "columns",
         sa.column("table_name"),
