@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -163,10 +164,12 @@ def _table_columns(connection: sa.Connection, table: str, schema: str | None) ->
     """The table's columns by name, each with its declared `type`; NoSuchTableError when it is absent."""
     if connection.dialect.name != "duckdb":
         inspector = sa.inspect(connection)
-        found = inspector.get_columns(table, schema=schema)
+        with warnings.catch_warnings():
+            # snowflake-sqlalchemy answers a missing table with no columns and this warning (it swallows the
+            # error of its DESC TABLE): the table is missing, not its columns, and that is said once, below
+            warnings.filterwarnings("ignore", "Failed to reflect table", sa.exc.SAWarning)
+            found = inspector.get_columns(table, schema=schema)
         if not found and not inspector.has_table(table, schema=schema):
-            # snowflake-sqlalchemy answers a missing table with no columns (it swallows the error of its
-            # DESC TABLE): the table is missing, not its columns
             raise sa.exc.NoSuchTableError(table)
         return {column["name"]: column for column in found}
     columns = sa.table(
