@@ -1,5 +1,6 @@
-# One command each: `make demo` (install + run the demo sync), `make test` (install + the whole suite),
-# `make test-fast` (the unit layer, tests/unit: under a minute).
+# One command each: `make demo` (install + run the demo sync), `make test` (install + the whole suite, in the
+# main environment and then, for tests/warehouses/, in the second: `make test-warehouses`), `make test-fast`
+# (the unit layer, tests/unit: under a minute).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,8 @@ EMULATOR_PORT ?= 8787
 # the package's console script (pyproject [project.scripts]): log, emulator, demo
 CLI    := $(BIN)/contentstack-assets
 
-.PHONY: install demo test test-fast dev example-dbt log emulator lint format bench bench-drt-venv clean
+.PHONY: install install-warehouses demo test test-fast test-warehouses dev example-dbt log emulator lint format \
+	bench bench-drt-venv clean
 
 # dbt and duckdb (examples/dbt_duckdb and its test) add about 40 s to a fresh install
 $(STAMP): pyproject.toml
@@ -19,6 +21,23 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# the second environment, for the tests of what cannot share the first (pyproject's `fakesnow` and
+# `databricks` extras say why: fakesnow needs snowflake-connector-python 4 and SQLAlchemy 2.0, and both bring
+# pyarrow): tests/warehouses/ (Snowflake against a fakesnow server) and the dialect compile tests
+# (Databricks'). No dbt, no servers' drivers, no byte-compiling of every installed file: about 50 s here with
+# pip's cache warm (its bundled pip does; the main install upgrades pip), the tests about 15 s.
+WVENV  ?= .venv-warehouses
+WBIN   := $(WVENV)/bin
+WSTAMP := $(WVENV)/.installed-stamp
+WAREHOUSE_TESTS := tests/warehouses tests/integration/test_source_dialects.py
+
+$(WSTAMP): pyproject.toml
+	$(PYTHON) -m venv $(WVENV)
+	$(WBIN)/python -m pip install --quiet --no-compile -e '.[dev,snowflake,fakesnow,databricks]'
+	touch $(WSTAMP)
+
+install-warehouses: $(WSTAMP)
 
 demo: install
 	$(CLI) demo
@@ -34,8 +53,17 @@ NO_TESTS_FAIL = status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected n
 
 # tests/: unit (the engine and the spec called directly), integration (through Dagster, the emulator over
 # HTTP, real databases), resilience (crash, faults, hostile input and servers, concurrency)
-test: install
-	$(PYTEST); $(NO_TESTS_FAIL)
+# then the second environment's tests (test-warehouses), whatever the first run gave; in the first, the tests
+# of tests/warehouses/ skip with the reason (on CI too: CONTENTSTACK_WAREHOUSES_VENV=1 makes them fail there
+# only in .venv-warehouses)
+test: install install-warehouses
+	$(PYTEST); status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; \
+		status=1; fi; $(MAKE) --no-print-directory test-warehouses || exit 1; exit $$status
+
+# tests/warehouses/ and the dialect compile tests in .venv-warehouses: about 15 s
+test-warehouses: install-warehouses
+	CONTENTSTACK_WAREHOUSES_VENV=1 $(WBIN)/python -m pytest -q -p no:cacheprovider $(WAREHOUSE_TESTS); \
+		$(NO_TESTS_FAIL)
 
 # the unit layer in one process: about 20 s here, where workers would spend longer importing Dagster
 test-fast: install
@@ -92,4 +120,4 @@ bench: install bench-drt-venv
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .dagster_home .contentstack demo/*.db *.egg-info
+	rm -rf $(VENV) $(WVENV) .dagster_home .contentstack demo/*.db *.egg-info

@@ -15,6 +15,10 @@ import sqlalchemy as sa
 from tests.conftest import ON_CI, require_service
 
 MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+# set by the Makefile's `test-warehouses`, which runs tests/warehouses/ (and the dialect compile tests) in
+# the second environment it builds (.venv-warehouses: fakesnow, snowflake-connector-python 4, pyarrow,
+# databricks-sqlalchemy; see the Makefile for why they cannot share the project's environment)
+IN_WAREHOUSES_VENV = os.environ.get("CONTENTSTACK_WAREHOUSES_VENV", "") == "1"
 
 
 def require_modules(extra: str, *modules: str) -> None:
@@ -34,6 +38,28 @@ def optional_modules(extra: str, *modules: str) -> None:
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not importable: pip install '.[{extra}]'")
+
+
+def require_warehouses_venv(extra: str, *modules: str) -> None:
+    """Skip without the packages only the Makefile's second environment holds (.venv-warehouses), with the
+    reason; fail instead where that environment runs the test on CI, whose install must bring them."""
+    missing = [name for name in modules if not _importable(name)]
+    if not missing:
+        return
+    message = (
+        f"{', '.join(missing)} not importable here: this test runs in the Makefile's second environment "
+        f"(`make test-warehouses`, .venv-warehouses; pip install -e '.[dev,{extra}]')"
+    )
+    if ON_CI and IN_WAREHOUSES_VENV:
+        pytest.fail(f"{message}, and CI=true in .venv-warehouses: its install must include them")
+    pytest.skip(message)
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is absent
+        return False
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -162,7 +163,15 @@ _DUCKDB_TYPES: tuple[tuple[str, Callable[[], sa.types.TypeEngine]], ...] = (
 def _table_columns(connection: sa.Connection, table: str, schema: str | None) -> dict[str, dict]:
     """The table's columns by name, each with its declared `type`; NoSuchTableError when it is absent."""
     if connection.dialect.name != "duckdb":
-        return {column["name"]: column for column in sa.inspect(connection).get_columns(table, schema=schema)}
+        inspector = sa.inspect(connection)
+        with warnings.catch_warnings():
+            # snowflake-sqlalchemy answers a missing table with no columns and this warning (it swallows the
+            # error of its DESC TABLE): the table is missing, not its columns, and that is said once, below
+            warnings.filterwarnings("ignore", "Failed to reflect table", sa.exc.SAWarning)
+            found = inspector.get_columns(table, schema=schema)
+        if not found and not inspector.has_table(table, schema=schema):
+            raise sa.exc.NoSuchTableError(table)
+        return {column["name"]: column for column in found}
     columns = sa.table(
         "columns",
         sa.column("table_name"),
