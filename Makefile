@@ -120,4 +120,4 @@ bench: install bench-drt-venv
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(WVENV) .dagster_home .contentstack demo/*.db *.egg-info
+	rm -rf $(VENV) $(WVENV) bench/.venv-drt .dagster_home .contentstack demo/*.db *.egg-info
