@@ -47,7 +47,10 @@ class Leavers:
 
     requests: list[ClearRequest] = field(default_factory=list)
     nothing_sent: list[str] = field(default_factory=list)  # leavers with no key on record: forgotten only
-    users_in_state: int = 0  # the users of the state this push owns, which the share is of
+    # the share guard is the sync's, whichever shard judges it: every shard sees the same figures, so
+    # either all of them stop or none does
+    users_in_state: int = 0  # the users in the sync state
+    sync_leavers: list[str] = field(default_factory=list)  # the sync's leavers, every shard's
     newer: int = 0  # absent here, but delivered from a later read than this run's: left alone
 
     @property
@@ -80,16 +83,13 @@ def find_leavers(
     owns: Callable[[list[str]], np.ndarray] | None = None,
     read_at: int | None = None,
 ) -> Leavers:
-    """The users of state `key` (those `owns` marks, for a shard) that are not in `present`, the uids of a
-    whole read, with what each is sent. A user whose state came from a read later than `read_at` (this
+    """The users of state `key` that are not in `present`, the uids of a whole read, with what each of them
+    that `owns` marks (a shard's own; default all) is sent. A user whose state came from a read later than `read_at` (this
     frame is older than a delivery already made) is not judged by it."""
     state = store.load_fingerprints(key)
-    uids = state.index.to_numpy(dtype=object)
-    if owns is not None and len(uids):
-        mine = owns(list(uids))
-        state, uids = state.loc[mine], uids[mine]
-    leavers = Leavers(users_in_state=len(uids))
-    absent = state.loc[~pd.Index(uids).isin(pd.Index(pd.Series(list(present), dtype=object).dropna()))]
+    leavers = Leavers(users_in_state=len(state))
+    present_uids = pd.Index(pd.Series(list(present), dtype=object).dropna())
+    absent = state.loc[~state.index.isin(present_uids)]
     if absent.empty:
         return leavers
     candidates = sorted(absent.index)
@@ -98,6 +98,9 @@ def find_leavers(
         newer = {uid for uid in candidates if later.get(uid, read_at) > read_at}
         leavers.newer = len(newer)
         candidates = [uid for uid in candidates if uid not in newer]
+    leavers.sync_leavers = candidates
+    if owns is not None and candidates:
+        candidates = [uid for uid, mine in zip(candidates, owns(candidates), strict=True) if mine]
     unconfirmed = set(absent.index[absent["fingerprint"].isna().to_numpy() | (absent["failed_runs"] > 0)])
     delivered = store.load_delivered(key, candidates)
     for uid in candidates:
@@ -112,14 +115,15 @@ def find_leavers(
 
 
 def clear_share_refusal(sync: UsersSync, leavers: Leavers, where: str = "") -> str | None:
-    """Why this run must not clear so many users (one paragraph), or None when the share is within
-    `max_clear_share` of the users in the state."""
-    if not leavers.total or leavers.total <= sync.max_clear_share * leavers.users_in_state:
+    """Why this run must not clear so many users (one paragraph), or None when the sync's leavers (every
+    shard's) are within `max_clear_share` of the users in the state."""
+    total = len(leavers.sync_leavers)
+    if not total or total <= sync.max_clear_share * leavers.users_in_state:
         return None
-    share = leavers.total / leavers.users_in_state
-    shown = ", ".join(leavers.uids[:5]) + (", ..." if leavers.total > 5 else "")
+    share = total / leavers.users_in_state
+    shown = ", ".join(leavers.sync_leavers[:5]) + (", ..." if total > 5 else "")
     return (
-        f"sync {sync.name!r}{where}: this run would clear {leavers.total} of the {leavers.users_in_state} "
+        f"sync {sync.name!r}{where}: this run would clear {total} of the {leavers.users_in_state} "
         f"users in the sync state ({share:.0%}, above max_clear_share={sync.max_clear_share}): they are on no "
         f"row of the source (e.g. {shown}), and `on_delete: clear` would set to null every attribute this "
         "sync sent them; nothing was sent. If they really left, run once with `allow_clear: true` in the "

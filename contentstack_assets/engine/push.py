@@ -169,8 +169,8 @@ def push_users(
 
     store.refresh_statistics()  # after a big first sync, before the lookups below
     leavers = _leavers(sync, mapped, store, key, present, scope, shard, read_at)
-    if leavers is not None and leavers.total:
-        refusal = clear_share_refusal(sync, leavers, "" if shard is None else f" ({shard_label(*shard)})")
+    if leavers is not None and leavers.sync_leavers:
+        refusal = clear_share_refusal(sync, leavers)  # every shard judges the sync's share the same way
         log(
             f"{sync.name}: {leavers.total} users left the source"
             + (" and would be cleared" if dry_run else "")
