@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import urllib.request
 
 import dagster as dg
@@ -227,3 +228,41 @@ def test_on_delete_through_the_component():
             sync = component.spec.get("pro_audience")
             assert (sync.on_delete, sync.max_clear_share) == ("clear", 0.5)
             assert defs.resolve_job_def("pro_audience_sync") is not None
+
+
+def test_the_demo_audience_sync_clears_a_user_who_leaves_the_audience(tmp_path, instance, monkeypatch):
+    """The demo spec's `pro_audience` (syncs.yaml at the root) on the demo database, against an emulator
+    with the demo's attribute keys and management token (so the key check runs and knows `is_pro`)."""
+    import sqlite3
+
+    from contentstack_assets.demo import create_demo_database, demo_emulator_config, demo_env
+    from contentstack_assets.personalize.emulator import run_emulator_in_thread
+    from tests.helpers import PROJECT_ROOT
+
+    database = create_demo_database(tmp_path / "users.db", users=60)
+    with sqlite3.connect(database) as connection:
+        pro = [
+            uid
+            for (uid,) in connection.execute(
+                "SELECT user_uid FROM users WHERE plan_name IN ('pro', 'enterprise') ORDER BY user_uid"
+            )
+            if uid and re.fullmatch(r"usr_\d{6}", uid)  # the demo's bad rows are rejected, never sent
+        ]
+    assert len(pro) >= 6  # one leaver stays within max_clear_share (0.2)
+    with run_emulator_in_thread(demo_emulator_config()) as emulator:
+        for name, value in {**demo_env(emulator.url), "SOURCE_DATABASE_URL": f"sqlite:///{database}"}.items():
+            monkeypatch.setenv(name, value)
+        spec = PROJECT_ROOT / "syncs.yaml"
+        first = run_job(spec, "pro_audience_sync", instance)
+        assert first.success
+        assert {
+            uid for uid, attributes in emulator.users().items() if attributes.get("is_pro") is True
+        } == set(pro)
+
+        leaver = pro[0]
+        with sqlite3.connect(database) as connection:
+            connection.execute("UPDATE users SET plan_name = 'free' WHERE user_uid = ?", (leaver,))
+        second = run_job(spec, "pro_audience_sync", instance)
+        assert second.success and push_metadata(second, sync="pro_audience")["users_cleared"] == 1
+        assert _stored(emulator, leaver) == {"is_pro": None}  # IS_TRUE no longer holds: out of the audience
+        assert all(emulator.user(uid)["attributes"]["is_pro"] is True for uid in pro[1:])
