@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 from dagster.components.testing import create_defs_folder_sandbox
 
-from contentstack_assets import PersonalizeSyncsComponent
+from contentstack_assets import PersonalizeSyncsComponent, cli
 from contentstack_assets.engine.state import StateStore
 from contentstack_assets.spec import load_spec
 from tests.helpers import (
@@ -66,7 +66,7 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
 
 @pytest.mark.parametrize("state", ["sqlite", "postgresql"])
 def test_a_user_who_left_is_cleared_of_exactly_what_was_sent_and_forgotten(
-    tmp_path, emulator, instance, monkeypatch, request, state
+    tmp_path, emulator, instance, monkeypatch, request, capsys, state
 ):
     if state == "postgresql":
         monkeypatch.setenv("CONTENTSTACK_STATE_URL", request.getfixturevalue("postgres_url"))
@@ -105,6 +105,8 @@ def test_a_user_who_left_is_cleared_of_exactly_what_was_sent_and_forgotten(
     assert store.user_state(key, "u1") is None and store.user_state(key, "u3") is not None
     logged = store.log_for_user("u1", "users")
     assert (logged[0]["request"], logged[0]["keys"], logged[0]["error"]) == ("clear", "plan,orders", None)
+    assert cli.main(["log", "u1", "--sync", "users"]) == 0  # the sync log, as a user reads it
+    assert "clear keys=[plan,orders] status=200" in capsys.readouterr().out
 
     # nothing left to clear: the next run sends nothing
     again = run_job(_spec(tmp_path, emulator, rows), "users_sync", instance)
