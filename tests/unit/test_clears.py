@@ -214,3 +214,16 @@ def test_each_shard_clears_only_its_own_users(store):
     # a shard not told the whole read's uids clears nobody (its rows lack other shards' rejected rows)
     result = _push(sync, rows[:1], store, FakeEdgeClient(), "run-3", shard=(0, 2), allow_source_shrink=True)
     assert result.leavers is None
+
+
+def test_a_frame_read_before_a_users_last_delivery_does_not_clear_them(store):
+    sync = _sync()
+    old = _mapped(sync, _without("u5"))
+    old.attrs["read_at"] = 1_000  # an old frame (a stored one pushed again): u5 was not in it yet
+    newer = _mapped(sync, ROWS)
+    newer.attrs["read_at"] = 2_000
+    push_users(sync, newer, client=FakeEdgeClient(), store=store, run_id="run-1", log=lambda _: None)
+    client = FakeEdgeClient()
+    result = push_users(sync, old, client=client, store=store, run_id="run-2", log=lambda _: None)
+    assert client.calls == [] and result.leavers.newer == 1 and result.counts["users_cleared"] == 0
+    assert store.user_state(store.key_of(sync), "u5") is not None
