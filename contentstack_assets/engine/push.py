@@ -70,7 +70,7 @@ class PushResult:
     @property
     def users_cleared(self) -> int:
         """Leavers the state forgot: their clear confirmed, or nothing of theirs on record to clear."""
-        if self.leavers is None or self.dry_run:
+        if self.leavers is None or self.dry_run or self.report.stopped:
             return 0
         return self.clears.delivered + len(self.leavers.nothing_sent)
 
@@ -170,12 +170,13 @@ def push_users(
     store.refresh_statistics()  # after a big first sync, before the lookups below
     leavers = _leavers(sync, mapped, store, key, present, scope, shard, read_at)
     if leavers is not None and leavers.sync_leavers:
+        if leavers.total:
+            log(
+                f"{sync.name}: {leavers.total} users left the source"
+                + (" and would be cleared" if dry_run else "")
+                + f" (on_delete: clear): {', '.join(leavers.uids[:20])}{', ...' if leavers.total > 20 else ''}"
+            )
         refusal = clear_share_refusal(sync, leavers)  # every shard judges the sync's share the same way
-        log(
-            f"{sync.name}: {leavers.total} users left the source"
-            + (" and would be cleared" if dry_run else "")
-            + f" (on_delete: clear): {', '.join(leavers.uids[:20])}{', ...' if leavers.total > 20 else ''}"
-        )
         if refusal and not allow_clear:
             if not dry_run:
                 raise TooManyClearsError(refusal)
@@ -280,8 +281,9 @@ def push_users(
             total=plan.users_to_send,
             on_progress=progress,
         )
-    clears = _clear(sync, store, key, run_id, leavers, client, concurrency, log)
-    if leavers is not None and leavers.total:  # clears belong to no day of the run
+    # a destination that refused every update (a wrong project) would refuse the clears too
+    clears = _clear(sync, store, key, run_id, None if report.stopped else leavers, client, concurrency, log)
+    if leavers is not None and leavers.total and not report.stopped:  # clears belong to no day of the run
         by_day.add(None, "users_cleared", clears.delivered + len(leavers.nothing_sent))
         by_day.add(None, "users_clear_failed", clears.failed)
         by_day.add(None, "requests_sent", clears.requests_sent)

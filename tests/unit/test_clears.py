@@ -13,7 +13,7 @@ from contentstack_assets.engine.shards import shard_of
 from contentstack_assets.engine.state import StateStore
 from contentstack_assets.spec import UsersSync
 from tests.helpers import write_sqlite_table
-from tests.unit.fake_edge import FakeEdgeClient, failed
+from tests.unit.fake_edge import FakeEdgeClient, failed, refused
 
 SPEC = {
     "name": "users",
@@ -227,3 +227,15 @@ def test_a_frame_read_before_a_users_last_delivery_does_not_clear_them(store):
     result = push_users(sync, old, client=client, store=store, run_id="run-2", log=lambda _: None)
     assert client.calls == [] and result.leavers.newer == 1 and result.counts["users_cleared"] == 0
     assert store.user_state(store.key_of(sync), "u5") is not None
+
+
+def test_no_clear_is_sent_to_a_destination_that_refused_every_update(store):
+    sync = _sync()
+    rows = [(f"u{i}", "gold", i) for i in range(40)]
+    _push(sync, rows, store, FakeEdgeClient(), "run-1")
+    client = FakeEdgeClient(default=refused(404))
+    moved = [(uid, "silver", orders) for uid, _, orders in rows[1:]]
+    result = _push(sync, moved, store, client, "run-2")
+    assert result.report.stopped and result.counts["users_cleared"] == 0
+    assert "u0" not in {call.user_uid for call in client.calls}
+    assert store.user_state(store.key_of(sync), "u0") is not None  # the next run clears it
