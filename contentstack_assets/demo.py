@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 DEMO_DB = Path("demo") / "users.db"  # under the demo's folder
 DEMO_PROJECT_UID = "demo00000000000000000001"
 DEMO_MANAGEMENT_TOKEN = "demo-management-token"
-DEMO_ATTRIBUTES = ["plan", "ltv", "orders", "vip", "signup_at", "birthday"]
+DEMO_ATTRIBUTES = ["plan", "ltv", "orders", "vip", "signup_at", "birthday", "is_pro"]  # is_pro: pro_audience
 DEMO_EVENTS = ["purchase", "signup", "newsletter_opt_in"]
 DEMO_DAYS = 30  # the demo's rows were updated within the last 30 days; its run covers those partitions
 # the run's progress and warnings on the console, without the DEBUG line of every Dagster event
@@ -247,7 +247,17 @@ def _print_counts(metadata: dict) -> None:
         key
         for key in values
         if key.endswith(
-            ("_read", "_rejected", "_changed", "_unchanged", "_delivered", "_failed", "_sent", "duration_s")
+            (
+                "_read",
+                "_rejected",
+                "_changed",
+                "_unchanged",
+                "_delivered",
+                "_cleared",
+                "_failed",
+                "_sent",
+                "duration_s",
+            )
         )
     ]
     over = f" (over {days.value} days)" if days is not None else ""

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from contentstack_assets.engine.clears import (
+    ClearRequest,
+    Leavers,
+    TooManyClearsError,
+    clear_share_refusal,
+    find_leavers,
+)
 from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
 from contentstack_assets.engine.mapping import READ_AT, rejected_rows, valid_rows
 from contentstack_assets.engine.plan import NEW, RETRY, UserRequest, UsersPlan, plan_users, spec_salt
-from contentstack_assets.engine.shards import shard_label
+from contentstack_assets.engine.shards import shard_label, shard_of
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.state import StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
@@ -37,6 +44,9 @@ class PushResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     # a partitioned run's counts by the day of each user's row (`users_stuck` aside: it is the sync's)
     by_day: DayCounts = field(default_factory=DayCounts)
+    # `on_delete: clear`: the users who left (None: this run decides no clears), and their clears' outcomes
+    leavers: Leavers | None = None
+    clears: DeliveryReport[ClearRequest] = field(default_factory=DeliveryReport)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -51,8 +61,18 @@ class PushResult:
             "users_delivered": self.report.delivered,
             "users_failed": self.report.failed,
             "users_stuck": self.stuck_total,
-            "requests_sent": self.report.requests_sent,
+            "requests_sent": self.report.requests_sent + self.clears.requests_sent,
+            "users_to_clear": self.leavers.total if self.leavers else 0,
+            "users_cleared": self.users_cleared,
+            "users_clear_failed": self.clears.failed,
         }
+
+    @property
+    def users_cleared(self) -> int:
+        """Leavers the state forgot: their clear confirmed, or nothing of theirs on record to clear."""
+        if self.leavers is None or self.dry_run or self.report.stopped:
+            return 0
+        return self.clears.delivered + len(self.leavers.nothing_sent)
 
 
 def check_source_size(store: StateStore, sync: UsersSync, rows_read: int, scope: str = "all") -> None:
@@ -110,6 +130,8 @@ def push_users(
     shard: tuple[int, int] | None = None,
     concurrency: int | None = None,
     gone: Sequence[str] = (),
+    present: Iterable[str] | None = None,
+    allow_clear: bool = False,
 ) -> PushResult:
     """One push; with `shard=(index, count)` the push of one shard's users (engine/shards.py), recorded as
     its own run row (`<run id>/shard-<i>-of-<n>`, scope `<scope>/shard-<i>-of-<n>`) so that shards of one run
@@ -120,8 +142,15 @@ def push_users(
     (also when the guard is waived, so the next run compares with the source as it is now).
 
     `gone`: users the source no longer holds (engine/resend.py); once the guard has passed, those whose last
-    delivery is unconfirmed leave the state. A failing user whose row is now rejected stops counting as
-    failing. Either way `users_stuck` counts only users the source still holds with a valid row."""
+    delivery is unconfirmed leave the state (with `on_delete: clear` they stay, not counted as failing, for
+    the clear of the next whole read). A failing user whose row is now rejected stops counting as failing.
+    Either way `users_stuck` counts only users the source still holds with a valid row.
+
+    `on_delete: clear` (engine/clears.py): `present` is the uids of a whole read of the source; by default
+    the uids of `mapped` (valid and rejected rows) when the run read every row (`scope` "all", unsharded),
+    else none: a run over some days, or a shard not told the whole read's uids, clears nobody. The users of
+    the state (a shard: its own) absent from it are cleared after the empty-source guard, unless they are more
+    than `max_clear_share` of them and not `allow_clear`: then nothing is sent (`TooManyClearsError`)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     key = store.key_of(sync)  # the state of this sync at this destination
@@ -139,6 +168,19 @@ def push_users(
             check_whole_source(store, sync, source_rows)
 
     store.refresh_statistics()  # after a big first sync, before the lookups below
+    leavers = _leavers(sync, mapped, store, key, present, scope, shard, read_at)
+    if leavers is not None and leavers.sync_leavers:
+        if leavers.total:
+            log(
+                f"{sync.name}: {leavers.total} users left the source"
+                + (" and would be cleared" if dry_run else "")
+                + f" (on_delete: clear): {', '.join(leavers.uids[:20])}{', ...' if leavers.total > 20 else ''}"
+            )
+        refusal = clear_share_refusal(sync, leavers)  # every shard judges the sync's share the same way
+        if refusal and not allow_clear:
+            if not dry_run:
+                raise TooManyClearsError(refusal)
+            log(f"{sync.name}: a real run would stop here: {refusal}")
     valid = valid_rows(mapped)
     rejected = rejected_rows(mapped)
     state = store.load_fingerprints(key, valid["user_uid"] if len(valid) <= 20_000 else None)
@@ -169,14 +211,25 @@ def push_users(
     report: DeliveryReport[UserRequest] = DeliveryReport()
     if dry_run:
         return PushResult(
-            rows_read, len(rejected), plan, report, rejected, True, timings_s=timings, by_day=by_day
+            rows_read,
+            len(rejected),
+            plan,
+            report,
+            rejected,
+            True,
+            timings_s=timings,
+            by_day=by_day,
+            leavers=leavers,
         )
 
     store.start_run(key, run_key, run_scope, dry_run=False)
     store.prune(key, sync.log_retention_days)
     store.record_rejections(key, run_id, rejected)
     store.set_aside_failures(key, rejected["user_uid"])
-    store.drop_unconfirmed(key, gone)
+    if sync.on_delete == "clear":
+        store.set_aside_failures(key, gone)  # kept: the next whole read clears what they may hold
+    else:
+        store.drop_unconfirmed(key, gone)
     store.refresh_fingerprints(key, plan.refresh)
 
     def record(batch: list[tuple[UserRequest, Response]]) -> None:
@@ -228,6 +281,12 @@ def push_users(
             total=plan.users_to_send,
             on_progress=progress,
         )
+    # a destination that refused every update (a wrong project) would refuse the clears too
+    clears = _clear(sync, store, key, run_id, None if report.stopped else leavers, client, concurrency, log)
+    if leavers is not None and leavers.total and not report.stopped:  # clears belong to no day of the run
+        by_day.add(None, "users_cleared", clears.delivered + len(leavers.nothing_sent))
+        by_day.add(None, "users_clear_failed", clears.failed)
+        by_day.add(None, "requests_sent", clears.requests_sent)
     timings["deliver"] = time.perf_counter() - delivery_started
     stuck_total, stuck_sample = store.stuck_users(key, sync.stuck_after_runs)
     result = PushResult(
@@ -241,10 +300,91 @@ def push_users(
         stuck_sample,
         timings_s=timings,
         by_day=by_day,
+        leavers=leavers,
+        clears=clears,
     )
     whole_source = {} if source_rows is None else {"source_rows": source_rows}  # for the next run's guard
     store.finish_run(key, run_key, {**result.counts, **whole_source})
     return result
+
+
+def _leavers(
+    sync: UsersSync,
+    mapped: pd.DataFrame,
+    store: StateStore,
+    key: str,
+    present: Iterable[str] | None,
+    scope: str,
+    shard: tuple[int, int] | None,
+    read_at: int | None,
+) -> Leavers | None:
+    """The users who left, for a sync with `on_delete: clear` and a run that read the whole source."""
+    if sync.on_delete != "clear":
+        return None
+    if present is None:
+        if scope != "all" or shard is not None:
+            return None  # a window of days cannot tell who left; a shard's rows lack others' rejections
+        present = mapped[UID]
+    owns = None
+    if shard is not None:
+        index, count = shard
+        owns = lambda uids: shard_of(uids, count) == index  # noqa: E731
+    return find_leavers(sync, store, key, present, owns=owns, read_at=read_at)
+
+
+def _clear(
+    sync: UsersSync,
+    store: StateStore,
+    key: str,
+    run_id: str,
+    leavers: Leavers | None,
+    client: EdgeClient | None,
+    concurrency: int | None,
+    log: Callable[[str], None],
+) -> DeliveryReport[ClearRequest]:
+    """Send the leavers their clears; the state forgets each one confirmed (and those with nothing to clear)."""
+    report: DeliveryReport[ClearRequest] = DeliveryReport()
+    if leavers is None or not leavers.total:
+        return report
+
+    def record(batch: list[tuple[ClearRequest, Response]]) -> None:
+        store.record_clears(
+            key,
+            run_id,
+            [
+                UserOutcome(
+                    user_uid=request.user_uid,
+                    keys=request.keys,
+                    ok=response.ok,
+                    status=response.status,
+                    attempts=response.attempts,
+                    latency_ms=response.latency_ms,
+                    error=response.error,
+                    delivered_after=None,
+                    fingerprint=None,
+                    request="clear",
+                )
+                for request, response in batch
+            ],
+        )
+
+    if leavers.nothing_sent:  # no key of theirs on record: forgotten, with a log row that says so
+        record([(ClearRequest(uid, {}), Response(True, None, 0, 0.0)) for uid in leavers.nothing_sent])
+    if leavers.requests:
+        assert client is not None, "a real push needs an Edge client"
+        report = deliver(
+            leavers.requests,
+            lambda request: client.update_attributes(request.user_uid, request.body),
+            client=client,
+            concurrency=concurrency or sync.concurrency,
+            record=record,
+            total=len(leavers.requests),
+        )
+    log(
+        f"{sync.name}: {report.delivered + len(leavers.nothing_sent)} users who left the source cleared"
+        + (f", {report.failed} clears failed (tried again by the next whole read)" if report.failed else "")
+    )
+    return report
 
 
 def plan_by_day(mapped: pd.DataFrame, plan: UsersPlan) -> tuple[DayCounts, dict[str, str | None]]:

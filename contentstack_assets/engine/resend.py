@@ -110,7 +110,9 @@ def find_resends(
       first); a partitioned run reads again from the source by uid those outside its rows, and their mapped rows
       join the run's rows (the same row rules, the same plan, the same delivery). An unconfirmed user the source no
       longer holds (missing from an unpartitioned run's rows, or from the read by uid) leaves the state once the
-      push's empty-source guard has passed (`StateStore.drop_unconfirmed`): it is neither retried nor stuck;
+      push's empty-source guard has passed (`StateStore.drop_unconfirmed`): it is neither retried nor stuck (with
+      `on_delete: clear` it stays, no longer counted as failing, until a run that read the whole source clears
+      what it may hold and forgets it: engine/clears.py);
     - before delivery the push forgets the marked users' state again (`StateStore.forget_delivered`): a users push
       of another run may have recorded a delivery planned before the merge landed;
     - `StateStore.settle_resends` after the push removes the marks it took care of (the user is delivered in the

@@ -162,6 +162,19 @@ class UsersSync(_SyncBase):
         description="stop when an unpartitioned read returns fewer rows than this share of the last run's",
     )
     shards: int = Field(1, ge=1, le=256)
+    on_delete: Literal["keep", "clear"] = Field(
+        "keep",
+        description="a user delivered to before and on no row of a run that read the whole source: keep what "
+        "they hold, or clear it (one PATCH setting to null exactly the keys this sync sent them; then "
+        "forgotten). A partitioned sync clears in its runs over every day (`reconcile`)",
+    )
+    max_clear_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="with on_delete: clear, stop (nothing sent) when a run would clear more than this share of "
+        "the users in the sync state; `allow_clear: true` in the run config lets one run through",
+    )
 
     @field_validator("attributes")
     @classmethod

@@ -54,6 +54,19 @@ def scope_of(context: dg.AssetExecutionContext) -> str:
     return key_range.start if key_range.start == key_range.end else f"{key_range.start}...{key_range.end}"
 
 
+def covers_every_day(context: dg.AssetExecutionContext | dg.OpExecutionContext, source: SourceSpec) -> bool:
+    """Whether this partitioned run covers every day from the first partition through today's (the
+    `reconcile` run, or a backfill of them all)."""
+    partitions = daily_partitions(source)
+    if partitions is None or not is_partitioned_run(context):
+        return False
+    key_range = context.partition_key_range
+    return (
+        key_range.start <= partitions.get_first_partition_key()
+        and key_range.end >= partitions.get_last_partition_key()
+    )
+
+
 def range_request(run_key: str, first: str, last: str, tags: dict[str, str] | None = None) -> dg.RunRequest:
     """One run over the days first..last: a single key, or the range tags of a single-run backfill. Its run
     config names the console logger (a partitioned job's default config does not reach a range run)."""

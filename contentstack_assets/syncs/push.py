@@ -7,17 +7,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
+from contentstack_assets.engine.clears import TooManyClearsError, source_uids
 from contentstack_assets.engine.days import DayCounts
+from contentstack_assets.engine.deliver import DeliveryReport
 from contentstack_assets.engine.project_keys import Creation
-from contentstack_assets.engine.push import SourceShrankError
+from contentstack_assets.engine.push import PushResult, SourceShrankError
 from contentstack_assets.resources import PersonalizeResource
 from contentstack_assets.spec import Sync, UsersSync
 from contentstack_assets.syncs.labels import asset_labels
+from contentstack_assets.syncs.partitions import covers_every_day, is_partitioned_run
 from contentstack_assets.syncs.project_keys import create_missing_attributes
-from contentstack_assets.syncs.report import failures_sample, user_errors
+from contentstack_assets.syncs.report import failures_sample, markdown_table, user_errors
 from contentstack_assets.syncs.runs import DRY_RUN_TAG, SYNC_TAG, SyncJob
+from contentstack_assets.wire import UID
 
 
 class PushConfig(dg.Config):
@@ -37,16 +42,21 @@ class PushConfig(dg.Config):
         description="Run even if the source returned far fewer rows than the last run: the empty-source "
         "guard's refusal overridden for this run.",
     )
+    allow_clear: bool = Field(
+        default=False,
+        description="With `on_delete: clear`: clear the users who left the source even if they are more than "
+        "`max_clear_share` of the users in the sync state (that guard's refusal overridden for this run).",
+    )
 
 
 @contextmanager
 def push_errors() -> Iterator[None]:
-    """`user_errors()`, and the empty-source guard's refusal: both fail the step without a retry (a retry
-    would read the same source)."""
+    """`user_errors()`, and the refusals of the empty-source guard and of `max_clear_share`: all fail the
+    step without a retry (a retry would read the same source)."""
     try:
         with user_errors():
             yield
-    except SourceShrankError as error:
+    except (SourceShrankError, TooManyClearsError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
@@ -176,6 +186,45 @@ def users_delivery_failure(
     )
 
 
+# -- users who left the source (`on_delete: clear`) ---------------------------------------------------
+def present_uids(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, sync: UsersSync, mapped: pd.DataFrame
+) -> pd.Series | None:
+    """The uids of a whole read of the source, by which a push with `on_delete: clear` tells who left; None
+    when this run cannot tell. An unpartitioned run read every row: its frame's uids (valid and rejected
+    rows, all shards'). A partitioned run over every day (`reconcile`) misses the rows whose day is null or
+    outside the partitions: it reads the source's uid column whole. A run over some days clears nobody."""
+    if sync.on_delete != "clear":
+        return None
+    if not is_partitioned_run(context):
+        return mapped[UID]
+    if covers_every_day(context, sync.source):
+        with user_errors():
+            return source_uids(sync)
+    return None
+
+
+def clear_sample(result: PushResult) -> dict:
+    """A push's leavers as metadata: who is (or would be) cleared, with the keys."""
+    if result.leavers is None or not result.leavers.total:
+        return {}
+    return {"clear_sample": markdown_table(result.leavers.sample(), ["user_uid", "keys"])}
+
+
+def clears_failure(sync: UsersSync, clears: DeliveryReport) -> dg.Failure:
+    """The step failure raised after the metadata is recorded, when clears failed after retries."""
+    request, response = clears.failures[0] if clears.failures else (None, None)
+    first = f"{request.user_uid}: {response.error}" if request is not None and response is not None else "?"
+    return dg.Failure(
+        description=(
+            f"{sync.name}: {clears.failed} of {clears.delivered + clears.failed} clears of users who left the "
+            f"source failed after retries (first: {first}); they stay in the sync state and the next run that "
+            "reads the whole source clears them again."
+        ),
+        metadata={"failures": failures_sample(clears.failures, lambda request: request.user_uid)},
+    )
+
+
 # -- the attribute keys ------------------------------------------------------------------------------
 def missing_attribute_keys(sync: UsersSync, listed: list[dict]) -> list[str]:
     """The spec's attribute keys that the project's attribute list (Management API) lacks."""
@@ -231,6 +280,8 @@ USERS_COUNTED = (
     "users_resent_after_merge",
     "rows_reread",
     "users_reread_failed",
+    "users_cleared",
+    "users_clear_failed",
 )
 
 

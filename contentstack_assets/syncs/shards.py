@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.days import DayCounts
+from contentstack_assets.engine.deliver import DeliveryReport
 from contentstack_assets.engine.plan import UserRequest
 from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.shards import concurrency_shares, shard_of, shard_rows
@@ -24,7 +25,9 @@ from contentstack_assets.syncs.partitions import is_partitioned_run, metadata_by
 from contentstack_assets.syncs.push import (
     USERS_COUNTED,
     PushConfig,
+    clears_failure,
     dry_run_observation,
+    present_uids,
     push_errors,
     require_attribute_keys,
     users_by_day,
@@ -59,6 +62,8 @@ class ShardSummary:
     failures: list[tuple[UserRequest, Response]] = field(default_factory=list)
     rejected: pd.DataFrame = field(default_factory=pd.DataFrame)  # the first rejected rows (shard 0 only)
     plan_sample: list[dict] = field(default_factory=list)  # dry runs
+    clear_sample: list[dict] = field(default_factory=list)  # on_delete: clear: who is (or would be) cleared
+    clear_failures: list = field(default_factory=list)  # (ClearRequest, Response) of failed clears
     timings_s: dict[str, float] = field(default_factory=dict)  # the push's phases: plan, deliver
     by_day: dict = field(default_factory=dict)  # a partitioned run's counts by day (`users_by_day`)
     would_create: list[str] = field(default_factory=list)  # dry runs with create_missing: keys not created
@@ -78,6 +83,9 @@ SUMMED = (
     "users_resent_after_merge",
     "rows_reread",
     "users_reread_failed",
+    "users_to_clear",
+    "users_cleared",
+    "users_clear_failed",
 )
 
 
@@ -181,6 +189,10 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
                 log=lambda message: context.log.info(f"{label}: {message}"),
                 shard=(index, shards),
                 concurrency=concurrency,
+                # on_delete: clear: the whole read's uids (all shards' rows, rejected ones too); the shard
+                # clears only the users of the state it owns
+                present=present_uids(context, sync, mapped_attributes),
+                allow_clear=config.allow_clear,
             )
         resent = {
             "users_resent_after_merge": len(resends.present),
@@ -200,12 +212,19 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
             failures=list(result.report.failures),
             rejected=result.rejected.head(20),
             plan_sample=result.plan.sample_bodies() if config.dry_run else [],
+            clear_sample=result.leavers.sample() if result.leavers else [],
+            clear_failures=list(result.clears.failures),
             timings_s=result.timings_s,
             by_day=users_by_day(result.by_day, resent).as_dict(),
             would_create=creation.missing if creation is not None and creation.dry_run else [],
         )
 
     return push_shard.alias(f"shard_{index}")
+
+
+def _clear_sample(summaries: Sequence[ShardSummary]) -> dict:
+    sample = [row for summary in summaries for row in summary.clear_sample][:20]
+    return {"clear_sample": markdown_table(sample, ["user_uid", "keys"])} if sample else {}
 
 
 def _summary_op(
@@ -251,6 +270,7 @@ def _summary_op(
             "scope": scope_of(context),
             "rejected_sample": rejected_sample(summaries[0].rejected),
             "failures": failures_sample(failures, lambda request: request.user_uid),
+            **_clear_sample(summaries),
             "shards": len(summaries),
             "shard_table": markdown_table(
                 [
@@ -311,5 +331,9 @@ def _summary_op(
         yield users_delivery_check(sync, delivered, failed, failures)
         if failed:
             raise users_delivery_failure(sync, delivered, failed, failures)
+        if totals["users_clear_failed"]:
+            clears = DeliveryReport(delivered=totals["users_cleared"], failed=totals["users_clear_failed"])
+            clears.failures = [failure for summary in summaries for failure in summary.clear_failures]
+            raise clears_failure(sync, clears)
 
     return push_summary.alias("summary")

@@ -40,10 +40,13 @@ from contentstack_assets.syncs.project_keys import (
 from contentstack_assets.syncs.push import (
     USERS_COUNTED,
     PushConfig,
+    clear_sample,
+    clears_failure,
     dry_run_job,
     dry_run_observation,
     missing_attribute_keys,
     missing_keys_message,
+    present_uids,
     push_asset,
     push_errors,
     require_attribute_keys,
@@ -205,6 +208,9 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 full_resync=config.full_resync,
                 allow_source_shrink=config.allow_source_shrink,
                 log=context.log.info,
+                # on_delete: clear: the uids of a whole read, by which the push tells who left
+                present=present_uids(context, sync, mapped_attributes),
+                allow_clear=config.allow_clear,
             )
         report = result.report
         resent = {
@@ -224,6 +230,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             "scope": scope_of(context),
             "rejected_sample": rejected_sample(result.rejected),
             "failures": failures_sample(report.failures, lambda request: request.user_uid),
+            **clear_sample(result),
         }
         if config.dry_run:
             # the plan, observed: no materialization (the partitions and plots of the push are deliveries)
@@ -250,6 +257,8 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             raise users_delivery_failure(
                 sync, report.delivered, report.failed, report.failures, report.stopped
             )
+        if result.clears.failed:
+            raise clears_failure(sync, result.clears)
 
     resources = {}
     if sync.shards > 1:

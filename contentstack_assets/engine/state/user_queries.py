@@ -286,6 +286,28 @@ class UserQueries(StoreBase):
         if uids:
             self._write(write)
 
+    def record_clears(self, sync: str, run_id: str, outcomes: Sequence[UserOutcome]) -> None:
+        """Clears of users who left the source (`on_delete: clear`), with their log rows, in one transaction:
+        a confirmed clear forgets the user (one who comes back is new); a failed one leaves the user's row
+        as it was, so the next whole read clears the same keys again."""
+        if not outcomes:
+            return
+        now = database.utcnow()
+        ordered = sorted(outcomes, key=lambda o: o.user_uid)
+        forgotten = [o.user_uid for o in ordered if o.ok]
+        log_rows = [_log_row(sync, run_id, o, now) for o in ordered]
+
+        def write(connection: sa.Connection) -> None:
+            for start in range(0, len(forgotten), 1000):
+                connection.execute(
+                    users.delete().where(
+                        users.c.sync == sync, users.c.user_uid.in_(forgotten[start : start + 1000])
+                    )
+                )
+            _insert_many(connection, sync_log, log_rows) or connection.execute(sync_log.insert(), log_rows)
+
+        self._write(write)
+
     def set_aside_failures(self, sync: str, user_uids: Iterable[str]) -> None:
         """Failing users whose row is now rejected: no longer counted as failing (nor stuck); their state
         still claims nothing unconfirmed, so a valid row later is diffed and sent."""
