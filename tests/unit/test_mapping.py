@@ -9,8 +9,8 @@ import pytest
 
 from contentstack_assets.engine.convert import WIRE_DTYPES
 from contentstack_assets.engine.mapping import map_users, rejected_rows, source_columns, valid_rows
-from contentstack_assets.engine.source import PRIMARY_KEY
 from contentstack_assets.engine.schema import users_schema
+from contentstack_assets.engine.source import PRIMARY_KEY
 from contentstack_assets.spec import UsersSync
 
 
