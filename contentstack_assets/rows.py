@@ -24,13 +24,14 @@ from contentstack_assets.engine.state import StateStore
 from contentstack_assets.log import UsageError, error_line, open_state, reading_state
 
 COLUMNS = {
-    "rejected": ["sync", "run_id", "row_number", "user_uid", "reason", "at"],
+    "rejected": ["sync", "run_id", "source_key", "row_number", "user_uid", "reason", "at"],
     "failed": ["sync", "run_id", "user_uid", "request", "keys", "status", "attempts", "error", "items", "at"],
 }
 WHAT = {"rejected": "rejected rows", "failed": "failed users"}
 DESCRIPTION = {
-    "rejected": "Every row a run of a sync set aside, with its reason. row_number is the row's place in the "
-    "run's read of the source (1 = the first row read), not a key of the table: find the row by its user_uid.",
+    "rejected": "Every row a run of a sync set aside, with its reason. source_key is the row's primary key in "
+    "its source table (`id=7`; empty for a `query:` or a table without one, where the row is found by its "
+    "user_uid); row_number is its place in the run's read of the source (1 = the first row read).",
     "failed": "Every request of a run that failed after its retries: the user, the status, the attempts and the "
     "API's error; for an events or merges sync, `items`: its event ids or merge pairs still undelivered.",
 }

@@ -3,7 +3,8 @@
 The result is one frame: `user_uid`, one column per attribute key holding its wire value, `_row` (the
 1-based row number in the read), `_rejection` (None, or every reason the row was set aside, joined by
 "; ") and, for a partitioned sync, `_day` (the UTC day of the row's partition column, by which a run over
-several days counts each day). Rejected rows keep their place so nothing is lost; their attribute columns
+several days counts each day); for a table with a primary key, `_source_key` (`id=7`, what finds a rejected row
+in the source; None on valid rows). Rejected rows keep their place so nothing is lost; their attribute columns
 are null. A constant attribute (`value:` in the spec) is a column like the others, its one wire value in
 every row: from here on (fingerprints, diff, delivery, state) nothing tells it apart.
 """
@@ -14,11 +15,13 @@ import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_column, convert_uids
-from contentstack_assets.engine.source import days_of
+from contentstack_assets.engine.source import PRIMARY_KEY, days_of
 from contentstack_assets.spec import UsersSync
 from contentstack_assets.wire import DAY, REJECTION, ROW, UID
 
 READ_AT = "read_at"  # frame attribute: when the source read of these rows started (unix microseconds)
+# a rejected row's primary key in its source table, "id=7" ("a=1, b=2" for a key of two columns)
+SOURCE_KEY = "_source_key"
 
 
 def source_columns(sync: UsersSync) -> list[str]:
@@ -73,6 +76,7 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     """Rename and convert the source columns; set aside (never raise on) rows that break a rule. The read
     time of the rows (`attrs[READ_AT]`) goes with them."""
     read_at = raw.attrs.get(READ_AT)
+    key_columns = [column for column in raw.attrs.get(PRIMARY_KEY) or () if column in raw]
     raw = raw.reset_index(drop=True)
     uid_values, reasons = uid_rules(raw[sync.match.column])
     # keep what identifies a rejected row in its report, even when the uid itself is the problem
@@ -99,9 +103,20 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     if rejected.any():
         for key in sync.attributes:
             frame[key] = frame[key].mask(rejected)
+    if key_columns:
+        frame[SOURCE_KEY] = source_keys(raw, key_columns, rejected.to_numpy())
     if read_at is not None:
         frame.attrs[READ_AT] = read_at
     return frame
+
+
+def source_keys(raw: pd.DataFrame, key_columns: list[str], rows: np.ndarray) -> pd.Series:
+    """The primary key of each of the `rows` (a mask) in its source table, as `column=value` joined by ", "
+    (`id=7`, `region=eu, id=7`); None elsewhere. Only rejected rows need it: they are few."""
+    keys = np.full(len(raw), None, dtype=object)
+    for index in np.flatnonzero(rows):
+        keys[index] = ", ".join(f"{column}={raw[column].iat[index]}" for column in key_columns)
+    return pd.Series(keys, dtype=object)
 
 
 def constant_column(value: object, type_: str, rows: int) -> pd.Series:
@@ -128,12 +143,14 @@ def day_column(raw: pd.DataFrame, partition_column: str | None) -> dict[str, pd.
 
 
 def valid_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.loc[frame[REJECTION].isna()].drop(columns=[ROW, REJECTION, DAY], errors="ignore")
+    return frame.loc[frame[REJECTION].isna()].drop(columns=[ROW, REJECTION, DAY, SOURCE_KEY], errors="ignore")
 
 
 def rejected_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    rejected = frame.loc[frame[REJECTION].notna(), [ROW, UID, REJECTION]]
-    return rejected.rename(columns={ROW: "row_number", REJECTION: "reason"})
+    """row_number, user_uid, reason and, for a table with a primary key, source_key of the rows set aside."""
+    columns = [ROW, UID, REJECTION, *([SOURCE_KEY] if SOURCE_KEY in frame else [])]
+    rejected = frame.loc[frame[REJECTION].notna(), columns]
+    return rejected.rename(columns={ROW: "row_number", REJECTION: "reason", SOURCE_KEY: "source_key"})
 
 
 def _shown_uid(value: object) -> str | None:

@@ -1,7 +1,8 @@
 """Alerts to a Slack-compatible webhook ($CONTENTSTACK_ALERT_WEBHOOK_URL): `contentstack_failure_alerts` when
 a sync run fails, `contentstack_check_alerts` when a run succeeded but a check of a sync warned beyond the
-spec's tolerance (rejected rows above `max_rejected_share`, failed users above `max_failed_share`). Both are
-on by default when the webhook is set as the code location loads.
+spec's tolerance (rejected rows above `max_rejected_share`, failed users above `max_failed_share`); a dry
+run, which sends nothing, posts no check alert. Both are on by default when the webhook is set as the code
+location loads.
 
 No `from __future__ import annotations` here: Dagster reads the `context` hints of these functions.
 """
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 import dagster as dg
 import requests
 
-from contentstack_assets.syncs.runs import syncs_of_run
+from contentstack_assets.syncs.runs import is_dry_run, syncs_of_run
 
 ALERT_WEBHOOK_ENV = "CONTENTSTACK_ALERT_WEBHOOK_URL"
 WEBSERVER_URL_ENV = "DAGSTER_WEBSERVER_URL"
@@ -89,6 +90,10 @@ def check_alerts_sensor() -> dg.SensorDefinition:
         names = syncs_of_run(run)
         if not names:
             return dg.SkipReason(f"run {run.run_id} of {run.job_name} is not a sync run")
+        if planned_only(run):
+            return dg.SkipReason(
+                f"run {run.run_id} is a dry run: it sent nothing, so its checks alert no one"
+            )
         checks = failed_checks(context.instance, run, names)
         if not checks:
             return dg.SkipReason(f"run {run.run_id}: every check passed or is within the spec's tolerance")
@@ -97,6 +102,18 @@ def check_alerts_sensor() -> dg.SensorDefinition:
         return None
 
     return check_alerts
+
+
+def planned_only(run: dg.DagsterRun) -> bool:
+    """Whether a run is a dry run: tagged `contentstack/dry_run=true` (every run of `N_dry_run`), or launched
+    with a push's `dry_run: true` in its config (an `N_sync` Launchpad run without the tag)."""
+    if is_dry_run(run):
+        return True
+    ops = (run.run_config or {}).get("ops") or {}
+    return any(
+        isinstance(op, dict) and isinstance(op.get("config"), dict) and op["config"].get("dry_run") is True
+        for op in ops.values()
+    )
 
 
 def failure_summary(context: dg.RunFailureSensorContext) -> str:

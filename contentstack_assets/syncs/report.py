@@ -25,6 +25,10 @@ ROW_NUMBER_MEANING = (
     "row_number: the row's place in this run's read of the source (1 = the first row read); the source "
     "has no row order of its own, so find the row by its user_uid."
 )
+SOURCE_KEY_MEANING = (
+    "source_key: the row's primary key in its source table, what finds it there; row_number: its place in "
+    "this run's read of the source (1 = the first row read)."
+)
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], empty: str = "(none)") -> dg.MetadataValue:
@@ -90,10 +94,13 @@ def rejected_sample(
     """The first `limit` rows of a rejected frame (row_number, user_uid, reason, and for events and merges their
     own columns) as a table of `columns`, a note saying what row_number counts, and, when rows are left out,
     how many and the command that lists them all."""
+    keyed = "source_key" in rejected and rejected["source_key"].notna().any()
+    if keyed and "source_key" not in columns:  # the source table's key, first: it finds the row
+        columns = ["source_key", *columns]
     table = markdown_table(rejected.head(limit).to_dict("records"), columns, "(no rows rejected)")
     if rejected.empty:
         return table
-    notes = [ROW_NUMBER_MEANING] if "row_number" in columns else []
+    notes = [SOURCE_KEY_MEANING if keyed else ROW_NUMBER_MEANING] if "row_number" in columns else []
     return _with_notes(table, [*notes, *_left_out(min(limit, len(rejected)), len(rejected), "rejected")])
 
 

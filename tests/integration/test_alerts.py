@@ -5,6 +5,7 @@ over real HTTP to a local webhook. The failure alert's own tests are in test_cad
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from contentstack_assets.definitions import build_definitions
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
@@ -13,6 +14,7 @@ from contentstack_assets.syncs.alerts import (
     ALERT_WEBHOOK_ENV,
     WEBSERVER_URL_ENV,
     check_alerts_sensor,
+    failed_checks,
     failure_alerts_sensor,
 )
 from tests.helpers import PROJECT_UID, fast_retries, run_job, users_sync, write_spec, write_sqlite_table
@@ -133,3 +135,26 @@ def test_a_failure_alert_carries_the_failed_share_of_its_checks(tmp_path, instan
     assert check["check"] == "delivery_failures" and check["severity"] == "ERROR"
     assert (check["num_failures"], check["share"], check["threshold"]) == (18, 1.0, 0.05)
     assert "users/personalize_users delivery_failures: 18 failed (100.0%, above 5.0%)" in message["text"]
+
+
+@pytest.mark.parametrize("job", ["users_dry_run", "users_sync"])
+def test_a_dry_run_posts_no_check_alert(tmp_path, instance, emulator, monkeypatch, job):
+    """A dry run's rows_valid warns as a sync's does, but a dry run delivers nothing: the check alert is for
+    syncs, so a dry run posts nothing, whether tagged contentstack/dry_run=true (as every run of `N_dry_run`
+    is) or launched on `N_sync` with the push's `dry_run: true` and no tag."""
+    url = write_sqlite_table(tmp_path / "src.db", GOOD + BAD)
+    spec = write_spec(tmp_path / "syncs.yaml", [users_sync(url, emulator.url, max_rejected_share=0.05)])
+    config = (
+        {"ops": {"users__personalize_users": {"config": {"dry_run": True}}}} if job == "users_sync" else None
+    )
+    result = run_job(spec, job, instance, run_config=config)
+    assert result.success
+    run = instance.get_run_by_id(result.run_id)
+    assert (run.tags.get("contentstack/dry_run") == "true") is (job == "users_dry_run")
+    sensor = check_alerts_sensor()
+    with webhook_server() as (webhook, received):
+        monkeypatch.setenv(ALERT_WEBHOOK_ENV, webhook)
+        assert failed_checks(instance, run, {"users"})  # the check warned beyond its tolerance
+        skip = sensor(_context(instance, result.run_id, sensor, dg.DagsterEventType.RUN_SUCCESS))
+    assert isinstance(skip, dg.SkipReason) and "is a dry run" in skip.skip_message
+    assert not received

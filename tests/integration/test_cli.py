@@ -184,6 +184,7 @@ def test_every_rejected_row_and_failed_user_of_a_run_is_listed(tmp_path, instanc
     assert rejected[3] | {"at": ""} == {
         "sync": "users",
         "run_id": run_id,
+        "source_key": "",  # a table without a primary key: the row is found by its uid
         "row_number": "29",
         "user_uid": "bad00",
         "reason": "orders: 'many' is not an integer",

@@ -1,10 +1,23 @@
 """A failed step prints a user error (a dg.Failure) on the console as its description, without a stack;
 the stack stays in the event log. An unexpected exception keeps its stack on the console."""
 
-import dagster as dg
+from pathlib import Path
 
+import dagster as dg
+import pytest
+import yaml
+
+from contentstack_assets.definitions import build_definitions
+from contentstack_assets.spec import load_spec
 from contentstack_assets.syncs.partitions import range_request
-from tests.helpers import run_job, users_sync, write_spec, write_sqlite_table
+from tests.helpers import (
+    DEV_INSTANCE,
+    PROJECT_ROOT,
+    run_job,
+    users_sync,
+    write_spec,
+    write_sqlite_table,
+)
 
 
 def test_a_user_error_prints_without_a_stack(tmp_path, instance, emulator, capsys):
@@ -53,3 +66,32 @@ def test_an_unexpected_error_keeps_its_stack(capsys):
 
     assert not housekeeping.execute_in_process(raise_on_error=False).success
     assert "Stack Trace" in capsys.readouterr().err
+
+
+def _instance_of(path: Path) -> dict:
+    """The settings of an instance file that shape a run's console (tests run on a temporary instance)."""
+    settings = yaml.safe_load(path.read_text())
+    return {key: settings[key] for key in ("python_logs",) if key in settings}
+
+
+@pytest.mark.parametrize("instance_file", [DEV_INSTANCE, PROJECT_ROOT / "deploy" / "dagster.yaml"])
+def test_a_run_of_the_implicit_asset_job_prints_a_user_error_without_a_stack(
+    tmp_path, emulator, capsys, instance_file
+):
+    """ "Materialize" in the asset graph and asset backfills run Dagster's implicit asset job, which takes no
+    config of ours: the instance file shipped (the demo's, production's) cuts the stack there too."""
+    url = write_sqlite_table(tmp_path / "src.db", [dict(user_uid="u1", plan_name="free")])
+    sync = users_sync(url, emulator.url)
+    sync["source"]["table"] = "customers"  # no such table: the read fails with a dg.Failure
+    defs = build_definitions(load_spec(write_spec(tmp_path / "syncs.yaml", [sync])))
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.name == "__ASSET_JOB"
+    with dg.instance_for_test(overrides=_instance_of(instance_file)) as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    console = capsys.readouterr().err
+    [line] = [line for line in console.splitlines() if "STEP_FAILURE" in line]
+    assert "table 'customers' does not exist" in console[console.index(line) :]
+    assert "Stack Trace" not in console and "Traceback" not in console
+    [failure] = [event for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failure.step_failure_data.error.stack  # the event log keeps it

@@ -139,7 +139,7 @@ def test_k8s_instance_config_validates_with_the_k8s_run_launcher(tmp_path, monke
     # the same storage, queue limits, pool and retries as deploy/dagster.yaml
     production = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     k8s = yaml.safe_load((DEPLOY / "dagster-k8s.yaml").read_text())
-    for key in ("storage", "concurrency", "run_retries", "run_coordinator"):
+    for key in ("storage", "concurrency", "run_retries", "run_coordinator", "python_logs"):
         assert k8s[key] == production[key], key
 
 
@@ -161,6 +161,7 @@ def test_helm_values_say_what_the_production_instance_says():
         "defaultLimit": pools["default_limit"],
         "granularity": pools["granularity"],
     }
+    assert values["pythonLogs"]["dagsterHandlerConfig"] == production["python_logs"]["dagster_handler_config"]
     daemon = values["dagsterDaemon"]
     assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
     assert daemon["runRetries"] == {

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from contentstack_assets.engine.convert import WIRE_DTYPES
-from contentstack_assets.engine.mapping import map_users, source_columns, valid_rows
+from contentstack_assets.engine.mapping import map_users, rejected_rows, source_columns, valid_rows
 from contentstack_assets.engine.schema import users_schema
+from contentstack_assets.engine.source import PRIMARY_KEY
 from contentstack_assets.spec import UsersSync
 
 
@@ -61,3 +62,24 @@ def test_an_empty_read_maps_to_an_empty_constant_column():
     sync = _sync(source={"value": 3, "type": "integer"})
     frame = map_users(pd.DataFrame({"user_uid": [], "plan_name": [], "updated_at": []}), sync)
     assert len(frame) == 0 and frame["source"].dtype == WIRE_DTYPES["integer"]
+
+
+def test_a_rejected_row_carries_its_source_key_and_a_valid_row_none():
+    """The reader names the table's primary key (frame attribute); the mapping keys the rejected rows only,
+    and the valid rows go on without it."""
+    raw = pd.DataFrame(
+        {
+            "user_uid": ["u1", None, "u3"],
+            "plan_name": ["free", "free", "pro"],
+            "updated_at": ["2024-01-02"] * 3,
+            "region": ["eu", "eu", "us"],
+            "id": [1, 2, 3],
+        },
+        dtype=object,
+    )
+    raw.attrs[PRIMARY_KEY] = ["region", "id"]
+    frame = map_users(raw, _sync())
+    assert rejected_rows(frame).to_dict("records") == [
+        {"row_number": 2, "user_uid": None, "reason": "missing user uid", "source_key": "region=eu, id=2"}
+    ]
+    assert valid_rows(frame)["user_uid"].tolist() == ["u1", "u3"] and "_source_key" not in valid_rows(frame)

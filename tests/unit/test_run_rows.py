@@ -60,7 +60,8 @@ def test_every_rejected_row_of_a_run_as_csv(store, capsys):
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 48
-    assert list(rows[0]) == ["sync", "run_id", "row_number", "user_uid", "reason", "at"]
+    assert list(rows[0]) == ["sync", "run_id", "source_key", "row_number", "user_uid", "reason", "at"]
+    assert rows[0]["source_key"] == ""  # recorded without one (a `query:`, a table without a key)
     assert rows[0]["reason"] == "orders: 'x0' is not an integer"  # as recorded, not quoted
     assert [row["user_uid"] for row in rows[-3:]] == ["", "  ", long_uid]  # full values in the listing
     assert {row["run_id"] for row in rows} == {"run-1"}

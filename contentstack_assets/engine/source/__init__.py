@@ -5,7 +5,7 @@ digests (`reader`), what differs between databases (`dialects`), how a window me
 
 from contentstack_assets.engine.source.dialects import _engine, engine_for
 from contentstack_assets.engine.source.errors import DRIVER_EXTRAS, SourceError, _reason
-from contentstack_assets.engine.source.reader import PROGRESS_EVERY_S, SourceReader
+from contentstack_assets.engine.source.reader import PRIMARY_KEY, PROGRESS_EVERY_S, SourceReader
 from contentstack_assets.engine.source.window import (
     EPOCH_MILLISECONDS_BELOW,
     EPOCH_MILLISECONDS_FROM,
@@ -17,6 +17,7 @@ __all__ = [
     "DRIVER_EXTRAS",
     "EPOCH_MILLISECONDS_BELOW",
     "EPOCH_MILLISECONDS_FROM",
+    "PRIMARY_KEY",
     "PROGRESS_EVERY_S",
     "SourceError",
     "SourceReader",

@@ -39,6 +39,9 @@ from contentstack_assets.engine.source.window import (
 from contentstack_assets.spec import SourceSpec
 
 PROGRESS_EVERY_S = 2.0
+PRIMARY_KEY = "primary_key"  # frame attribute: the source table's primary key columns, read with the rows
+# dialects whose SQLAlchemy inspector reads a primary key (others read none, and a row is found by its uid)
+_PRIMARY_KEY_DIALECTS = {"sqlite", "postgresql", "mysql", "mariadb", "mssql", "oracle"}
 
 
 class SourceReader:
@@ -62,6 +65,9 @@ class SourceReader:
         self.column_types: dict[
             str, str
         ] = {}  # filled by `read`: declared SQL types, or the driver's values'
+        # the table's primary key columns (read beside the sync's, so that a rejected row can be found); none
+        # for a query. Filled by `read`
+        self.primary_key: list[str] = []
 
     @contextlib.contextmanager
     def _database_errors(self) -> Iterator[None]:
@@ -92,6 +98,8 @@ class SourceReader:
                     f"source {source.display_url}: table {source.relation!r} has no column "
                     f"{', '.join(repr(c) for c in missing)} (it has: {', '.join(found)})"
                 )
+            self.primary_key = _primary_key(connection, source.table, source.db_schema)
+            self.columns += [column for column in self.primary_key if column not in self.columns]
             self.column_types = {column: _type_name(found[column]["type"]) for column in self.columns}
             window_column = source.partition_column
             if window_column:
@@ -223,6 +231,7 @@ class SourceReader:
             for index, name in enumerate(self.columns)
         }
         frame = pd.DataFrame(data, copy=False)
+        frame.attrs[PRIMARY_KEY] = list(self.primary_key)
         if not self.column_types:  # a query declares no types: name what the driver gave
             self.column_types = {name: _value_type(frame[name]) for name in self.columns}
         return frame
@@ -331,6 +340,15 @@ _SQL_TOKENS = re.compile(
     r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$|;""", re.DOTALL
 )
 _STATEMENT_TAIL = re.compile(r"(?:\s|;|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+
+
+def _primary_key(connection: sa.Connection, table: str, schema: str | None) -> list[str]:
+    """The table's primary key columns, in the key's order; none where the dialect's inspector reads none
+    (DuckDB, Snowflake and others: a rejected row of theirs is found by its uid)."""
+    if connection.dialect.name not in _PRIMARY_KEY_DIALECTS:
+        return []
+    constraint = sa.inspect(connection).get_pk_constraint(table, schema=schema)
+    return list(constraint.get("constrained_columns") or [])
 
 
 def _one_statement(source: SourceSpec) -> str:

@@ -93,7 +93,8 @@ class LogQueries(StoreBase):
         return sorted({key.split("@")[0] for key in keys})
 
     def run_rejections(self, sync: str, run_id: str) -> Iterator[dict]:
-        """Every row the run set aside (sync, run_id, row_number, user_uid, reason, at), in read order."""
+        """Every row the run set aside (sync, run_id, row_number, user_uid, reason, at, source_key), in read
+        order."""
         statement = (
             sa.select(rejections)
             .where(_of_sync(rejections, sync), rejections.c.run_id == run_id)

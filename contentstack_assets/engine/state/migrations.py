@@ -140,12 +140,19 @@ def _migration_5_destinations_and_read_times(connection: sa.Connection) -> None:
     connection.execute(sa.text("ALTER TABLE cs_runs ADD COLUMN seq BIGINT"))
 
 
+def _migration_6_rejected_source_keys(connection: sa.Connection) -> None:
+    """Version 6: the source table's primary key of each rejected row (`cs_rejections.source_key`; null for the
+    rows of earlier runs, of a `query:`, or of a table without a key)."""
+    connection.execute(sa.text("ALTER TABLE cs_rejections ADD COLUMN source_key TEXT"))
+
+
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     _migration_1_users_syncs,
     _migration_2_items,
     _migration_3_resend,
     _migration_4_failing_users_index,
     _migration_5_destinations_and_read_times,
+    _migration_6_rejected_source_keys,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -96,10 +96,11 @@ class RunQueries(StoreBase):
         return None
 
     def record_rejections(self, sync: str, run_id: str, rejected: pd.DataFrame) -> None:
-        """rejected: columns row_number, user_uid, reason."""
+        """rejected: columns row_number, user_uid, reason, and source_key when the source table has a key."""
         if rejected.empty:
             return
         now = database.utcnow()
+        keys = rejected["source_key"] if "source_key" in rejected else pd.Series(None, index=rejected.index)
         rows = [
             {
                 "sync": sync,
@@ -108,8 +109,9 @@ class RunQueries(StoreBase):
                 "user_uid": r.user_uid,
                 "reason": r.reason,
                 "at": now,
+                "source_key": key if isinstance(key, str) else None,
             }
-            for r in rejected.itertuples(index=False)
+            for r, key in zip(rejected.itertuples(index=False), keys, strict=True)
         ]
 
         def write(connection: sa.Connection) -> None:

@@ -89,6 +89,8 @@ rejections = sa.Table(
     sa.Column("user_uid", sa.String(300), nullable=True),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    # the row's primary key in its source table (`id=7`), when the table has one: what finds the row there
+    sa.Column("source_key", sa.Text, nullable=True),
     sa.Index("ix_cs_rejections_run", "sync", "run_id"),
 )
 
