@@ -92,7 +92,8 @@ def metadata_by_day(
     keys (the rows whose partition column falls in it; what belongs to no day of the run, such as rows read
     again from other days, on its last day) and `duration_s` shared out by rows read, so that the days add
     up to the run; returns the rest, the same on every day, with the run's totals as `run_<key>`,
-    `run_duration_s` and `run_days`."""
+    `run_duration_s` and `run_days`, and its phase timings as `run_plan_s`, `run_deliver_s`, ... (a day's
+    plot of a timing repeated on every day would read as that much time spent on each)."""
     keys = context.partition_keys if is_partitioned_run(context) else []
     if len(keys) < 2:
         return metadata
@@ -108,6 +109,11 @@ def metadata_by_day(
         figures["duration_s"] = round(metadata["duration_s"] * share, 3)
     for key, figures in days.items():
         context.add_asset_metadata(figures, partition_key=key)
-    run_level = {name: value for name, value in metadata.items() if name not in days[last]}
+    # the run's phase timings (plan_s, deliver_s, ...) are the run's, not a day's: named so, as the totals are
+    run_level = {
+        (f"run_{name}" if name.endswith("_s") else name): value
+        for name, value in metadata.items()
+        if name not in days[last]
+    }
     totals = {f"run_{name}": metadata[name] for name in (*counted, "duration_s")}
     return {**run_level, **totals, "run_days": len(keys)}
