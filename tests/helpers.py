@@ -141,7 +141,9 @@ def push_metadata(
         if key not in ("days", "duration_s") and key in first:  # a count; not a phase timing (run_plan_s)
             assert sum(day[key] for day in by_day.values()) == total, key
     # no timing of the run's repeated on every day under a day's name: it would plot as time spent per day
-    assert [key for key in first if key.endswith("_s") and key != "duration_s" and not key.startswith("run_")] == []
+    assert [
+        key for key in first if key.endswith("_s") and key != "duration_s" and not key.startswith("run_")
+    ] == []
     return {**first, **totals}
 
 
