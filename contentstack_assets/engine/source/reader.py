@@ -82,7 +82,9 @@ class SourceReader:
             ) from None
 
     # -- the statement ------------------------------------------------------------------------------
-    def _relation(self, connection: sa.Connection) -> sa.FromClause:
+    def _relation(self, connection: sa.Connection, primary_key: bool = False) -> sa.FromClause:
+        """The table or wrapped query; with `primary_key` (a read of rows, not a count or probe) the table's
+        key columns join the columns read."""
         source = self.source
         self._dialect = connection.dialect.name
         if source.table is not None:
@@ -98,8 +100,9 @@ class SourceReader:
                     f"source {source.display_url}: table {source.relation!r} has no column "
                     f"{', '.join(repr(c) for c in missing)} (it has: {', '.join(found)})"
                 )
-            self.primary_key = _primary_key(connection, source.table, source.db_schema)
-            self.columns += [column for column in self.primary_key if column not in self.columns]
+            if primary_key:
+                self.primary_key = _primary_key(connection, source.table, source.db_schema)
+                self.columns += [column for column in self.primary_key if column not in self.columns]
             self.column_types = {column: _type_name(found[column]["type"]) for column in self.columns}
             window_column = source.partition_column
             if window_column:
@@ -202,7 +205,7 @@ class SourceReader:
         rows_read = reported = 0
         last_report = time.monotonic()
         with self._database_errors(), engine_for(self.source).connect() as connection:
-            relation = self._relation(connection)
+            relation = self._relation(connection, primary_key=True)
             if window is not None:
                 self._detect_epoch(connection, relation)
             statement = self._statement(relation, window, text_in, connection.dialect.name)
