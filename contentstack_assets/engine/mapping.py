@@ -15,6 +15,7 @@ import pandas as pd
 
 from contentstack_assets.engine.convert import convert_column, convert_uids
 from contentstack_assets.engine.source import days_of
+from contentstack_assets.engine.source.digests import DIGEST
 from contentstack_assets.spec import UsersSync
 from contentstack_assets.wire import DAY, REJECTION, ROW, UID
 
@@ -73,6 +74,7 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     """Rename and convert the source columns; set aside (never raise on) rows that break a rule. The read
     time of the rows (`attrs[READ_AT]`) goes with them."""
     read_at = raw.attrs.get(READ_AT)
+    attrs = dict(raw.attrs)
     raw = raw.reset_index(drop=True)
     uid_values, reasons = uid_rules(raw[sync.match.column])
     # keep what identifies a rejected row in its report, even when the uid itself is the problem
@@ -93,12 +95,15 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     mapped[ROW] = pd.Series(np.arange(1, len(raw) + 1), dtype="int64")
     mapped[REJECTION] = pd.Series(reasons, dtype=object)
     mapped.update(day_column(raw, sync.source.partition_column))
+    if DIGEST in raw:  # the database's hash of each row (engine/digests.py), kept for the state
+        mapped[DIGEST] = raw[DIGEST].astype(object)  # Python ints: exact next to rows without one
     frame = pd.DataFrame(mapped, copy=False)
 
     rejected = frame[REJECTION].notna()
     if rejected.any():
         for key in sync.attributes:
             frame[key] = frame[key].mask(rejected)
+    frame.attrs.update(attrs)  # the read time, and what a read by digests tells of the whole source
     if read_at is not None:
         frame.attrs[READ_AT] = read_at
     return frame
@@ -128,7 +133,7 @@ def day_column(raw: pd.DataFrame, partition_column: str | None) -> dict[str, pd.
 
 
 def valid_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.loc[frame[REJECTION].isna()].drop(columns=[ROW, REJECTION, DAY], errors="ignore")
+    return frame.loc[frame[REJECTION].isna()].drop(columns=[ROW, REJECTION, DAY, DIGEST], errors="ignore")
 
 
 def rejected_rows(frame: pd.DataFrame) -> pd.DataFrame:

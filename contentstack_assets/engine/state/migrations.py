@@ -140,12 +140,21 @@ def _migration_5_destinations_and_read_times(connection: sa.Connection) -> None:
     connection.execute(sa.text("ALTER TABLE cs_runs ADD COLUMN seq BIGINT"))
 
 
+def _migration_7_source_digests(connection: sa.Connection) -> None:
+    """Version 7: per user, the source database's hash of the row last found to map to the user's
+    fingerprint (change detection in the database, engine/digests.py). Numbered 7 after `cs_rejections.
+    source_key` (6) on its branch: on this branch it is the sixth entry."""
+    connection.execute(sa.text("ALTER TABLE cs_users ADD COLUMN source_digest BIGINT"))
+    connection.execute(sa.text("ALTER TABLE cs_users ADD COLUMN digest_fingerprint BIGINT"))
+
+
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     _migration_1_users_syncs,
     _migration_2_items,
     _migration_3_resend,
     _migration_4_failing_users_index,
     _migration_5_destinations_and_read_times,
+    _migration_7_source_digests,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
