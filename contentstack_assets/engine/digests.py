@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_uids
-from contentstack_assets.engine.mapping import source_columns, uid_rules
+from contentstack_assets.engine.mapping import duplicated, source_columns
 from contentstack_assets.engine.plan import spec_salt
 from contentstack_assets.engine.source import SourceReader, engine_for
 from contentstack_assets.engine.source.digests import DIGEST, can_digest
@@ -92,22 +92,16 @@ def read_changed(
         return _whole(sync, reader.read(on_progress=on_progress, digest=prefix))
     digests = reader.read_digests(prefix)
     raw_uids = digests[sync.match.column]
-    uids, reasons = uid_rules(raw_uids)
-    # the state's digest of each row's uid, compared as exact 64-bit integers (a reindex would go through
-    # floats, which round them)
-    positions = known.index.get_indexer(uids.to_numpy())
-    found = positions >= 0
-    same = np.zeros(len(digests), dtype=bool)
-    same[found] = known.to_numpy()[positions[found]] == digests[DIGEST].to_numpy()[found]
-    unread = same & pd.isna(reasons)
+    unread = _unread(raw_uids, digests[DIGEST].to_numpy(), known)
     total = len(digests)
-    present = Uids(uids.dropna().to_numpy()) if sync.on_delete == "clear" else None
+    present = None
+    if sync.on_delete == "clear":
+        present = Uids(convert_uids(raw_uids).values.dropna().to_numpy())
     moved = total - int(unread.sum())
     if moved > WHOLE_SHARE * total and moved > UID_BATCH:
         log(f"{sync.name}: {moved} of {total} rows may have moved: reading every row")
         return _whole(sync, reader.read(on_progress=on_progress, digest=prefix))
-    wanted = ~unread
-    frame = _read_rows(sync, columns, prefix, uids, raw_uids, wanted)
+    frame = _read_rows(sync, columns, prefix, raw_uids[~unread])
     if frame is None:
         log(f"{sync.name}: rows moved between the reads of digests and of rows: reading every row")
         return _whole(sync, reader.read(on_progress=on_progress, digest=prefix))
@@ -124,6 +118,26 @@ def read_changed(
     return frame
 
 
+def _unread(raw_uids: pd.Series, digests: np.ndarray, known: pd.Series) -> np.ndarray:
+    """The rows whose uid and digest are a pair the state holds (`load_source_digests`), their uid held by
+    no other row. Compared as exact 64-bit integers, by a sorted search of the state's digests, then on the
+    uid's text: a row whose uid the read gives as clean text is compared as it is (the uid the mapping
+    would make of it is that text, or the row cannot match), any other uid as the mapping converts it."""
+    raw = raw_uids.to_numpy()
+    if pd.api.types.infer_dtype(raw, skipna=False) == "string":
+        keys = raw
+    else:  # numbers, nulls, bytes: as the mapping converts them
+        keys = convert_uids(raw_uids).values.to_numpy(dtype=object)
+    stored = known.to_numpy()
+    order = np.argsort(stored, kind="stable")
+    stored, stored_uids = stored[order], known.index.to_numpy(dtype=object)[order]
+    at = np.minimum(np.searchsorted(stored, digests), len(stored) - 1)
+    same = (stored[at] == digests) & (stored_uids[at] == keys)
+    # a uid given by two rows is rejected as a duplicate: both are read (a second spelling of a uid, " u1"
+    # beside "u1", moves its own row, whose read by uid finds both)
+    return same & ~duplicated(pd.Series(keys, dtype=object))
+
+
 def _whole(sync: UsersSync, frame: pd.DataFrame) -> pd.DataFrame:
     frame.attrs[SOURCE_ROWS] = len(frame)
     frame.attrs[DIGEST_UNCHANGED] = 0
@@ -131,22 +145,18 @@ def _whole(sync: UsersSync, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _read_rows(
-    sync: UsersSync,
-    columns: list[str],
-    prefix: str,
-    uids: pd.Series,
-    raw_uids: pd.Series,
-    wanted: np.ndarray,
+    sync: UsersSync, columns: list[str], prefix: str, raw_wanted: pd.Series
 ) -> pd.DataFrame | None:
-    """The whole rows of the wanted users, by their uid's text (a missing uid: by NULL); None when the rows
-    found are fewer than wanted (a row changed, left or was spelled otherwise since the digests were read:
-    the caller reads every row instead)."""
-    valid = uids.notna().to_numpy()
-    wanted_uids = set(uids[wanted & valid].tolist())
+    """The whole rows of the wanted uids (raw, as the digests' read gave them), read by their uid's text (a
+    missing uid: by NULL); None when the rows found are fewer than wanted (a row changed, left or was
+    spelled otherwise since the digests were read: the caller reads every row instead)."""
+    converted = convert_uids(raw_wanted)
+    valid = converted.errors.isna().to_numpy()
+    wanted_uids = set(converted.values[valid].tolist())
     # rows whose uid itself is rejected: found again by their raw text, or as NULL
-    raw_wanted = raw_uids[wanted & ~valid]
-    texts = {str(value).strip() for value in raw_wanted.tolist() if value is not None and value == value}
-    or_null = bool(raw_wanted.isna().any())
+    rejected = raw_wanted[~valid]
+    texts = {str(value).strip() for value in rejected.tolist() if value is not None and value == value}
+    or_null = bool(rejected.isna().any())
     values = sorted(wanted_uids | texts)
     match = sync.match.column
     frames = []
@@ -171,7 +181,7 @@ def _read_rows(
     if not frames:
         return (
             None
-            if wanted.any()
+            if len(raw_wanted)
             else pd.DataFrame(
                 {
                     **{column: pd.Series([], dtype=object) for column in columns},
@@ -180,4 +190,4 @@ def _read_rows(
             )
         )
     frame = pd.concat(frames, ignore_index=True)
-    return frame if len(frame) >= int(wanted.sum()) else None
+    return frame if len(frame) >= len(raw_wanted) else None
