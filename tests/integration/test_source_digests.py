@@ -179,3 +179,34 @@ def test_the_digest_of_a_table_moves_with_its_column_types(tmp_path):
     execute(url, "DROP TABLE users", "CREATE TABLE users AS SELECT 'u1' AS user_uid, 1.0::DOUBLE AS n")
     assert SourceReader(source, ["user_uid", "n"]).read_digests("p")[DIGEST].tolist() != before
     sa.create_engine(url).dispose()
+
+
+@pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)
+def test_rejected_rows_are_read_every_run_and_the_guard_counts_the_whole_source(
+    tmp_path, instance, emulator, source_url
+):
+    rows = [*ROWS, dict(user_uid="u7", plan_name="gold", order_count="many"), dict(plan_name="gold")]
+    for expected in ((7, 0, 5, 5), (2, 5, 0, 0)):  # the rejected rows hold no digest: read again
+        result = _run(tmp_path, instance, emulator, source_url, rows)
+        assert result.success and _figures(result) == expected
+        assert push_metadata(result)["rows_rejected"] == 2
+    shrunk = _run(tmp_path, instance, emulator, source_url, ROWS[:2])
+    assert not shrunk.success
+    failures = [event.step_failure_data.error.message for event in shrunk.all_events if event.is_step_failure]
+    assert "the source returned 2 rows where the last run read 7" in "\n".join(failures)
+
+
+@pytest.mark.parametrize("source_url", ["duckdb", "postgresql"], indirect=True)
+def test_an_integer_uid_column(tmp_path, instance, emulator, source_url):
+    execute(
+        source_url,
+        "DROP TABLE IF EXISTS users",
+        "CREATE TABLE users (user_uid BIGINT, plan_name VARCHAR(100), order_count VARCHAR(100))",
+        "INSERT INTO users VALUES (:user_uid, :plan_name, :order_count)",
+        rows=[dict(user_uid=i, plan_name="gold", order_count=str(i)) for i in range(1, 6)],
+    )
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (5, 0, 5, 5)
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 5, 0, 0)
+    execute(source_url, "UPDATE users SET plan_name = 'silver' WHERE user_uid = 3")
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (1, 4, 1, 1)
+    assert _stored(emulator, "3") == {"plan": "silver", "orders": 3}
