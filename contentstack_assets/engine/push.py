@@ -155,7 +155,8 @@ def push_users(
     Either way `users_stuck` counts only users the source still holds with a valid row.
 
     `on_delete: clear` (engine/clears.py): `present` is the uids of a whole read of the source; by default
-    the uids of `mapped` (valid and rejected rows) when the run read every row (`scope` "all", unsharded),
+    the uids of `mapped` (valid and rejected rows; after a read by digests, every uid it saw, engine/digests.py)
+    when the run read every row (`scope` "all", unsharded),
     else none: a run over some days, or a shard not told the whole read's uids, clears nobody. The users of
     the state (a shard: its own) absent from it are cleared after the empty-source guard, unless they are more
     than `max_clear_share` of them and not `allow_clear`: then nothing is sent (`TooManyClearsError`)."""
