@@ -117,6 +117,13 @@ def test_a_failed_user_is_retried_though_its_row_did_not_move(tmp_path, instance
     assert _stored(emulator, "u2") == {"plan": "silver", "orders": 2}
     assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 5, 0, 0)
 
+    # failed, then its row went back to the digest its confirmed values came from: still read and retried
+    emulator.configure(fail_rate=1.0)
+    assert not _run(tmp_path, instance, emulator, source_url, _with(ROWS, "u2", plan_name="bronze")).success
+    emulator.configure(fail_rate=0.0)
+    back = _run(tmp_path, instance, emulator, source_url, _with(ROWS, "u2", plan_name="silver"))
+    assert back.success and _figures(back) == (1, 4, 1, 1)
+
 
 def test_nulls_empty_text_and_the_text_null_hash_apart(source_url):
     _table(source_url, [dict(user_uid="u", plan_name=value, order_count="1") for value in (None, "", "NULL")]
@@ -210,3 +217,20 @@ def test_an_integer_uid_column(tmp_path, instance, emulator, source_url):
     execute(source_url, "UPDATE users SET plan_name = 'silver' WHERE user_uid = 3")
     assert _figures(_run(tmp_path, instance, emulator, source_url)) == (1, 4, 1, 1)
     assert _stored(emulator, "3") == {"plan": "silver", "orders": 3}
+
+
+@pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)
+def test_a_user_a_merge_overwrote_is_read_and_resent_though_its_row_did_not_move(
+    tmp_path, instance, emulator, source_url
+):
+    from contentstack_assets.engine.state import StateStore
+    from contentstack_assets.spec import load_spec
+
+    assert _run(tmp_path, instance, emulator, source_url, ROWS).success
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 5, 0, 0)
+    store = StateStore()
+    store.mark_for_resend(store.key_of(load_spec(tmp_path / "syncs.yaml").get("users")), {"u2": "anon -> u2"})
+    result = _run(tmp_path, instance, emulator, source_url)
+    assert result.success and _figures(result) == (1, 4, 1, 1)
+    assert push_metadata(result)["users_resent_after_merge"] == 1
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 5, 0, 0)
