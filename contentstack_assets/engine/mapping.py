@@ -16,6 +16,7 @@ import pandas as pd
 
 from contentstack_assets.engine.convert import convert_column, convert_uids
 from contentstack_assets.engine.source import PRIMARY_KEY, days_of
+from contentstack_assets.engine.source.digests import DIGEST
 from contentstack_assets.spec import UsersSync
 from contentstack_assets.wire import DAY, REJECTION, ROW, UID
 
@@ -77,6 +78,7 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     time of the rows (`attrs[READ_AT]`) goes with them."""
     read_at = raw.attrs.get(READ_AT)
     key_columns = [column for column in raw.attrs.get(PRIMARY_KEY) or () if column in raw]
+    attrs = dict(raw.attrs)
     raw = raw.reset_index(drop=True)
     uid_values, reasons = uid_rules(raw[sync.match.column])
     # keep what identifies a rejected row in its report, even when the uid itself is the problem
@@ -97,6 +99,8 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     mapped[ROW] = pd.Series(np.arange(1, len(raw) + 1), dtype="int64")
     mapped[REJECTION] = pd.Series(reasons, dtype=object)
     mapped.update(day_column(raw, sync.source.partition_column))
+    if DIGEST in raw:  # the database's hash of each row (engine/digests.py), kept for the state
+        mapped[DIGEST] = raw[DIGEST].astype(object)  # Python ints: exact next to rows without one
     frame = pd.DataFrame(mapped, copy=False)
 
     rejected = frame[REJECTION].notna()
@@ -105,6 +109,7 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
             frame[key] = frame[key].mask(rejected)
     if key_columns:
         frame[SOURCE_KEY] = source_keys(raw, key_columns, rejected.to_numpy())
+    frame.attrs.update(attrs)  # the read time, and what a read by digests tells of the whole source
     if read_at is not None:
         frame.attrs[READ_AT] = read_at
     return frame
@@ -143,7 +148,9 @@ def day_column(raw: pd.DataFrame, partition_column: str | None) -> dict[str, pd.
 
 
 def valid_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.loc[frame[REJECTION].isna()].drop(columns=[ROW, REJECTION, DAY, SOURCE_KEY], errors="ignore")
+    return frame.loc[frame[REJECTION].isna()].drop(
+        columns=[ROW, REJECTION, DAY, SOURCE_KEY, DIGEST], errors="ignore"
+    )
 
 
 def rejected_rows(frame: pd.DataFrame) -> pd.DataFrame:

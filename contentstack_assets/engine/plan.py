@@ -108,6 +108,7 @@ class UsersPlan:
         default_factory=dict
     )  # moved rows with nothing to send: uid -> fingerprint
     bodies: dict[str, dict] = field(default_factory=dict)  # precomputed bodies of changed/retry users
+    prints: pd.Series | None = None  # every valid row's fingerprint, by the row's index
     stale: list[str] = field(default_factory=list)  # the uids counted in `stale_skipped`
 
     @property
@@ -191,7 +192,9 @@ def plan_users(
         empty = valid.iloc[rows][list(keys)].isna().all(axis=1).to_numpy()
         reason[rows[empty]] = None
 
-    plan = UsersPlan(keys=keys, send_nulls=send_nulls, candidates=valid.iloc[:0], previous={}, counts=counts)
+    plan = UsersPlan(
+        keys=keys, send_nulls=send_nulls, candidates=valid.iloc[:0], previous={}, counts=counts, prints=prints
+    )
     selected = reason != None  # noqa: E711 (elementwise on an object array)
     candidates = valid.loc[selected].copy() if not selected.all() else valid.copy()
     candidates["_fingerprint"] = prints.loc[selected].to_numpy() if not selected.all() else prints.to_numpy()

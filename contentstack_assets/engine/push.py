@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.clears import (
@@ -17,10 +18,12 @@ from contentstack_assets.engine.clears import (
 )
 from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
+from contentstack_assets.engine.digests import DIGEST_UNCHANGED, present_uids
 from contentstack_assets.engine.mapping import READ_AT, rejected_rows, valid_rows
 from contentstack_assets.engine.plan import NEW, RETRY, UserRequest, UsersPlan, plan_users, spec_salt
 from contentstack_assets.engine.shards import shard_label, shard_of
 from contentstack_assets.engine.source import SourceReader
+from contentstack_assets.engine.source.digests import DIGEST
 from contentstack_assets.engine.state import StateStore, UserOutcome
 from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.spec import UsersSync
@@ -47,15 +50,18 @@ class PushResult:
     # `on_delete: clear`: the users who left (None: this run decides no clears), and their clears' outcomes
     leavers: Leavers | None = None
     clears: DeliveryReport[ClearRequest] = field(default_factory=DeliveryReport)
+    # rows of the source left unread: their database digest unmoved (engine/digests.py), users unchanged
+    rows_digest_unchanged: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
         return {
             "rows_read": self.rows_read,
             "rows_rejected": self.rows_rejected,
+            "rows_digest_unchanged": self.rows_digest_unchanged,
             "users_new": self.plan.counts["new"],
             "users_changed": self.plan.users_to_send,
-            "users_unchanged": self.plan.counts["unchanged"],
+            "users_unchanged": self.plan.counts["unchanged"] + self.rows_digest_unchanged,
             "users_stale_skipped": self.plan.counts["stale_skipped"],
             "users_retried": self.plan.counts["retry"],
             "users_delivered": self.report.delivered,
@@ -78,9 +84,11 @@ class PushResult:
 def check_source_size(store: StateStore, sync: UsersSync, rows_read: int, scope: str = "all") -> None:
     """The empty-source guard of a run that read the whole source: its rows against the last such run's.
 
-    A shard compares its own slice with the same shard's last run (`scope` `all/shard-2-of-4`)."""
+    A shard compares its own slice with the same shard's last run (`scope` `all/shard-2-of-4`). The rows of
+    a run are those it read whole and those it left unread, their digest unmoved (engine/digests.py)."""
     previous = store.last_finished_run(store.key_of(sync), scope=scope)
-    before = int(previous["counts"].get("rows_read", 0)) if previous else 0
+    counts = previous["counts"] if previous else {}
+    before = int(counts.get("rows_read", 0)) + int(counts.get(DIGEST_UNCHANGED, 0))
     where = "" if scope == "all" else f" ({scope.removeprefix('all/')})"
     _guard(
         sync,
@@ -147,7 +155,8 @@ def push_users(
     Either way `users_stuck` counts only users the source still holds with a valid row.
 
     `on_delete: clear` (engine/clears.py): `present` is the uids of a whole read of the source; by default
-    the uids of `mapped` (valid and rejected rows) when the run read every row (`scope` "all", unsharded),
+    the uids of `mapped` (valid and rejected rows; after a read by digests, every uid it saw, engine/digests.py)
+    when the run read every row (`scope` "all", unsharded),
     else none: a run over some days, or a shard not told the whole read's uids, clears nobody. The users of
     the state (a shard: its own) absent from it are cleared after the empty-source guard, unless they are more
     than `max_clear_share` of them and not `allow_clear`: then nothing is sent (`TooManyClearsError`)."""
@@ -155,6 +164,9 @@ def push_users(
     started = time.perf_counter()
     key = store.key_of(sync)  # the state of this sync at this destination
     rows_read = len(mapped)
+    unread = int(
+        mapped.attrs.get(DIGEST_UNCHANGED, 0)
+    )  # rows whose digest said unchanged (engine/digests.py)
     read_at = mapped.attrs.get(READ_AT)
     run_key, run_scope = run_id, scope
     if shard is not None:
@@ -163,7 +175,7 @@ def push_users(
     source_rows = None if scope == "all" else SourceReader(sync.source, [sync.match.column]).count()
     if not allow_source_shrink and not full_resync:
         if source_rows is None:
-            check_source_size(store, sync, rows_read, scope=run_scope)
+            check_source_size(store, sync, rows_read + unread, scope=run_scope)
         else:
             check_whole_source(store, sync, source_rows)
 
@@ -199,6 +211,7 @@ def push_users(
     log(
         f"{sync.name}: plan for {len(valid)} valid users: {plan.counts['new']} new, {plan.counts['changed']} changed, "
         f"{plan.counts['retry']} to retry, {plan.counts['unchanged']} unchanged"
+        + (f" (and {unread} unread, their digest unmoved)" if unread else "")
         + (
             f", {plan.counts['stale_skipped']} skipped as stale (a later read already delivered them)"
             if plan.counts["stale_skipped"]
@@ -220,7 +233,9 @@ def push_users(
             timings_s=timings,
             by_day=by_day,
             leavers=leavers,
+            rows_digest_unchanged=unread,
         )
+    unchanged_digests, digest_of = _row_digests(mapped, valid, plan)
 
     store.start_run(key, run_key, run_scope, dry_run=False)
     store.prune(key, sync.log_retention_days)
@@ -231,6 +246,7 @@ def push_users(
     else:
         store.drop_unconfirmed(key, gone)
     store.refresh_fingerprints(key, plan.refresh)
+    store.record_source_digests(key, unchanged_digests)
 
     def record(batch: list[tuple[UserRequest, Response]]) -> None:
         # the store writes them in uid order and retries a transaction aborted by a concurrent run's writes
@@ -249,6 +265,7 @@ def push_users(
                     delivered_after=request.delivered_after if response.ok else None,
                     fingerprint=request.fingerprint,
                     read_at=read_at,
+                    source_digest=digest_of.get(request.user_uid),
                 )
                 for request, response in batch
             ],
@@ -302,6 +319,7 @@ def push_users(
         by_day=by_day,
         leavers=leavers,
         clears=clears,
+        rows_digest_unchanged=unread,
     )
     whole_source = {} if source_rows is None else {"source_rows": source_rows}  # for the next run's guard
     store.finish_run(key, run_key, {**result.counts, **whole_source})
@@ -324,12 +342,34 @@ def _leavers(
     if present is None:
         if scope != "all" or shard is not None:
             return None  # a window of days cannot tell who left; a shard's rows lack others' rejections
-        present = mapped[UID]
+        present = present_uids(mapped)  # a read by digests: every uid it saw, read whole or not
+        if present is None:
+            present = mapped[UID]
     owns = None
     if shard is not None:
         index, count = shard
         owns = lambda uids: shard_of(uids, count) == index  # noqa: E731
     return find_leavers(sync, store, key, present, owns=owns, read_at=read_at)
+
+
+def _row_digests(
+    mapped: pd.DataFrame, valid: pd.DataFrame, plan: UsersPlan
+) -> tuple[list[tuple[str, int, int]], dict[str, int]]:
+    """The database digests of the rows read whole (engine/digests.py): (uid, digest, fingerprint) of the
+    users this run sends nothing (their digest is stored now), and uid -> digest of those it sends (stored
+    with their confirmed delivery). Rows read again by uid for a resend carry none."""
+    if DIGEST not in mapped or valid.empty or plan.prints is None:
+        return [], {}
+    digests = mapped[DIGEST].reindex(valid.index).to_numpy(dtype=object)
+    has = np.fromiter((d is not None and d == d for d in digests), dtype=bool, count=len(digests))
+    sending = valid.index.isin(plan.candidates.index)
+    sending |= valid[UID].isin(plan.stale).to_numpy()
+    prints = plan.prints.reindex(valid.index).to_numpy()
+    uids = valid[UID].to_numpy()
+    quiet = np.flatnonzero(has & ~sending)
+    unchanged = [(uids[i], int(digests[i]), int(prints[i])) for i in quiet]
+    digest_of = {uids[i]: int(digests[i]) for i in np.flatnonzero(has & sending)}
+    return unchanged, digest_of
 
 
 def _clear(

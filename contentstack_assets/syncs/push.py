@@ -13,6 +13,7 @@ from pydantic import Field
 from contentstack_assets.engine.clears import TooManyClearsError, source_uids
 from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport
+from contentstack_assets.engine.digests import present_uids as read_uids
 from contentstack_assets.engine.project_keys import Creation
 from contentstack_assets.engine.push import PushResult, SourceShrankError
 from contentstack_assets.resources import PersonalizeResource
@@ -197,7 +198,8 @@ def present_uids(
     if sync.on_delete != "clear":
         return None
     if not is_partitioned_run(context):
-        return mapped[UID]
+        present = read_uids(mapped)  # a read by digests: every uid it saw, read whole or not
+        return mapped[UID] if present is None else pd.Series(present, dtype=object)
     if covers_every_day(context, sync.source):
         with user_errors():
             return source_uids(sync)

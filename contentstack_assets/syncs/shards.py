@@ -72,6 +72,7 @@ class ShardSummary:
 SUMMED = (
     "rows_read",
     "rows_rejected",
+    "rows_digest_unchanged",  # 0: a sharded sync reads every row (engine/digests.py)
     "users_new",
     "users_changed",
     "users_unchanged",

@@ -6,6 +6,13 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
+from contentstack_assets.engine.digests import (
+    DIGEST_UNCHANGED,
+    SOURCE_ROWS,
+    digests_apply,
+    is_partial,
+    read_changed,
+)
 from contentstack_assets.engine.mapping import (
     map_users,
     rejected_rows,
@@ -85,17 +92,29 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         metadata={"source": sync.source.display_url, "relation": sync.source.relation},
         **common,
     )
-    def source_users(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    def source_users(context: dg.AssetExecutionContext, sync_state: SyncStateResource) -> pd.DataFrame:
         reader = SourceReader(sync.source, source_columns(sync))
         started, read_started = time.perf_counter(), time.time()
+        window = window_of(context)
         with user_errors():
-            frame = reader.read(
-                window_of(context), on_progress=lambda rows: context.log.info(f"{name}: {rows} rows read")
-            )
+            progress = lambda rows: context.log.info(f"{name}: {rows} rows read")  # noqa: E731
+            if window is None and digests_apply(sync):
+                # change detection in the database: unchanged users' rows are left unread (engine/digests.py)
+                frame = read_changed(
+                    sync, sync_state.store(), on_progress=progress, log=context.log.info, reader=reader
+                )
+            else:
+                frame = reader.read(window, on_progress=progress)
         stamp_read_time(frame, read_started)
+        digested = (
+            {"source_rows": frame.attrs[SOURCE_ROWS], DIGEST_UNCHANGED: frame.attrs[DIGEST_UNCHANGED]}
+            if SOURCE_ROWS in frame.attrs
+            else {}
+        )
         context.add_output_metadata(
             {
                 "rows_read": len(frame),
+                **digested,
                 "read_s": round(time.perf_counter() - started, 3),
                 "scope": scope_of(context),
                 **source_metadata(reader, frame),
@@ -144,6 +163,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             frame,
             metadata={
                 "rows_read": len(frame),
+                DIGEST_UNCHANGED: int(frame.attrs.get(DIGEST_UNCHANGED, 0)),
                 "rows_valid": len(valid),
                 "rows_rejected": len(rejected),
                 "map_s": round(time.perf_counter() - started, 3),
@@ -159,7 +179,10 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             metadata={
                 "num_failures": len(rejected),
                 # the share the check alert compares with the spec's tolerance (syncs/alerts.py)
-                "rejected_share": round(len(rejected) / len(frame), 4) if len(frame) else 0.0,
+                # over the whole source: a read by digests leaves the unchanged rows unread
+                "rejected_share": round(len(rejected) / source_rows, 4)
+                if (source_rows := int(frame.attrs.get(SOURCE_ROWS, len(frame))))
+                else 0.0,
                 "threshold": sync.max_rejected_share,
                 "rejected_sample": rejected_sample(rejected),
                 "schema_errors": schema_failures or dg.MetadataValue.md("(valid rows match the schema)"),
@@ -194,13 +217,18 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         # also when mapped_attributes was not part of this run
         creation = require_attribute_keys(sync, personalize, dry_run=config.dry_run, log=context.log.info)
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
+        if config.full_resync and is_partial(mapped_attributes):
+            # a read by digests left unchanged users unread: a full resync sends every user, so read them all
+            with user_errors():
+                mapped_attributes = read_whole_mapped(sync)
         with push_errors():
-            # users a merge overwrote are resent whole, read again when this run's days miss them
+            # users a merge overwrote are resent whole, read again when this run's days miss them (or when a
+            # read by digests left them unread)
             result, resends = push_users_resending(
                 sync,
                 mapped_attributes,
                 store=sync_state.store(),
-                partitioned=is_partitioned_run(context),
+                partitioned=is_partitioned_run(context) or is_partial(mapped_attributes),
                 client=client,
                 run_id=context.run.run_id,
                 scope=scope_of(context),
@@ -288,6 +316,13 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         schedules=schedules(sync, job, partitions, push_key),
         sensors=[source_changed_sensor(sync, job, partitions, source_columns(sync), push_key)],
     )
+
+
+def read_whole_mapped(sync: UsersSync) -> pd.DataFrame:
+    """Every row of the source, read and mapped now (a full resync after a read by digests)."""
+    started = time.time()
+    frame = SourceReader(sync.source, source_columns(sync)).read()
+    return map_users(stamp_read_time(frame, started), sync)
 
 
 def _schema_failures(valid: pd.DataFrame, sync: UsersSync) -> dg.MetadataValue | None:

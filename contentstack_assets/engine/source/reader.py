@@ -25,6 +25,7 @@ from contentstack_assets.engine.source.dialects import (
     is_zoned_type,
     text_in_condition,
 )
+from contentstack_assets.engine.source.digests import DIGEST, row_digest
 from contentstack_assets.engine.source.errors import SourceError, _reason
 from contentstack_assets.engine.source.window import (
     Window,
@@ -68,6 +69,7 @@ class SourceReader:
         # the table's primary key columns (read beside the sync's, so that a rejected row can be found); none
         # for a query. Filled by `read`
         self.primary_key: list[str] = []
+        self._result_types: list[str] = []  # a query's result column types, as its driver describes them
 
     @contextlib.contextmanager
     def _database_errors(self) -> Iterator[None]:
@@ -114,7 +116,10 @@ class SourceReader:
         probe = (
             sa.select(sa.literal_column("*")).select_from(sa.text(query).columns().subquery("src")).limit(0)
         )
-        result_columns = list(connection.execute(probe).keys())
+        probed = connection.execute(probe)
+        result_columns = list(probed.keys())
+        self._result_types = [f"{item[0]}:{item[1]}" for item in probed.cursor.description or ()]
+        probed.close()
         # only a repeated name the sync reads is refused: `SELECT a.*, b.*` may repeat an `id` it never reads
         repeated = _repeated_names(result_columns, connection.dialect.name)
         ambiguous = [column for column in self.columns if column in repeated]
@@ -143,11 +148,18 @@ class SourceReader:
         window: Window | None,
         text_in: tuple[str, Sequence[str]] | None = None,
         dialect: str = "",
+        digest: str | None = None,
+        or_null: bool = False,
     ) -> sa.Select:
         statement = sa.select(*(relation.c[c] for c in self.columns))
+        if digest is not None:
+            statement = statement.add_columns(self._digest(relation, dialect, digest))
         if text_in is not None:
             column_name, values = text_in
-            statement = statement.where(text_in_condition(relation.c[column_name], values, dialect))
+            condition = text_in_condition(relation.c[column_name], values, dialect) if values else sa.false()
+            if or_null:
+                condition = sa.or_(condition, relation.c[column_name].is_(None))
+            statement = statement.where(condition)
         if window is not None:
             column = relation.c[self.source.partition_column]
             # fixed parameter names: SQLAlchemy would name them after the (spec-given) column otherwise
@@ -156,6 +168,54 @@ class SourceReader:
                 column < sa.bindparam("window_end", self._bound_time(window.end)),
             )
         return statement
+
+    def _digest(self, relation: sa.FromClause, dialect: str, prefix: str) -> sa.ColumnElement:
+        """Each row's hash by the database (engine/source/digests.py) over every column of the reader, after
+        `prefix` and what else shapes the values the driver returns: the dialect, the driver and its version,
+        the columns' declared types (a table) or described types (a query)."""
+        engine = engine_for(self.source)
+        dbapi = engine.dialect.dbapi
+        driver = f"{engine.dialect.driver}:{getattr(dbapi, '__version__', '')}"
+        types = sorted(self.column_types.items()) if self.source.table is not None else self._result_types
+        described = hashlib.blake2b(
+            repr((prefix, dialect, driver, types)).encode(), digest_size=12
+        ).hexdigest()
+        return row_digest([relation.c[c] for c in self.columns], dialect, described)
+
+    def read_digests(self, prefix: str, window: Window | None = None) -> pd.DataFrame:
+        """The first column of the reader (the uid) and each row's digest (`DIGEST`, int64): one narrow
+        read of every row (within the window) where the database computes the hash of every column."""
+        uids: list[np.ndarray] = []
+        digests: list[np.ndarray] = []
+        with self._database_errors(), engine_for(self.source).connect() as connection:
+            relation = self._relation(connection)
+            if window is not None:
+                self._detect_epoch(connection, relation)
+            dialect = connection.dialect.name
+            statement = self._statement(relation, window, dialect=dialect).with_only_columns(
+                relation.c[self.columns[0]], self._digest(relation, dialect, prefix)
+            )
+            result = connection.execution_options(stream_results=True).execute(statement)
+            cursor = result.cursor
+            try:
+                rows = _prefetched(result)
+                rows += cursor.fetchmany(max(self.source.chunk_size, 100_000) - len(rows))
+                while rows:
+                    table = _rows_to_array(rows, 2)
+                    uids.append(np.ascontiguousarray(table[:, 0]))
+                    digests.append(table[:, 1].astype(np.int64))
+                    rows = cursor.fetchmany(max(self.source.chunk_size, 100_000))
+            finally:
+                result.close()
+        return pd.DataFrame(
+            {
+                self.columns[0]: pd.Series(
+                    np.concatenate(uids) if uids else np.empty(0, dtype=object), dtype=object, copy=False
+                ),
+                DIGEST: np.concatenate(digests) if digests else np.empty(0, dtype=np.int64),
+            },
+            copy=False,
+        )
 
     def _bound_time(self, moment: dt.datetime) -> dt.datetime | str | int:
         """A UTC instant as the partition column compares it (`window.bound_time`)."""
@@ -193,6 +253,8 @@ class SourceReader:
         on_progress: Callable[[int], None] | None = None,
         *,
         text_in: tuple[str, Sequence[str]] | None = None,
+        digest: str | None = None,
+        or_null: bool = False,
     ) -> pd.DataFrame:
         """Every row of the source (within the window; with `text_in=(column, values)` only the rows whose
         column, as trimmed text, is one of the values, or for a value that is an integer's text, a number
@@ -200,15 +262,19 @@ class SourceReader:
         rows whose column gives one of the values by its own rule (the text "42.0" is not id "42").
 
         `on_progress(rows so far)` is called every `PROGRESS_EVERY_S` seconds at most (each call is a line in
-        the run's log, an event Dagster stores) and once with the total."""
+        the run's log, an event Dagster stores) and once with the total.
+
+        `digest`: a prefix; each row's digest computed by the database comes along in column `DIGEST`
+        (`read_digests`). `or_null`: with `text_in`, the rows whose column is NULL too."""
         chunks: list[np.ndarray] = []
+        width = len(self.columns) + (digest is not None)
         rows_read = reported = 0
         last_report = time.monotonic()
         with self._database_errors(), engine_for(self.source).connect() as connection:
             relation = self._relation(connection, primary_key=True)
             if window is not None:
                 self._detect_epoch(connection, relation)
-            statement = self._statement(relation, window, text_in, connection.dialect.name)
+            statement = self._statement(relation, window, text_in, connection.dialect.name, digest, or_null)
             result = connection.execution_options(stream_results=True).execute(statement)
             # the driver's own cursor (server-side on PostgreSQL): its plain tuples, not a SQLAlchemy Row
             # per row. The columns are untyped (`sa.column`), so SQLAlchemy would not process any value
@@ -218,7 +284,7 @@ class SourceReader:
                 rows = _prefetched(result)
                 rows += cursor.fetchmany(self.source.chunk_size - len(rows))
                 while rows:
-                    chunks.append(_rows_to_array(rows, len(self.columns)))
+                    chunks.append(_rows_to_array(rows, width))
                     rows_read += len(rows)
                     if on_progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                         on_progress(rows_read)
@@ -228,11 +294,13 @@ class SourceReader:
                 result.close()
         if on_progress and reported != rows_read:
             on_progress(rows_read)
-        table = np.concatenate(chunks) if chunks else np.empty((0, len(self.columns)), dtype=object)
+        table = np.concatenate(chunks) if chunks else np.empty((0, width), dtype=object)
         data = {
             name: pd.Series(np.ascontiguousarray(table[:, index]), dtype=object, copy=False)
             for index, name in enumerate(self.columns)
         }
+        if digest is not None:
+            data[DIGEST] = pd.Series(table[:, -1].astype(np.int64), copy=False)
         frame = pd.DataFrame(data, copy=False)
         frame.attrs[PRIMARY_KEY] = list(self.primary_key)
         if not self.column_types:  # a query declares no types: name what the driver gave

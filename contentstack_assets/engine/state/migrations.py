@@ -146,6 +146,13 @@ def _migration_6_rejected_source_keys(connection: sa.Connection) -> None:
     connection.execute(sa.text("ALTER TABLE cs_rejections ADD COLUMN source_key TEXT"))
 
 
+def _migration_7_source_digests(connection: sa.Connection) -> None:
+    """Version 7: per user, the source database's hash of the row last found to map to the user's
+    fingerprint (change detection in the database, engine/digests.py)."""
+    connection.execute(sa.text("ALTER TABLE cs_users ADD COLUMN source_digest BIGINT"))
+    connection.execute(sa.text("ALTER TABLE cs_users ADD COLUMN digest_fingerprint BIGINT"))
+
+
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     _migration_1_users_syncs,
     _migration_2_items,
@@ -153,6 +160,7 @@ MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     _migration_4_failing_users_index,
     _migration_5_destinations_and_read_times,
     _migration_6_rejected_source_keys,
+    _migration_7_source_digests,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -24,6 +24,8 @@ class UserOutcome:
     fingerprint: int | None
     request: str = "attributes"
     read_at: int | None = None  # when the read that gave these values started (unix microseconds)
+    # the source database's hash of the row these values came from (engine/digests.py), if it gave one
+    source_digest: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ def _user_row(sync: str, outcome: UserOutcome, now: dt.datetime) -> dict:
             "last_error": None,
             "updated_at": now,
             "read_at": outcome.read_at,
+            "source_digest": outcome.source_digest,
+            "digest_fingerprint": None if outcome.source_digest is None else outcome.fingerprint,
         }
     return {
         "sync": sync,
@@ -65,6 +69,8 @@ def _user_row(sync: str, outcome: UserOutcome, now: dt.datetime) -> dict:
         "last_error": outcome.error,
         "updated_at": now,
         "read_at": None,
+        "source_digest": None,
+        "digest_fingerprint": None,
     }
 
 

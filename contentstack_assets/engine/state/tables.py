@@ -24,6 +24,11 @@ users = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # when the source read that gave the delivered values started (unix microseconds): an older read is stale
     sa.Column("read_at", sa.BigInteger, nullable=True),
+    # change detection in the source database (engine/digests.py): the database's hash of a row this user's
+    # source held, and the fingerprint that row maps to. The user is unchanged, unread, while the source's
+    # row hashes the same and the user's confirmed `fingerprint` is still that one
+    sa.Column("source_digest", sa.BigInteger, nullable=True),
+    sa.Column("digest_fingerprint", sa.BigInteger, nullable=True),
     # the few users failing now, found without reading every user (stuck users, the retry count)
     sa.Index(
         "ix_cs_users_failing",

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -17,6 +18,7 @@ from contentstack_assets.engine.state.fingerprint_read import (
     _fingerprint_chunks,
     _fingerprint_frame,
     _gc_paused,
+    _object_table,
 )
 from contentstack_assets.engine.state.outcomes import UserOutcome, _log_row, _user_row
 from contentstack_assets.engine.state.tables import sync_log, users
@@ -121,6 +123,8 @@ class UserQueries(StoreBase):
                     "last_error",
                     "updated_at",
                     "read_at",
+                    "source_digest",
+                    "digest_fingerprint",
                 ],
             )
         failed = [row for row in rows if row["failed_runs"] != 0]
@@ -255,6 +259,78 @@ class UserQueries(StoreBase):
         )
         self._write(lambda connection: connection.execute(statement, rows))
 
+    def load_source_digests(self, sync: str) -> pd.Series:
+        """user_uid -> source digest of the users a run may leave unread when their source row still hashes
+        the same (engine/digests.py): a confirmed delivery (a fingerprint, no failure) whose fingerprint is
+        the one the digest's row maps to. Any other user (failing, in flight, forgotten by a merge, its row
+        seen under another digest) is read whole."""
+        statement = sa.select(users.c.user_uid, users.c.source_digest).where(
+            users.c.sync == sync,
+            users.c.source_digest.is_not(None),
+            users.c.failed_runs == 0,
+            users.c.fingerprint == users.c.digest_fingerprint,
+        )
+        uids, digests = [], []
+        with self.engine.connect() as connection, _gc_paused():
+            result = connection.execution_options(stream_results=False).execute(statement)
+            try:
+                while rows := result.cursor.fetchmany(100_000):
+                    table = _object_table(rows)
+                    uids.append(table[:, 0])
+                    digests.append(table[:, 1].astype(np.int64))
+            finally:
+                result.close()
+        return pd.Series(
+            np.concatenate(digests) if digests else np.empty(0, dtype=np.int64),
+            index=pd.Index(np.concatenate(uids) if uids else np.empty(0, dtype=object), dtype=object),
+            dtype=np.int64,
+            copy=False,
+        )
+
+    def record_source_digests(self, sync: str, digests: Sequence[tuple[str, int, int]]) -> None:
+        """(user_uid, source digest, fingerprint its row maps to) of users whose row was read whole and found
+        to send nothing: a fact about the row, true whatever the order of runs; it lets a later run skip the
+        user only while the user's confirmed fingerprint is that one (`load_source_digests`)."""
+        rows = sorted(digests)
+        if not rows:
+            return
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            batch = (
+                sa.func.json_to_recordset(sa.cast(sa.bindparam("batch", type_=sa.Text), postgresql.JSON))
+                .table_valued(
+                    sa.column("u", sa.Text), sa.column("d", sa.BigInteger), sa.column("f", sa.BigInteger)
+                )
+                .render_derived(name="batch", with_types=True)
+            )
+            statement = (
+                users.update()
+                .where(users.c.sync == sync, users.c.user_uid == batch.c.u)
+                .values(source_digest=batch.c.d, digest_fingerprint=batch.c.f)
+            )
+            payloads = [
+                json.dumps([{"u": u, "d": d, "f": f} for u, d, f in rows[start : start + 5000]])
+                for start in range(0, len(rows), 5000)
+            ]
+
+            def write(connection: sa.Connection) -> None:
+                for payload in payloads:
+                    connection.execute(statement, {"batch": payload})
+
+        else:
+            statement = (
+                users.update()
+                .where(users.c.sync == sync, users.c.user_uid == sa.bindparam("u"))
+                .values(source_digest=sa.bindparam("d"), digest_fingerprint=sa.bindparam("f"))
+            )
+            parameters = [{"u": u, "d": d, "f": f} for u, d, f in rows]
+
+            def write(connection: sa.Connection) -> None:
+                connection.execute(statement, parameters)
+
+        self._write(write)
+
     def unconfirmed_users(self, sync: str, limit: int | None = None) -> list[str]:
         """The users whose last delivery is not confirmed (it failed, or was cut after the write-ahead: no
         fingerprint), least recently updated first."""
@@ -372,6 +448,8 @@ def _users_upsert(statement: Any) -> Any:
             "last_error": new.last_error,
             "updated_at": new.updated_at,
             "read_at": sa.case((ok, new.read_at), else_=users.c.read_at),
+            "source_digest": sa.case((ok, new.source_digest), else_=users.c.source_digest),
+            "digest_fingerprint": sa.case((ok, new.digest_fingerprint), else_=users.c.digest_fingerprint),
         },
     )
 

@@ -1,0 +1,193 @@
+"""Change detection in the source database: a run that reads the whole source first reads only each row's uid
+and the database's hash of the row (engine/source/digests.py), and reads whole only the rows of users it
+cannot prove unchanged.
+
+The state keeps per user a source digest D and the fingerprint F the row of digest D maps to (`cs_users.
+source_digest`, `digest_fingerprint`). That pair is a fact about a row, true whatever the order of runs: the
+digest's prefix names the spec's salt, this module's `DIGEST_VERSION`, the driver and its version and the
+column types, so a row hashing to D maps to the same wire values. A user is left unread when its row hashes to
+D and its confirmed fingerprint is F (no failure, nothing in flight, no merge since: all of those clear or
+move the fingerprint): exactly the users the plan would find unchanged. Every other row is read whole, with
+its digest, in batches of uids: new users, moved rows, uids the read holds more than once (the duplicates
+are rejected as before), rejected rows (they hold no digest), failing and unconfirmed users.
+
+The frame of those rows carries in its attrs the whole source's row count (`SOURCE_ROWS`, for the empty-source
+guard), the rows left unread (`DIGEST_UNCHANGED`) and, for `on_delete: clear`, every uid of the source
+(`PRESENT`). Where the dialect cannot hash, the run reads a window of days, or the sync is sharded, the read is
+the whole read it always was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from contentstack_assets.engine.convert import convert_uids
+from contentstack_assets.engine.mapping import duplicated, source_columns
+from contentstack_assets.engine.plan import spec_salt
+from contentstack_assets.engine.source import SourceReader, engine_for
+from contentstack_assets.engine.source.digests import DIGEST, can_digest
+from contentstack_assets.engine.state import StateStore
+from contentstack_assets.spec import UsersSync
+
+DIGEST_VERSION = 1  # moved by a release whose conversion of a value changes: every user is read again
+SOURCE_ROWS = "source_rows"  # frame attrs: the rows of the whole source
+DIGEST_UNCHANGED = "rows_digest_unchanged"  # frame attrs: rows left unread, their digest unmoved
+PRESENT = "present_uids"  # frame attrs: every uid of the source (on_delete: clear)
+UID_BATCH = 20_000  # uids per read of whole rows
+WHOLE_SHARE = 0.3  # above this share of rows to read whole (and one batch), one read of every row is cheaper
+
+
+class Uids:
+    """The uids of the whole source, carried in a frame's attrs: pandas deep-copies attrs on every operation
+    of the frame, and this holder is handed on as it is (nothing changes it)."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+
+    def __deepcopy__(self, memo: dict) -> Uids:
+        return self
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def present_uids(frame: pd.DataFrame) -> np.ndarray | None:
+    """Every uid of the source a read by digests saw (with `on_delete: clear`), or None."""
+    held = frame.attrs.get(PRESENT)
+    return None if held is None else held.values
+
+
+def digest_prefix(sync: UsersSync) -> str:
+    return f"{DIGEST_VERSION}:{spec_salt(sync)}"
+
+
+def digests_apply(sync: UsersSync) -> bool:
+    """Whether an unsharded run of this sync over the whole source can detect changes in the database."""
+    return sync.shards <= 1 and can_digest(engine_for(sync.source).dialect.name)
+
+
+def is_partial(frame: pd.DataFrame) -> bool:
+    """Whether a read's frame left rows unread (users unchanged by their digest)."""
+    return bool(frame.attrs.get(DIGEST_UNCHANGED))
+
+
+def read_changed(
+    sync: UsersSync,
+    store: StateStore,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    log: Callable[[str], None] = print,
+    reader: SourceReader | None = None,
+) -> pd.DataFrame:
+    """The whole source's rows that may need a request, with their digests (see the module); `reader`: the
+    reader of `source_columns(sync)` to use (its `column_types` are the source's after the read)."""
+    columns = source_columns(sync)
+    reader = reader or SourceReader(sync.source, columns)
+    prefix = digest_prefix(sync)
+    known = store.load_source_digests(store.key_of(sync))
+    if known.empty:  # a first sync, a spec change that moved nothing yet: no digest to compare with
+        return _whole(sync, reader.read(on_progress=on_progress, digest=prefix))
+    digests = reader.read_digests(prefix)
+    raw_uids = digests[sync.match.column]
+    unread = _unread(raw_uids, digests[DIGEST].to_numpy(), known)
+    total = len(digests)
+    present = None
+    if sync.on_delete == "clear":
+        present = Uids(convert_uids(raw_uids).values.dropna().to_numpy())
+    moved = total - int(unread.sum())
+    if moved > WHOLE_SHARE * total and moved > UID_BATCH:
+        log(f"{sync.name}: {moved} of {total} rows may have moved: reading every row")
+        return _whole(sync, reader.read(on_progress=on_progress, digest=prefix))
+    frame = _read_rows(sync, columns, prefix, raw_uids[~unread])
+    if frame is None:
+        log(f"{sync.name}: rows moved between the reads of digests and of rows: reading every row")
+        return _whole(sync, reader.read(on_progress=on_progress, digest=prefix))
+    frame.attrs[SOURCE_ROWS] = total
+    frame.attrs[DIGEST_UNCHANGED] = total - len(frame) if len(frame) < total else 0
+    if present is not None:
+        frame.attrs[PRESENT] = present
+    if on_progress:
+        on_progress(len(frame))
+    log(
+        f"{sync.name}: {total} rows in the source, {int(unread.sum())} unchanged by their digest, "
+        f"{len(frame)} read whole"
+    )
+    return frame
+
+
+def _unread(raw_uids: pd.Series, digests: np.ndarray, known: pd.Series) -> np.ndarray:
+    """The rows whose uid and digest are a pair the state holds (`load_source_digests`), their uid held by
+    no other row. Compared as exact 64-bit integers, by a sorted search of the state's digests, then on the
+    uid's text: a row whose uid the read gives as clean text is compared as it is (the uid the mapping
+    would make of it is that text, or the row cannot match), any other uid as the mapping converts it."""
+    raw = raw_uids.to_numpy()
+    if pd.api.types.infer_dtype(raw, skipna=False) == "string":
+        keys = raw
+    else:  # numbers, nulls, bytes: as the mapping converts them
+        keys = convert_uids(raw_uids).values.to_numpy(dtype=object)
+    stored = known.to_numpy()
+    order = np.argsort(stored, kind="stable")
+    stored, stored_uids = stored[order], known.index.to_numpy(dtype=object)[order]
+    at = np.minimum(np.searchsorted(stored, digests), len(stored) - 1)
+    same = (stored[at] == digests) & (stored_uids[at] == keys)
+    # a uid given by two rows is rejected as a duplicate: both are read (a second spelling of a uid, " u1"
+    # beside "u1", moves its own row, whose read by uid finds both)
+    return same & ~duplicated(pd.Series(keys, dtype=object))
+
+
+def _whole(sync: UsersSync, frame: pd.DataFrame) -> pd.DataFrame:
+    frame.attrs[SOURCE_ROWS] = len(frame)
+    frame.attrs[DIGEST_UNCHANGED] = 0
+    return frame
+
+
+def _read_rows(
+    sync: UsersSync, columns: list[str], prefix: str, raw_wanted: pd.Series
+) -> pd.DataFrame | None:
+    """The whole rows of the wanted uids (raw, as the digests' read gave them), read by their uid's text (a
+    missing uid: by NULL); None when the rows found are fewer than wanted (a row changed, left or was
+    spelled otherwise since the digests were read: the caller reads every row instead)."""
+    converted = convert_uids(raw_wanted)
+    valid = converted.errors.isna().to_numpy()
+    wanted_uids = set(converted.values[valid].tolist())
+    # rows whose uid itself is rejected: found again by their raw text, or as NULL
+    rejected = raw_wanted[~valid]
+    texts = {str(value).strip() for value in rejected.tolist() if value is not None and value == value}
+    or_null = bool(rejected.isna().any())
+    values = sorted(wanted_uids | texts)
+    match = sync.match.column
+    frames = []
+    batches = [values[start : start + UID_BATCH] for start in range(0, len(values), UID_BATCH)] or [[]]
+    for index, batch in enumerate(batches):
+        nulls = or_null and index == 0
+        if not batch and not nulls:
+            continue
+        candidates = SourceReader(sync.source, columns).read(
+            text_in=(match, batch), digest=prefix, or_null=nulls
+        )
+        # each row is kept by the one batch that holds its uid (a number may match two texts: 42.0 and 42)
+        in_batch = set(batch)
+        found = convert_uids(candidates[match])
+        rejected_uid = found.errors.notna().to_numpy()
+        raw = candidates[match]
+        raw_text = raw.map(lambda value: None if value is None or value != value else str(value).strip())
+        keep = (found.values.isin(in_batch & wanted_uids).to_numpy() & ~rejected_uid) | (
+            rejected_uid & (raw_text.isin(in_batch & texts).to_numpy() | (raw.isna().to_numpy() & nulls))
+        )
+        frames.append(candidates.loc[keep])
+    if not frames:
+        return (
+            None
+            if len(raw_wanted)
+            else pd.DataFrame(
+                {
+                    **{column: pd.Series([], dtype=object) for column in columns},
+                    DIGEST: pd.Series([], dtype=np.int64),
+                }
+            )
+        )
+    frame = pd.concat(frames, ignore_index=True)
+    return frame if len(frame) >= len(raw_wanted) else None

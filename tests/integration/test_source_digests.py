@@ -1,0 +1,236 @@
+"""Change detection in the source database (engine/digests.py), through Dagster to the emulator over real
+HTTP, on PostgreSQL, DuckDB and MariaDB: a rerun with nothing changed reads digests only and sends nothing;
+a moved row is read and sent alone; a new row, a row changed back, a value stored another way, a duplicate, a
+user who failed, a spec change, a user who left (`on_delete: clear`), a full resync, a `query:` source; NULL,
+the empty text and the text 'NULL' hash apart; SQLite reads every row as before."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from contentstack_assets.engine.source import SourceReader
+from contentstack_assets.engine.source.digests import DIGEST
+from contentstack_assets.spec import SourceSpec
+from tests.helpers import push_config, push_metadata, run_job, users_sync, write_spec, write_sqlite_table
+from tests.integration.warehouses import execute, mysql_database, require_modules
+
+ATTRIBUTES = {
+    "plan": {"column": "plan_name", "type": "string"},
+    "orders": {"column": "order_count", "type": "integer"},
+}
+COLUMNS = ("user_uid", "plan_name", "order_count")
+ROWS = [dict(user_uid=f"u{i}", plan_name="gold", order_count=str(i)) for i in range(1, 6)]
+
+
+@pytest.fixture(params=["postgresql", "duckdb", "mariadb"])
+def source_url(request, tmp_path) -> Iterator[str]:
+    if request.param == "postgresql":
+        yield request.getfixturevalue("postgres_url")
+    elif request.param == "duckdb":
+        require_modules("duckdb", "duckdb", "duckdb_engine")
+        yield f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    else:
+        with mysql_database() as url:
+            yield url
+
+
+def _table(url: str, rows: list[dict]) -> None:
+    execute(
+        url,
+        "DROP TABLE IF EXISTS users",
+        "CREATE TABLE users (user_uid VARCHAR(100), plan_name VARCHAR(100), order_count VARCHAR(100))",
+        "INSERT INTO users VALUES (:user_uid, :plan_name, :order_count)",
+        rows=[{column: row.get(column) for column in COLUMNS} for row in rows],
+    )
+
+
+def _run(tmp_path, instance, emulator, url, rows=None, *, run_config=None, **overrides):
+    if rows is not None:
+        _table(url, rows)
+    spec = write_spec(
+        tmp_path / "syncs.yaml", [users_sync(url, emulator.url, **{"attributes": ATTRIBUTES, **overrides})]
+    )
+    return run_job(spec, "users_sync", instance, run_config=run_config)
+
+
+def _figures(result) -> tuple[int, int, int, int]:
+    """rows read whole, rows left unread by their digest, users sent, requests sent"""
+    metadata = push_metadata(result)
+    sent = metadata["users_delivered"]
+    return metadata["rows_read"], metadata["rows_digest_unchanged"], sent, metadata["requests_sent"]
+
+
+def _stored(emulator, uid: str) -> dict:
+    with urllib.request.urlopen(f"{emulator.url}/_emulator/users/{uid}") as response:
+        return json.load(response)["attributes"]
+
+
+def _with(rows: list[dict], uid: str, **values) -> list[dict]:
+    return [{**row, **values} if row["user_uid"] == uid else row for row in rows]
+
+
+def test_a_rerun_reads_only_what_moved(tmp_path, instance, emulator, source_url):
+    first = _run(tmp_path, instance, emulator, source_url, ROWS)
+    assert first.success and _figures(first) == (5, 0, 5, 5)
+
+    again = _run(tmp_path, instance, emulator, source_url)
+    assert again.success and _figures(again) == (0, 5, 0, 0)
+    assert push_metadata(again)["users_unchanged"] == 5
+
+    # one row moved, one new: only they are read and sent
+    rows = [*_with(ROWS, "u2", plan_name="silver"), dict(user_uid="u6", plan_name="gold", order_count="6")]
+    moved = _run(tmp_path, instance, emulator, source_url, rows)
+    assert moved.success and _figures(moved) == (2, 4, 2, 2)
+    assert _stored(emulator, "u2") == {"plan": "silver", "orders": 2}
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 6, 0, 0)
+
+    # changed back: its digest is the old one, which the state no longer holds as delivered
+    back = _run(tmp_path, instance, emulator, source_url, [*ROWS, rows[-1]])
+    assert _figures(back) == (1, 5, 1, 1) and _stored(emulator, "u2") == {"plan": "gold", "orders": 2}
+
+    # a value stored another way that maps to the same wire value: read once, nothing sent, then left unread
+    spaced = _with([*ROWS, rows[-1]], "u3", order_count=" 3")
+    assert _figures(_run(tmp_path, instance, emulator, source_url, spaced)) == (1, 5, 0, 0)
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 6, 0, 0)
+
+    # a duplicate uid: both rows read and rejected, run after run, as without digests
+    doubled = [*spaced, dict(user_uid=" u4", plan_name="gold", order_count="4")]
+    for _ in range(2):
+        result = _run(tmp_path, instance, emulator, source_url, doubled)
+        assert result.success and _figures(result) == (2, 5, 0, 0)
+        assert push_metadata(result)["rows_rejected"] == 2
+
+
+def test_a_failed_user_is_retried_though_its_row_did_not_move(tmp_path, instance, emulator, source_url):
+    assert _run(tmp_path, instance, emulator, source_url, ROWS).success
+    emulator.configure(fail_rate=1.0)
+    failed = _run(tmp_path, instance, emulator, source_url, _with(ROWS, "u2", plan_name="silver"))
+    assert not failed.success and push_metadata(failed)["users_failed"] == 1
+    emulator.configure(fail_rate=0.0)
+    retried = _run(tmp_path, instance, emulator, source_url)
+    assert retried.success and _figures(retried) == (1, 4, 1, 1)
+    assert _stored(emulator, "u2") == {"plan": "silver", "orders": 2}
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 5, 0, 0)
+
+    # failed, then its row went back to the digest its confirmed values came from: still read and retried
+    emulator.configure(fail_rate=1.0)
+    assert not _run(tmp_path, instance, emulator, source_url, _with(ROWS, "u2", plan_name="bronze")).success
+    emulator.configure(fail_rate=0.0)
+    back = _run(tmp_path, instance, emulator, source_url, _with(ROWS, "u2", plan_name="silver"))
+    assert back.success and _figures(back) == (1, 4, 1, 1)
+
+
+def test_nulls_empty_text_and_the_text_null_hash_apart(source_url):
+    _table(source_url, [dict(user_uid="u", plan_name=value, order_count="1") for value in (None, "", "NULL")]
+           + [dict(user_uid="u", plan_name="a", order_count="b,c"), dict(user_uid="u", plan_name="a,b", order_count="c")])  # fmt: skip
+    source = SourceSpec.model_validate({"url": source_url, "table": "users"})
+    digests = SourceReader(source, list(COLUMNS)).read_digests("prefix")[DIGEST].tolist()
+    assert len(set(digests)) == 5
+    # the same rows read whole carry the same digests
+    whole = SourceReader(source, list(COLUMNS)).read(digest="prefix")
+    assert sorted(whole[DIGEST].tolist()) == sorted(digests)
+    assert SourceReader(source, list(COLUMNS)).read_digests("another")[DIGEST].tolist() != digests
+
+
+@pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)
+def test_a_spec_change_reads_everyone_again(tmp_path, instance, emulator, source_url):
+    assert _run(tmp_path, instance, emulator, source_url, ROWS).success
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 5, 0, 0)
+    retyped = {**ATTRIBUTES, "orders": {"column": "order_count", "type": "string"}}
+    result = _run(tmp_path, instance, emulator, source_url, attributes=retyped)
+    assert result.success and _figures(result) == (5, 0, 5, 5)
+    assert _stored(emulator, "u1") == {"plan": "gold", "orders": "1"}
+    assert _figures(_run(tmp_path, instance, emulator, source_url, attributes=retyped)) == (0, 5, 0, 0)
+
+
+@pytest.mark.parametrize("source_url", ["duckdb", "postgresql"], indirect=True)
+def test_a_user_who_left_is_still_cleared(tmp_path, instance, emulator, source_url):
+    assert _run(tmp_path, instance, emulator, source_url, ROWS, on_delete="clear").success
+    assert _figures(_run(tmp_path, instance, emulator, source_url, on_delete="clear")) == (0, 5, 0, 0)
+    left = _run(tmp_path, instance, emulator, source_url, ROWS[:-1], on_delete="clear")
+    metadata = push_metadata(left)
+    assert left.success and (metadata["rows_read"], metadata["users_cleared"]) == (0, 1)
+    assert _stored(emulator, "u5") == {"plan": None, "orders": None}
+
+
+@pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)
+def test_a_full_resync_and_a_query_source(tmp_path, instance, emulator, source_url):
+    query = {"url": source_url, "query": "SELECT * FROM users -- all of them"}
+    assert _run(tmp_path, instance, emulator, source_url, ROWS, source=query).success
+    assert _figures(_run(tmp_path, instance, emulator, source_url, source=query)) == (0, 5, 0, 0)
+    resync = _run(
+        tmp_path, instance, emulator, source_url, source=query, run_config=push_config(full_resync=True)
+    )
+    assert resync.success and push_metadata(resync)["users_delivered"] == 5
+
+
+def test_sqlite_reads_every_row_as_before(tmp_path, instance, emulator):
+    url = write_sqlite_table(tmp_path / "src.db", ROWS, columns=COLUMNS)
+    spec = write_spec(tmp_path / "syncs.yaml", [users_sync(url, emulator.url, attributes=ATTRIBUTES)])
+    assert run_job(spec, "users_sync", instance).success
+    again = run_job(spec, "users_sync", instance)
+    assert _figures(again) == (5, 0, 0, 0)
+
+
+def test_the_digest_of_a_table_moves_with_its_column_types(tmp_path):
+    require_modules("duckdb", "duckdb", "duckdb_engine")
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    execute(url, "CREATE TABLE users AS SELECT 'u1' AS user_uid, 1 AS n")
+    source = SourceSpec.model_validate({"url": url, "table": "users"})
+    before = SourceReader(source, ["user_uid", "n"]).read_digests("p")[DIGEST].tolist()
+    execute(url, "DROP TABLE users", "CREATE TABLE users AS SELECT 'u1' AS user_uid, 1.0::DOUBLE AS n")
+    assert SourceReader(source, ["user_uid", "n"]).read_digests("p")[DIGEST].tolist() != before
+    sa.create_engine(url).dispose()
+
+
+@pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)
+def test_rejected_rows_are_read_every_run_and_the_guard_counts_the_whole_source(
+    tmp_path, instance, emulator, source_url
+):
+    rows = [*ROWS, dict(user_uid="u7", plan_name="gold", order_count="many"), dict(plan_name="gold")]
+    for expected in ((7, 0, 5, 5), (2, 5, 0, 0)):  # the rejected rows hold no digest: read again
+        result = _run(tmp_path, instance, emulator, source_url, rows)
+        assert result.success and _figures(result) == expected
+        assert push_metadata(result)["rows_rejected"] == 2
+    shrunk = _run(tmp_path, instance, emulator, source_url, ROWS[:2])
+    assert not shrunk.success
+    failures = [event.step_failure_data.error.message for event in shrunk.all_events if event.is_step_failure]
+    assert "the source returned 2 rows where the last run read 7" in "\n".join(failures)
+
+
+@pytest.mark.parametrize("source_url", ["duckdb", "postgresql"], indirect=True)
+def test_an_integer_uid_column(tmp_path, instance, emulator, source_url):
+    execute(
+        source_url,
+        "DROP TABLE IF EXISTS users",
+        "CREATE TABLE users (user_uid BIGINT, plan_name VARCHAR(100), order_count VARCHAR(100))",
+        "INSERT INTO users VALUES (:user_uid, :plan_name, :order_count)",
+        rows=[dict(user_uid=i, plan_name="gold", order_count=str(i)) for i in range(1, 6)],
+    )
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (5, 0, 5, 5)
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 5, 0, 0)
+    execute(source_url, "UPDATE users SET plan_name = 'silver' WHERE user_uid = 3")
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (1, 4, 1, 1)
+    assert _stored(emulator, "3") == {"plan": "silver", "orders": 3}
+
+
+@pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)
+def test_a_user_a_merge_overwrote_is_read_and_resent_though_its_row_did_not_move(
+    tmp_path, instance, emulator, source_url
+):
+    from contentstack_assets.engine.state import StateStore
+    from contentstack_assets.spec import load_spec
+
+    assert _run(tmp_path, instance, emulator, source_url, ROWS).success
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 5, 0, 0)
+    store = StateStore()
+    store.mark_for_resend(store.key_of(load_spec(tmp_path / "syncs.yaml").get("users")), {"u2": "anon -> u2"})
+    result = _run(tmp_path, instance, emulator, source_url)
+    assert result.success and _figures(result) == (1, 4, 1, 1)
+    assert push_metadata(result)["users_resent_after_merge"] == 1
+    assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 5, 0, 0)
