@@ -267,11 +267,11 @@ class SourceReader:
         `digest`: a prefix; each row's digest computed by the database comes along in column `DIGEST`
         (`read_digests`). `or_null`: with `text_in`, the rows whose column is NULL too."""
         chunks: list[np.ndarray] = []
-        width = len(self.columns) + (digest is not None)
         rows_read = reported = 0
         last_report = time.monotonic()
         with self._database_errors(), engine_for(self.source).connect() as connection:
-            relation = self._relation(connection, primary_key=True)
+            relation = self._relation(connection, primary_key=True)  # the table's key columns join the read
+            width = len(self.columns) + (digest is not None)
             if window is not None:
                 self._detect_epoch(connection, relation)
             statement = self._statement(relation, window, text_in, connection.dialect.name, digest, or_null)
