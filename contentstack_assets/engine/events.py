@@ -481,14 +481,10 @@ def _outcomes(request: EventsRequest, response: Response) -> tuple[list[ItemOutc
         ItemOutcome(event_id, request.user_uid, response.ok, response.status, response.error)
         for event_id in request.event_ids
     ]
-    logged = UserOutcome(
-        user_uid=request.user_uid,
-        keys=request.event_keys,
-        ok=response.ok,
-        status=response.status,
-        attempts=response.attempts,
-        latency_ms=response.latency_ms,
-        error=response.error,
+    logged = UserOutcome.answered(
+        request.user_uid,
+        request.event_keys,
+        response,
         delivered_after=None,
         fingerprint=None,
         request="events",

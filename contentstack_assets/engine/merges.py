@@ -354,14 +354,10 @@ def push_merges(
 def _outcomes(request: MergeRequest, response: Response) -> tuple[list[ItemOutcome], UserOutcome]:
     # logged under the known (target) user, whose history it is; `keys` names the uid merged into it
     item = ItemOutcome(request.item_id, request.target_uid, response.ok, response.status, response.error)
-    logged = UserOutcome(
-        user_uid=request.target_uid,
-        keys=(request.source_uid,),
-        ok=response.ok,
-        status=response.status,
-        attempts=response.attempts,
-        latency_ms=response.latency_ms,
-        error=response.error,
+    logged = UserOutcome.answered(
+        request.target_uid,
+        (request.source_uid,),
+        response,
         delivered_after=None,
         fingerprint=None,
         request="merge",

@@ -254,14 +254,10 @@ def push_users(
             key,
             run_id,
             [
-                UserOutcome(
-                    user_uid=request.user_uid,
-                    keys=request.keys,
-                    ok=response.ok,
-                    status=response.status,
-                    attempts=response.attempts,
-                    latency_ms=response.latency_ms,
-                    error=response.error,
+                UserOutcome.answered(
+                    request.user_uid,
+                    request.keys,
+                    response,
                     delivered_after=request.delivered_after if response.ok else None,
                     fingerprint=request.fingerprint,
                     read_at=read_at,
@@ -392,14 +388,10 @@ def _clear(
             key,
             run_id,
             [
-                UserOutcome(
-                    user_uid=request.user_uid,
-                    keys=request.keys,
-                    ok=response.ok,
-                    status=response.status,
-                    attempts=response.attempts,
-                    latency_ms=response.latency_ms,
-                    error=response.error,
+                UserOutcome.answered(
+                    request.user_uid,
+                    request.keys,
+                    response,
                     delivered_after=None,
                     fingerprint=None,
                     request="clear",

@@ -27,6 +27,21 @@ class UserOutcome:
     # the source database's hash of the row these values came from (engine/digests.py), if it gave one
     source_digest: int | None = None
 
+    @classmethod
+    def answered(cls, user_uid: str, keys: tuple[str, ...], response, **rest) -> UserOutcome:
+        """The outcome of a request to this user, as the client's `Response` tells it (`rest`: the fields a
+        response does not give)."""
+        return cls(
+            user_uid=user_uid,
+            keys=keys,
+            ok=response.ok,
+            status=response.status,
+            attempts=response.attempts,
+            latency_ms=response.latency_ms,
+            error=response.error,
+            **rest,
+        )
+
 
 @dataclass(frozen=True)
 class ItemOutcome:
