@@ -2,9 +2,9 @@
 in memory to the next step in the same process, with a codec that packs text, time and number columns.
 """
 
-import datetime as dt
 import os
 import pickle
+import shutil
 import tempfile
 import threading
 import time
@@ -12,10 +12,13 @@ from collections import OrderedDict
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
+from contentstack_assets.engine.frames import ChunkedFrame, pack_frame, unpack_frame
+
 FRAMES_IO_MANAGER_KEY = "contentstack_frames"  # our own key: a host project's `io_manager` stays its own
+# what passes between a users sync's steps: a frame in one piece, or the chunks of a longer read
+FRAME_TYPE = dg.PythonObjectDagsterType((pd.DataFrame, ChunkedFrame), name="Frame")
 
 
 class FrameIOManager(dg.ConfigurableIOManager):
@@ -55,16 +58,19 @@ class FrameIOManager(dg.ConfigurableIOManager):
             scope = "all"
         return base.joinpath(*context.asset_key.path) / f"{scope}.pkl"
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | ChunkedFrame) -> None:
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(obj, ChunkedFrame):
+            # a read too big for one piece: its chunk files move beside the file, which holds where they are
+            obj = obj.moved_to(path.parent / f"{path.stem}.{context.run_id}.chunks")
         # a temporary file of this writer's own: two runs storing the same asset and range at once (a backfill
         # next to a schedule tick) must not write into, or rename away, each other's
         descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         temporary = Path(name)
         try:
             with os.fdopen(descriptor, "wb") as file:
-                pickle.dump(_pack(obj), file, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(pack_frame(obj), file, protocol=pickle.HIGHEST_PROTOCOL)
             identity = _JustStored.identity(temporary)  # kept by the rename
             temporary.replace(path)  # a reader never sees half a file; the last store wins
         except BaseException:
@@ -85,7 +91,7 @@ class FrameIOManager(dg.ConfigurableIOManager):
         if kept is not None:
             return kept
         with path.open("rb") as file:
-            return _unpack(pickle.load(file))
+            return unpack_frame(pickle.load(file))
 
 
 def _remove_older(path: Path, keep_days: float) -> None:
@@ -98,6 +104,26 @@ def _remove_older(path: Path, keep_days: float) -> None:
                 other.unlink()
         except OSError:  # another run removed or replaced it meanwhile
             continue
+    # the chunks of chunked frames: those of other runs of the same range once a newer run stored its own
+    # (a step still reading them says so and asks to be run again), and any old enough
+    for chunks in path.parent.glob("*.chunks"):
+        try:
+            stem = chunks.name.removesuffix(".chunks").rsplit(".", 1)[0]  # `<range>.<run id>.chunks`
+            same_range = stem == path.stem and chunks.stat().st_mtime < path.stat().st_mtime
+            if (same_range and not _in_use(path, chunks)) or chunks.stat().st_mtime < cutoff:
+                shutil.rmtree(chunks, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _in_use(path: Path, chunks: Path) -> bool:
+    """Whether the file at `path` names these chunks (the last store of the range)."""
+    try:
+        with path.open("rb") as file:
+            stored = pickle.load(file)
+    except (OSError, pickle.UnpicklingError, EOFError):
+        return True
+    return isinstance(stored, ChunkedFrame) and stored.directory == chunks
 
 
 class _JustStored:
@@ -137,98 +163,3 @@ class _JustStored:
 
 
 _just_stored = _JustStored()
-
-
-# -- frames on disk ----------------------------------------------------------------------------------
-# A million-row frame of raw source values is mostly object columns of Python strings (and, from PostgreSQL,
-# datetimes and dates), which pickle one object at a time. A column whose values are all `str` (or None) is
-# stored instead as one UTF-8 text, the values joined by NUL, plus a null mask; one of naive datetimes or of
-# dates as a numpy datetime64 array plus a null mask; one of Python ints or of Python floats (no None) as one
-# numpy array: several times faster both ways, and the values come back identical (same type, same value; a
-# str subclass comes back a str). Any other column, one holding a NUL or a time zone, is pickled as it is.
-_PACKED = "contentstack_assets.frame/1"
-_SEPARATOR = "\x00"
-
-
-def _pack(obj: object) -> object:
-    if not isinstance(obj, pd.DataFrame) or not obj.columns.is_unique:
-        return obj
-    columns = []
-    for name in obj.columns:
-        column = obj[name]
-        kind, packed = _pack_objects(column.to_numpy()) if column.dtype == object else ("as-is", None)
-        columns.append((name, kind, packed) if packed is not None else (name, "as-is", column))
-    return {"format": _PACKED, "index": obj.index, "columns": columns, "attrs": obj.attrs}
-
-
-def _pack_objects(values: np.ndarray) -> tuple[str, object]:
-    present = np.not_equal(values, None)  # elementwise in C
-    packed_text = _pack_text(values, present)
-    if packed_text is not None:
-        return "text", packed_text
-    kinds = set(map(type, values.tolist()))
-    if kinds <= {dt.datetime, dt.date, type(None)} and len(kinds - {type(None)}) == 1:
-        return "time", _pack_times(values, kinds, present)
-    if kinds in ({int}, {float}):  # Python numbers, no None: one numpy array, the same numbers back
-        try:
-            return "number", values.astype(np.int64 if kinds == {int} else np.float64)
-        except OverflowError:  # an int beyond 64 bits
-            return "as-is", None
-    return "as-is", None
-
-
-def _pack_times(
-    values: np.ndarray, kinds: set[type], present: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """Naive datetimes as datetime64[us] (their exact resolution), dates as datetime64[D]: both come back
-    as the same `datetime.datetime` / `datetime.date` objects. Time-zoned values are pickled as they are."""
-    texts = values[present]
-    unit = "us" if dt.datetime in kinds else "D"
-    if unit == "us" and any(value.tzinfo is not None or value.fold for value in texts.tolist()):
-        return None
-    try:
-        stamps = pd.to_datetime(texts).to_numpy()  # in C: numpy's own object conversion is ~20x slower
-    except (ValueError, OverflowError):  # beyond what pandas' datetimes hold (year 1, 9999...)
-        return None
-    return stamps, present, unit
-
-
-def _pack_text(values: np.ndarray, present: np.ndarray) -> tuple[str, np.ndarray] | None:
-    """The values joined by NUL, if every one that is not None is text (a str subclass comes back a str)
-    and none holds a NUL itself."""
-    texts = values if present.all() else values[present]
-    try:
-        joined = _SEPARATOR.join(texts.tolist())  # refuses anything but text, in C
-    except TypeError:
-        return None
-    if joined.count(_SEPARATOR) != max(len(texts) - 1, 0):
-        return None  # a value holds the separator itself
-    return joined, present
-
-
-def _unpack(obj: object) -> object:
-    if not (isinstance(obj, dict) and obj.get("format") == _PACKED):
-        return obj  # anything else, or a frame stored by an earlier version
-    data = {}
-    for name, kind, payload in obj["columns"]:
-        if kind == "as-is":
-            data[name] = payload
-            continue
-        if kind == "number":
-            numbers = np.empty(len(payload), dtype=object)
-            numbers[:] = payload.tolist()
-            data[name] = pd.Series(numbers, index=obj["index"], dtype=object, copy=False)
-            continue
-        values = np.full(len(payload[1]), None, dtype=object)
-        if kind == "time":
-            stamps, present, unit = payload
-            index = pd.DatetimeIndex(stamps)
-            values[present] = index.to_pydatetime() if unit == "us" else index.date
-        else:
-            joined, present = payload
-            if present.any():
-                values[present] = joined.split(_SEPARATOR)
-        data[name] = pd.Series(values, index=obj["index"], dtype=object, copy=False)
-    frame = pd.DataFrame(data, index=obj["index"], copy=False)
-    frame.attrs.update(obj["attrs"])
-    return frame

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_uids
+from contentstack_assets.engine.frames import Frame, collect
 from contentstack_assets.engine.mapping import duplicated, source_columns
 from contentstack_assets.engine.plan import spec_salt
 from contentstack_assets.engine.source import SourceReader, engine_for
@@ -54,7 +55,7 @@ class Uids:
         return len(self.values)
 
 
-def present_uids(frame: pd.DataFrame) -> np.ndarray | None:
+def present_uids(frame: Frame) -> np.ndarray | None:
     """Every uid of the source a read by digests saw (with `on_delete: clear`), or None."""
     held = frame.attrs.get(PRESENT)
     return None if held is None else held.values
@@ -69,7 +70,7 @@ def digests_apply(sync: UsersSync) -> bool:
     return sync.shards <= 1 and can_digest(engine_for(sync.source).dialect.name)
 
 
-def is_partial(frame: pd.DataFrame) -> bool:
+def is_partial(frame: Frame) -> bool:
     """Whether a read's frame left rows unread (users unchanged by their digest)."""
     return bool(frame.attrs.get(DIGEST_UNCHANGED))
 
@@ -81,7 +82,7 @@ def read_changed(
     on_progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
     reader: SourceReader | None = None,
-) -> pd.DataFrame:
+) -> Frame:
     """The whole source's rows that may need a request, with their digests (see the module); `reader`: the
     reader of `source_columns(sync)` to use (its `column_types` are the source's after the read)."""
     columns = source_columns(sync)
@@ -89,7 +90,7 @@ def read_changed(
     prefix = digest_prefix(sync)
     known = store.load_source_digests(store.key_of(sync))
     if known.empty:  # a first sync, a spec change that moved nothing yet: no digest to compare with
-        return _whole(sync, reader.read(on_progress=on_progress, digest=prefix))
+        return _whole(sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix)))
     digests = reader.read_digests(prefix)
     raw_uids = digests[sync.match.column]
     unread = _unread(raw_uids, digests[DIGEST].to_numpy(), known)
@@ -100,11 +101,11 @@ def read_changed(
     moved = total - int(unread.sum())
     if moved > WHOLE_SHARE * total and moved > UID_BATCH:
         log(f"{sync.name}: {moved} of {total} rows may have moved: reading every row")
-        return _whole(sync, reader.read(on_progress=on_progress, digest=prefix))
+        return _whole(sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix)))
     frame = _read_rows(sync, columns, prefix, raw_uids[~unread])
     if frame is None:
         log(f"{sync.name}: rows moved between the reads of digests and of rows: reading every row")
-        return _whole(sync, reader.read(on_progress=on_progress, digest=prefix))
+        return _whole(sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix)))
     frame.attrs[SOURCE_ROWS] = total
     frame.attrs[DIGEST_UNCHANGED] = total - len(frame) if len(frame) < total else 0
     if present is not None:
@@ -138,7 +139,7 @@ def _unread(raw_uids: pd.Series, digests: np.ndarray, known: pd.Series) -> np.nd
     return same & ~duplicated(pd.Series(keys, dtype=object))
 
 
-def _whole(sync: UsersSync, frame: pd.DataFrame) -> pd.DataFrame:
+def _whole(sync: UsersSync, frame: Frame) -> Frame:
     frame.attrs[SOURCE_ROWS] = len(frame)
     frame.attrs[DIGEST_UNCHANGED] = 0
     return frame

@@ -11,10 +11,14 @@ every row: from here on (fingerprints, diff, delivery, state) nothing tells it a
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_column, convert_uids
+from contentstack_assets.engine.frames import ChunkedFrame, ChunkWriter, Frame
 from contentstack_assets.engine.source import PRIMARY_KEY, days_of
 from contentstack_assets.engine.source.digests import DIGEST
 from contentstack_assets.spec import UsersSync
@@ -44,14 +48,16 @@ def add_reasons(reasons: np.ndarray, errors: pd.Series, prefix: str = "") -> Non
         reasons[index] = reason if reasons[index] is None else f"{reasons[index]}; {reason}"
 
 
-def uid_rules(raw_uids: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Trimmed uids and a reasons array: missing, invalid, and every row of a duplicated uid."""
+def uid_rules(raw_uids: pd.Series, duplicates: set[str] | None = None) -> tuple[pd.Series, np.ndarray]:
+    """Trimmed uids and a reasons array: missing, invalid, and every row of a duplicated uid (`duplicates`:
+    the uids other chunks of the same read give too)."""
     uids = convert_uids(raw_uids)
     reasons = np.full(len(raw_uids), None, dtype=object)
     add_reasons(reasons, uids.errors)
-    add_reasons(
-        reasons, pd.Series(np.where(duplicated(uids.values), "duplicate user uid", None), dtype=object)
-    )
+    twice = duplicated(uids.values)
+    if duplicates:
+        twice |= uids.values.isin(duplicates).to_numpy()
+    add_reasons(reasons, pd.Series(np.where(twice, "duplicate user uid", None), dtype=object))
     return uids.values, reasons
 
 
@@ -73,14 +79,17 @@ def duplicated(uids: pd.Series) -> np.ndarray:
     return result
 
 
-def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
+def map_users(
+    raw: pd.DataFrame, sync: UsersSync, *, duplicates: set[str] | None = None, first_row: int = 1
+) -> pd.DataFrame:
     """Rename and convert the source columns; set aside (never raise on) rows that break a rule. The read
-    time of the rows (`attrs[READ_AT]`) goes with them."""
+    time of the rows (`attrs[READ_AT]`) goes with them. One chunk of a longer read: `duplicates`, the uids
+    the whole read gives more than once (`duplicate_uids`), and `first_row`, the chunk's first row number."""
     read_at = raw.attrs.get(READ_AT)
     key_columns = [column for column in raw.attrs.get(PRIMARY_KEY) or () if column in raw]
     attrs = dict(raw.attrs)
     raw = raw.reset_index(drop=True)
-    uid_values, reasons = uid_rules(raw[sync.match.column])
+    uid_values, reasons = uid_rules(raw[sync.match.column], duplicates)
     # keep what identifies a rejected row in its report, even when the uid itself is the problem
     shown_uids = uid_values
     missing = uid_values.isna().to_numpy()
@@ -96,7 +105,7 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
         converted = convert_column(raw[attribute.column], attribute.type)
         add_reasons(reasons, converted.errors, prefix=f"{key}: ")
         mapped[key] = converted.values
-    mapped[ROW] = pd.Series(np.arange(1, len(raw) + 1), dtype="int64")
+    mapped[ROW] = pd.Series(np.arange(first_row, first_row + len(raw)), dtype="int64")
     mapped[REJECTION] = pd.Series(reasons, dtype=object)
     mapped.update(day_column(raw, sync.source.partition_column))
     if DIGEST in raw:  # the database's hash of each row (engine/digests.py), kept for the state
@@ -113,6 +122,52 @@ def map_users(raw: pd.DataFrame, sync: UsersSync) -> pd.DataFrame:
     if read_at is not None:
         frame.attrs[READ_AT] = read_at
     return frame
+
+
+def map_frame(raw: Frame, sync: UsersSync, on_chunk: Callable[[pd.DataFrame], None] | None = None) -> Frame:
+    """`map_users` of a read in one piece, or chunk by chunk of a chunked read (its rows numbered on, its
+    duplicates found over every chunk): each mapped chunk is written as it is made, and handed to
+    `on_chunk` (the counts, the rejected rows and the schema check of the step)."""
+    if not isinstance(raw, ChunkedFrame):
+        mapped = map_users(raw, sync)
+        if on_chunk:
+            on_chunk(mapped)
+        return mapped
+    duplicates = duplicate_uids(raw, sync.match.column)
+    writer = ChunkWriter()
+    first_row = 1
+    try:
+        for chunk in raw.chunks():
+            mapped = map_users(chunk, sync, duplicates=duplicates, first_row=first_row)
+            first_row += len(chunk)
+            if on_chunk:
+                on_chunk(mapped)
+            writer.write(mapped)
+    except BaseException:
+        writer.abandon()
+        raise
+    return writer.finish(attrs=dict(raw.attrs))
+
+
+def duplicate_uids(raw: ChunkedFrame, column: str) -> set[str]:
+    """The uids (trimmed, as the rules make them) that more than one row of a chunked read gives: found by
+    their 64-bit hashes, one chunk at a time (8 bytes a row), then confirmed on the text of the few rows whose
+    hash another row shares, so a collision never rejects a row."""
+    hashes = [_uid_hashes(chunk[column])[1] for chunk in raw.chunks()]
+    ordered = np.sort(np.concatenate(hashes)) if hashes else np.empty(0, dtype=np.uint64)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if not len(repeated):
+        return set()
+    seen: Counter[str] = Counter()
+    for chunk in raw.chunks():
+        uids, hashed = _uid_hashes(chunk[column])
+        seen.update(uids[np.isin(hashed, repeated)].tolist())
+    return {uid for uid, rows in seen.items() if rows > 1}
+
+
+def _uid_hashes(raw_uids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    uids = convert_uids(raw_uids).values.dropna().to_numpy(dtype=object)
+    return uids, pd.util.hash_array(uids, categorize=False)
 
 
 def source_keys(raw: pd.DataFrame, key_columns: list[str], rows: np.ndarray) -> pd.Series:

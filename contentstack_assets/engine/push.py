@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,7 @@ from contentstack_assets.engine.clears import (
 from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport, deliver
 from contentstack_assets.engine.digests import DIGEST_UNCHANGED, present_uids
+from contentstack_assets.engine.frames import ChunkedFrame, Frame, chunks_of
 from contentstack_assets.engine.mapping import READ_AT, rejected_rows, valid_rows
 from contentstack_assets.engine.plan import NEW, RETRY, UserRequest, UsersPlan, plan_users, spec_salt
 from contentstack_assets.engine.shards import shard_label, shard_of
@@ -125,7 +127,7 @@ def _guard(sync: UsersSync, now: int, before: int, what: str, where: str = "") -
 
 def push_users(
     sync: UsersSync,
-    mapped: pd.DataFrame,
+    mapped: Frame,
     *,
     client: EdgeClient | None,
     store: StateStore,
@@ -160,8 +162,7 @@ def push_users(
     else none: a run over some days, or a shard not told the whole read's uids, clears nobody. The users of
     the state (a shard: its own) absent from it are cleared after the empty-source guard, unless they are more
     than `max_clear_share` of them and not `allow_clear`: then nothing is sent (`TooManyClearsError`)."""
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+    timings = {"plan": 0.0, "deliver": 0.0}
     key = store.key_of(sync)  # the state of this sync at this destination
     rows_read = len(mapped)
     unread = int(
@@ -193,61 +194,229 @@ def push_users(
             if not dry_run:
                 raise TooManyClearsError(refusal)
             log(f"{sync.name}: a real run would stop here: {refusal}")
-    valid = valid_rows(mapped)
-    rejected = rejected_rows(mapped)
-    state = store.load_fingerprints(key, valid["user_uid"] if len(valid) <= 20_000 else None)
-    plan = plan_users(
-        valid,
-        state,
-        keys=list(sync.attributes),
-        nulls=sync.nulls,
-        full_resync=full_resync,
-        load_delivered=lambda uids: store.load_delivered(key, uids),
-        salt=spec_salt(sync),
-        read_at=mapped.attrs.get(READ_AT),
-        load_read_times=lambda uids: store.load_read_times(key, uids),
-    )
-    timings["plan"] = time.perf_counter() - started
-    log(
-        f"{sync.name}: plan for {len(valid)} valid users: {plan.counts['new']} new, {plan.counts['changed']} changed, "
-        f"{plan.counts['retry']} to retry, {plan.counts['unchanged']} unchanged"
-        + (f" (and {unread} unread, their digest unmoved)" if unread else "")
-        + (
-            f", {plan.counts['stale_skipped']} skipped as stale (a later read already delivered them)"
-            if plan.counts["stale_skipped"]
-            else ""
-        )
-        + (f", {plan.counts['resync']} to resync" if full_resync else "")
-        + f"; {len(rejected)} rows rejected"
-    )
-    by_day, user_days = plan_by_day(mapped, plan)
+    # chunk by chunk (a chunked read: engine/frames.py): each chunk is planned, recorded and delivered before
+    # the next is read back, so a run holds one chunk's plan at a time; a frame in one piece is one chunk
+    chunked = isinstance(mapped, ChunkedFrame)
+    planner = _Planner(sync, store, key, full_resync=full_resync, read_at=read_at, by_uid=chunked)
+    plans = planner.plans(mapped, log if chunked else None)
+    first = next(plans)  # a plan that fails starts no run
     report: DeliveryReport[UserRequest] = DeliveryReport()
     if dry_run:
+        for _ in plans:
+            pass
+        planner.log_totals(log, unread)
         return PushResult(
             rows_read,
-            len(rejected),
-            plan,
+            planner.rejected_rows,
+            planner.summary,
             report,
-            rejected,
+            planner.rejected,
             True,
-            timings_s=timings,
-            by_day=by_day,
+            timings_s={**timings, "plan": planner.seconds},
+            by_day=planner.by_day,
             leavers=leavers,
             rows_digest_unchanged=unread,
         )
-    unchanged_digests, digest_of = _row_digests(mapped, valid, plan)
+    if not chunked:
+        planner.log_totals(log, unread)
 
     store.start_run(key, run_key, run_scope, dry_run=False)
     store.prune(key, sync.log_retention_days)
-    store.record_rejections(key, run_id, rejected)
-    store.set_aside_failures(key, rejected["user_uid"])
     if sync.on_delete == "clear":
         store.set_aside_failures(key, gone)  # kept: the next whole read clears what they may hold
     else:
         store.drop_unconfirmed(key, gone)
-    store.refresh_fingerprints(key, plan.refresh)
-    store.record_source_digests(key, unchanged_digests)
+    sent = rejections_recorded = 0
+    for planned in itertools.chain([first], plans):
+        unchanged_digests, digest_of = _row_digests(planned.mapped, planned.valid, planned.plan)
+        # the first chunk with rejections replaces what an earlier try of this step recorded; the next add
+        store.record_rejections(key, run_id, planned.rejected, replace=not rejections_recorded)
+        rejections_recorded += len(planned.rejected)
+        store.set_aside_failures(key, planned.rejected["user_uid"])
+        store.refresh_fingerprints(key, planned.plan.refresh)
+        store.record_source_digests(key, unchanged_digests)
+        if report.stopped or not planned.plan.users_to_send:
+            continue  # a destination that refused every request would refuse the next chunk's too
+        delivery_started = time.perf_counter()
+        assert client is not None, "a real push needs an Edge client"
+        chunk_report = deliver(
+            planned.plan.requests(),
+            lambda request: client.update_attributes(request.user_uid, request.body),
+            client=client,
+            concurrency=concurrency or sync.concurrency,
+            record=_outcomes_recorder(
+                store, key, run_id, read_at, digest_of, planner.by_day, planned.user_days
+            ),
+            before_send=lambda batch: store.forget_in_flight(
+                # the write-ahead: users already in the state lose the keys about to be sent until confirmed
+                key,
+                [(r.user_uid, r.keys) for r in batch if r.reason != NEW],
+            ),
+            total=planned.plan.users_to_send,
+            on_progress=_progress(sync, log, sent),
+        )
+        sent += planned.plan.users_to_send
+        report.merge(chunk_report)
+        timings["deliver"] += time.perf_counter() - delivery_started
+    if chunked:
+        planner.log_totals(log, unread)
+    timings["plan"] = planner.seconds
+    delivery_started = time.perf_counter()
+    # a destination that refused every update (a wrong project) would refuse the clears too
+    clears = _clear(sync, store, key, run_id, None if report.stopped else leavers, client, concurrency, log)
+    by_day = planner.by_day
+    if leavers is not None and leavers.total and not report.stopped:  # clears belong to no day of the run
+        by_day.add(None, "users_cleared", clears.delivered + len(leavers.nothing_sent))
+        by_day.add(None, "users_clear_failed", clears.failed)
+        by_day.add(None, "requests_sent", clears.requests_sent)
+    timings["deliver"] += time.perf_counter() - delivery_started
+    stuck_total, stuck_sample = store.stuck_users(key, sync.stuck_after_runs)
+    result = PushResult(
+        rows_read,
+        planner.rejected_rows,
+        planner.summary,
+        report,
+        planner.rejected,
+        False,
+        stuck_total,
+        stuck_sample,
+        timings_s=timings,
+        by_day=by_day,
+        leavers=leavers,
+        clears=clears,
+        rows_digest_unchanged=unread,
+    )
+    whole_source = {} if source_rows is None else {"source_rows": source_rows}  # for the next run's guard
+    store.finish_run(key, run_key, {**result.counts, **whole_source})
+    return result
 
+
+@dataclass
+class _Planned:
+    """One chunk's plan, with the rows it was made of."""
+
+    mapped: pd.DataFrame
+    valid: pd.DataFrame
+    rejected: pd.DataFrame
+    plan: UsersPlan
+    user_days: dict[str, str | None]
+
+
+class _Planner:
+    """Plans a push chunk by chunk, adding up what the whole push reports: the plan's counts (with a sample of
+    the first chunk that sends something, for a dry run's `plan_sample`), the rejected rows, the counts by day."""
+
+    def __init__(
+        self,
+        sync: UsersSync,
+        store: StateStore,
+        key: str,
+        *,
+        full_resync: bool,
+        read_at: int | None,
+        by_uid: bool,
+    ):
+        self.sync, self.store, self.key = sync, store, key
+        self.full_resync, self.read_at, self.by_uid = full_resync, read_at, by_uid
+        self.summary: UsersPlan | None = None
+        self.valid_rows = 0
+        self._rejected: list[pd.DataFrame] = []
+        self.by_day = DayCounts()
+        self.seconds = 0.0
+
+    @property
+    def rejected(self) -> pd.DataFrame:
+        return pd.concat(self._rejected, ignore_index=True) if len(self._rejected) > 1 else self._rejected[0]
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(len(part) for part in self._rejected)
+
+    def plans(self, mapped: Frame, log: Callable[[str], None] | None) -> Iterator[_Planned]:
+        """Each chunk's plan in turn (`log`: a line per chunk, for a chunked read)."""
+        done, total = 0, len(mapped)
+        for index, chunk in enumerate(chunks_of(mapped)):
+            planned = self.plan(chunk)
+            done += len(chunk)
+            if log is not None:
+                counts = planned.plan.counts
+                log(
+                    f"{self.sync.name}: rows {done - len(chunk) + 1}-{done} of {total} (chunk {index + 1}): "
+                    f"{counts['new']} new, {counts['changed']} changed, {counts['retry']} to retry, "
+                    f"{counts['unchanged']} unchanged, {len(planned.rejected)} rejected"
+                )
+            yield planned
+
+    def plan(self, chunk: pd.DataFrame) -> _Planned:
+        started = time.perf_counter()
+        store, key = self.store, self.key
+        valid = valid_rows(chunk)
+        rejected = rejected_rows(chunk)
+        # a chunk looks up its own users; a frame in one piece of many users reads the state whole
+        state = store.load_fingerprints(
+            key, valid[UID] if self.by_uid or len(valid) <= 20_000 else None, by_uid=self.by_uid
+        )
+        plan = plan_users(
+            valid,
+            state,
+            keys=list(self.sync.attributes),
+            nulls=self.sync.nulls,
+            full_resync=self.full_resync,
+            load_delivered=lambda uids: store.load_delivered(key, uids),
+            salt=spec_salt(self.sync),
+            read_at=self.read_at,
+            load_read_times=lambda uids: store.load_read_times(key, uids),
+        )
+        by_day, user_days = plan_by_day(chunk, plan)
+        self.by_day.merge(by_day)
+        self._rejected.append(rejected)
+        self.valid_rows += len(valid)
+        self._add(plan)
+        self.seconds += time.perf_counter() - started
+        return _Planned(chunk, valid, rejected, plan, user_days)
+
+    def _add(self, plan: UsersPlan) -> None:
+        if self.summary is None:
+            self.summary = UsersPlan(
+                keys=plan.keys,
+                send_nulls=plan.send_nulls,
+                candidates=plan.candidates,
+                previous=plan.previous,
+                counts=dict(plan.counts),
+                bodies=plan.bodies,
+            )
+            return
+        for name, count in plan.counts.items():
+            self.summary.counts[name] += count
+        if self.summary.candidates.empty and not plan.candidates.empty:  # the sample: the first that sends
+            self.summary.candidates, self.summary.previous = plan.candidates, plan.previous
+            self.summary.bodies = plan.bodies
+
+    def log_totals(self, log: Callable[[str], None], unread: int) -> None:
+        counts = self.summary.counts
+        log(
+            f"{self.sync.name}: plan for {self.valid_rows} valid users: {counts['new']} new, {counts['changed']} changed, "
+            f"{counts['retry']} to retry, {counts['unchanged']} unchanged"
+            + (f" (and {unread} unread, their digest unmoved)" if unread else "")
+            + (
+                f", {counts['stale_skipped']} skipped as stale (a later read already delivered them)"
+                if counts["stale_skipped"]
+                else ""
+            )
+            + (f", {counts['resync']} to resync" if self.full_resync else "")
+            + f"; {self.rejected_rows} rows rejected"
+        )
+
+
+def _outcomes_recorder(
+    store: StateStore,
+    key: str,
+    run_id: str,
+    read_at: int | None,
+    digest_of: dict[str, int],
+    by_day: DayCounts,
+    user_days: dict[str, str | None],
+) -> Callable[[list[tuple[UserRequest, Response]]], None]:
     def record(batch: list[tuple[UserRequest, Response]]) -> None:
         # the store writes them in uid order and retries a transaction aborted by a concurrent run's writes
         store.record_user_outcomes(
@@ -272,59 +441,27 @@ def push_users(
                 by_day.add(day, "users_delivered" if response.ok else "users_failed")
                 by_day.add(day, "requests_sent", response.attempts)
 
+    return record
+
+
+def _progress(
+    sync: UsersSync, log: Callable[[str], None], before: int
+) -> Callable[[int, int | None, DeliveryReport], None]:
+    """The delivery's progress line; the users sent before this chunk (`before`) count on."""
+
     def progress(done: int, total: int | None, report: DeliveryReport) -> None:
-        log(
-            f"{sync.name}: {done} of {total} users sent ({report.delivered} delivered, {report.failed} failed)"
+        sent = (
+            f"{done} of {total} users sent" if not before else f"{done} of {total} users of this chunk sent"
         )
+        so_far = f", {before + done} in all" if before else ""
+        log(f"{sync.name}: {sent} ({report.delivered} delivered, {report.failed} failed{so_far})")
 
-    def forget(batch: list[UserRequest]) -> None:
-        # the write-ahead: users already in the state lose the keys about to be sent until confirmed
-        store.forget_in_flight(key, [(r.user_uid, r.keys) for r in batch if r.reason != NEW])
-
-    delivery_started = time.perf_counter()
-    if plan.users_to_send:
-        assert client is not None, "a real push needs an Edge client"
-        report = deliver(
-            plan.requests(),
-            lambda request: client.update_attributes(request.user_uid, request.body),
-            client=client,
-            concurrency=concurrency or sync.concurrency,
-            record=record,
-            before_send=forget,
-            total=plan.users_to_send,
-            on_progress=progress,
-        )
-    # a destination that refused every update (a wrong project) would refuse the clears too
-    clears = _clear(sync, store, key, run_id, None if report.stopped else leavers, client, concurrency, log)
-    if leavers is not None and leavers.total and not report.stopped:  # clears belong to no day of the run
-        by_day.add(None, "users_cleared", clears.delivered + len(leavers.nothing_sent))
-        by_day.add(None, "users_clear_failed", clears.failed)
-        by_day.add(None, "requests_sent", clears.requests_sent)
-    timings["deliver"] = time.perf_counter() - delivery_started
-    stuck_total, stuck_sample = store.stuck_users(key, sync.stuck_after_runs)
-    result = PushResult(
-        rows_read,
-        len(rejected),
-        plan,
-        report,
-        rejected,
-        False,
-        stuck_total,
-        stuck_sample,
-        timings_s=timings,
-        by_day=by_day,
-        leavers=leavers,
-        clears=clears,
-        rows_digest_unchanged=unread,
-    )
-    whole_source = {} if source_rows is None else {"source_rows": source_rows}  # for the next run's guard
-    store.finish_run(key, run_key, {**result.counts, **whole_source})
-    return result
+    return progress
 
 
 def _leavers(
     sync: UsersSync,
-    mapped: pd.DataFrame,
+    mapped: Frame,
     store: StateStore,
     key: str,
     present: Iterable[str] | None,
@@ -340,7 +477,7 @@ def _leavers(
             return None  # a window of days cannot tell who left; a shard's rows lack others' rejections
         present = present_uids(mapped)  # a read by digests: every uid it saw, read whole or not
         if present is None:
-            present = mapped[UID]
+            present = mapped.column(UID) if isinstance(mapped, ChunkedFrame) else mapped[UID]
     owns = None
     if shard is not None:
         index, count = shard

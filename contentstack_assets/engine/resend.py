@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_uids
+from contentstack_assets.engine.frames import ChunkedFrame, Frame, chunks_of
 from contentstack_assets.engine.mapping import map_users, source_columns
 from contentstack_assets.engine.push import PushResult, push_users
 from contentstack_assets.engine.source import SourceReader
@@ -71,10 +72,12 @@ class Resends:
         gone = set(self.gone)
         return [uid for uid in self.marks if uid not in gone]
 
-    def with_rows(self, mapped: pd.DataFrame) -> pd.DataFrame:
+    def with_rows(self, mapped: Frame) -> Frame:
         """The run's mapped rows followed by the rows read again."""
         if not self.rows_reread:
             return mapped
+        if isinstance(mapped, ChunkedFrame):
+            return mapped.with_chunk(self.rows)
         combined = pd.concat([mapped.reset_index(drop=True), self.rows], ignore_index=True)
         combined.attrs = dict(mapped.attrs)  # the older read time of the two: a stale check errs safe
         return combined
@@ -82,7 +85,7 @@ class Resends:
 
 def find_resends(
     sync: UsersSync,
-    mapped: pd.DataFrame,
+    mapped: Frame,
     store: StateStore,
     *,
     partitioned: bool,
@@ -128,7 +131,7 @@ def find_resends(
     wanted = [*marks, *unconfirmed]
     if not wanted:
         return Resends()
-    in_run = mapped.loc[mapped[UID].isin(wanted)]
+    in_run = pd.concat([chunk.loc[chunk[UID].isin(wanted)] for chunk in chunks_of(mapped)], ignore_index=True)
     present = set(in_run[UID])
     outside = [uid for uid in wanted if uid not in present][:MAX_REREAD]
     rows = None
@@ -166,7 +169,7 @@ def _nothing_to_send(sync: UsersSync, rows: pd.DataFrame) -> list[str]:
 
 def push_users_resending(
     sync: UsersSync,
-    mapped: pd.DataFrame,
+    mapped: Frame,
     *,
     store: StateStore,
     partitioned: bool,

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from contentstack_assets.engine.frames import ChunkedFrame, Frame, collect
 from contentstack_assets.engine.mapping import REJECTION, UID
 
 
@@ -18,9 +19,18 @@ def shard_of(uids: Iterable[str], shards: int) -> np.ndarray:
     return np.fromiter((zlib.crc32(uid.encode()) % shards for uid in uids), dtype=np.int64)
 
 
-def shard_rows(mapped: pd.DataFrame, index: int, shards: int) -> pd.DataFrame:
+def shard_rows(mapped: Frame, index: int, shards: int) -> Frame:
     """The rows of `mapped_attributes` shard `index` pushes: its valid users, plus every rejected row for
-    shard 0 (rejections are recorded once per run, and a rejected row may have no uid)."""
+    shard 0 (rejections are recorded once per run, and a rejected row may have no uid). Of a chunked frame,
+    chunk by chunk: the shard's rows are chunked in turn (the caller removes them when done)."""
+    if isinstance(mapped, ChunkedFrame):
+        rows = collect(_rows_of(chunk, index, shards) for chunk in mapped.chunks())
+        rows.attrs = dict(mapped.attrs)
+        return rows
+    return _rows_of(mapped, index, shards)
+
+
+def _rows_of(mapped: pd.DataFrame, index: int, shards: int) -> pd.DataFrame:
     rejected = mapped[REJECTION].notna().to_numpy()
     owner = np.zeros(len(mapped), dtype=np.int64)
     owner[~rejected] = shard_of(mapped.loc[~rejected, UID], shards)

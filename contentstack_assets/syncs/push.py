@@ -14,6 +14,7 @@ from contentstack_assets.engine.clears import TooManyClearsError, source_uids
 from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport
 from contentstack_assets.engine.digests import present_uids as read_uids
+from contentstack_assets.engine.frames import ChunkedFrame, Frame
 from contentstack_assets.engine.project_keys import Creation
 from contentstack_assets.engine.push import PushResult, SourceShrankError
 from contentstack_assets.resources import PersonalizeResource
@@ -189,7 +190,7 @@ def users_delivery_failure(
 
 # -- users who left the source (`on_delete: clear`) ---------------------------------------------------
 def present_uids(
-    context: dg.AssetExecutionContext | dg.OpExecutionContext, sync: UsersSync, mapped: pd.DataFrame
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, sync: UsersSync, mapped: Frame
 ) -> pd.Series | None:
     """The uids of a whole read of the source, by which a push with `on_delete: clear` tells who left; None
     when this run cannot tell. An unpartitioned run read every row: its frame's uids (valid and rejected
@@ -199,7 +200,9 @@ def present_uids(
         return None
     if not is_partitioned_run(context):
         present = read_uids(mapped)  # a read by digests: every uid it saw, read whole or not
-        return mapped[UID] if present is None else pd.Series(present, dtype=object)
+        if present is not None:
+            return pd.Series(present, dtype=object)
+        return mapped.column(UID) if isinstance(mapped, ChunkedFrame) else mapped[UID]
     if covers_every_day(context, sync.source):
         with user_errors():
             return source_uids(sync)

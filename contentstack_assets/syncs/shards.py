@@ -14,9 +14,11 @@ import pandas as pd
 
 from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport
+from contentstack_assets.engine.frames import Frame, removed_after
 from contentstack_assets.engine.plan import UserRequest
 from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.shards import concurrency_shares, shard_of, shard_rows
+from contentstack_assets.io_manager import FRAME_TYPE
 from contentstack_assets.personalize.client import Response
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SpecError, SyncsSpec, UsersSync
@@ -156,7 +158,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
     @dg.op(
         name=f"{sync.name}__push_shard_{index}",
         description=f"Plan and deliver the {sync.name} users of {label} ({concurrency} requests in flight)",
-        ins={"mapped_attributes": dg.In(), "after": dg.In(dg.Nothing)},
+        ins={"mapped_attributes": dg.In(FRAME_TYPE), "after": dg.In(dg.Nothing)},
         out=dg.Out(io_manager_key=SHARD_IO_MANAGER_KEY),
         pool=sync.destination.pool,
         tags={SYNC_TAG: sync.name, "contentstack/shard": f"{index + 1}/{shards}"},
@@ -164,7 +166,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
     def push_shard(
         context: dg.OpExecutionContext,
         config: PushConfig,
-        mapped_attributes: pd.DataFrame,
+        mapped_attributes: Frame,
         personalize: PersonalizeResource,
         sync_state: SyncStateResource,
     ) -> ShardSummary:
@@ -173,7 +175,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
         # also when mapped_attributes was not part of this run
         creation = require_attribute_keys(sync, personalize, dry_run=config.dry_run, log=context.log.info)
         client = None if config.dry_run else personalize.edge(sync.destination, concurrency)
-        with push_errors():
+        with push_errors(), removed_after(rows, unless=mapped_attributes):
             # this shard's users a merge overwrote are resent whole (read again outside the run's days)
             result, resends = push_users_resending(
                 sync,

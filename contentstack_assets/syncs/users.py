@@ -13,8 +13,9 @@ from contentstack_assets.engine.digests import (
     is_partial,
     read_changed,
 )
+from contentstack_assets.engine.frames import ChunkedFrame, Frame, collect, removed_after
 from contentstack_assets.engine.mapping import (
-    map_users,
+    map_frame,
     rejected_rows,
     source_columns,
     stamp_read_time,
@@ -24,7 +25,7 @@ from contentstack_assets.engine.project_keys import Creation
 from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.schema import validate_valid_rows
 from contentstack_assets.engine.source import SourceReader
-from contentstack_assets.io_manager import FRAMES_IO_MANAGER_KEY
+from contentstack_assets.io_manager import FRAME_TYPE, FRAMES_IO_MANAGER_KEY
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SyncsSpec, UsersSync
 from contentstack_assets.syncs import shards
@@ -88,11 +89,12 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         deps=source_deps(sync),
         kinds={"sqlalchemy"},
         io_manager_key=FRAMES_IO_MANAGER_KEY,
+        dagster_type=FRAME_TYPE,
         description=f"Rows of {sync.source.relation} at {sync.source.display_url} for the {name} sync",
         metadata={"source": sync.source.display_url, "relation": sync.source.relation},
         **common,
     )
-    def source_users(context: dg.AssetExecutionContext, sync_state: SyncStateResource) -> pd.DataFrame:
+    def source_users(context: dg.AssetExecutionContext, sync_state: SyncStateResource) -> Frame:
         reader = SourceReader(sync.source, source_columns(sync))
         started, read_started = time.perf_counter(), time.time()
         window = window_of(context)
@@ -104,7 +106,8 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                     sync, sync_state.store(), on_progress=progress, log=context.log.info, reader=reader
                 )
             else:
-                frame = reader.read(window, on_progress=progress)
+                # chunk by chunk: a read of more rows than `chunk_size` is written to files as it comes
+                frame = collect(reader.read_chunks(window, on_progress=progress))
         stamp_read_time(frame, read_started)
         digested = (
             {"source_rows": frame.attrs[SOURCE_ROWS], DIGEST_UNCHANGED: frame.attrs[DIGEST_UNCHANGED]}
@@ -124,9 +127,10 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
 
     @dg.asset(
         key=mapped_key,
-        ins={"source_users": dg.AssetIn(key=source_key)},
+        ins={"source_users": dg.AssetIn(key=source_key, dagster_type=FRAME_TYPE)},
         kinds={"pandas"},
         io_manager_key=FRAMES_IO_MANAGER_KEY,
+        dagster_type=FRAME_TYPE,
         description=f"Attributes of the {name} sync, converted to their wire types; bad rows set aside with reasons",
         check_specs=[
             dg.AssetCheckSpec(
@@ -145,7 +149,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         **common,
     )
     def mapped_attributes(
-        context: dg.AssetExecutionContext, source_users: pd.DataFrame, personalize: PersonalizeResource
+        context: dg.AssetExecutionContext, source_users: Frame, personalize: PersonalizeResource
     ):
         with user_errors():
             listed = personalize.list_attributes(sync.destination)
@@ -154,17 +158,16 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 sync, personalize, listed, dry_run=is_dry_run(context, push_key), log=context.log.info
             )
         started = time.perf_counter()
-        frame = map_users(source_users, sync)
-        valid = valid_rows(frame)
-        rejected = rejected_rows(frame)
-        schema_failures = _schema_failures(valid, sync)
-        context.log.info(f"{name}: {len(valid)} valid rows, {len(rejected)} rejected")
+        tally = _MappedTally(sync)
+        frame = map_frame(source_users, sync, on_chunk=tally.add)  # chunk by chunk for a chunked read
+        rejected, schema_failures = tally.rejected, tally.schema_failures
+        context.log.info(f"{name}: {tally.valid} valid rows, {len(rejected)} rejected")
         yield dg.Output(
             frame,
             metadata={
                 "rows_read": len(frame),
                 DIGEST_UNCHANGED: int(frame.attrs.get(DIGEST_UNCHANGED, 0)),
-                "rows_valid": len(valid),
+                "rows_valid": tally.valid,
                 "rows_rejected": len(rejected),
                 "map_s": round(time.perf_counter() - started, 3),
                 "rejected_sample": rejected_sample(rejected),
@@ -209,7 +212,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
     def personalize_users(
         context: dg.AssetExecutionContext,
         config: PushConfig,
-        mapped_attributes: pd.DataFrame,
+        mapped_attributes: FRAME_TYPE,  # a frame, or a chunked one (the asset's dependency sets no type)
         personalize: PersonalizeResource,
         sync_state: SyncStateResource,
     ):
@@ -217,11 +220,12 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         # also when mapped_attributes was not part of this run
         creation = require_attribute_keys(sync, personalize, dry_run=config.dry_run, log=context.log.info)
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
+        source_frame = mapped_attributes  # the stored output of mapped_attributes, kept for the next run
         if config.full_resync and is_partial(mapped_attributes):
             # a read by digests left unchanged users unread: a full resync sends every user, so read them all
             with user_errors():
                 mapped_attributes = read_whole_mapped(sync)
-        with push_errors():
+        with push_errors(), removed_after(mapped_attributes, unless=source_frame):
             # users a merge overwrote are resent whole, read again when this run's days miss them (or when a
             # read by digests left them unread)
             result, resends = push_users_resending(
@@ -318,11 +322,37 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
     )
 
 
-def read_whole_mapped(sync: UsersSync) -> pd.DataFrame:
-    """Every row of the source, read and mapped now (a full resync after a read by digests)."""
+def read_whole_mapped(sync: UsersSync) -> Frame:
+    """Every row of the source, read and mapped now, chunk by chunk (a full resync after a read by digests)."""
     started = time.time()
-    frame = SourceReader(sync.source, source_columns(sync)).read()
-    return map_users(stamp_read_time(frame, started), sync)
+    frame = collect(SourceReader(sync.source, source_columns(sync)).read_chunks())
+    try:
+        return map_frame(stamp_read_time(frame, started), sync)
+    finally:
+        if isinstance(frame, ChunkedFrame):  # the raw chunks, once mapped
+            frame.remove()
+
+
+class _MappedTally:
+    """What the mapping of a read found, added up chunk by chunk: the valid rows, the rejected ones (kept
+    whole, with their reasons) and the first schema failure of the valid rows (pandera, each chunk)."""
+
+    def __init__(self, sync: UsersSync):
+        self.sync = sync
+        self.valid = 0
+        self._rejected: list[pd.DataFrame] = []
+        self.schema_failures: dg.MetadataValue | None = None
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        valid = valid_rows(chunk)
+        self.valid += len(valid)
+        self._rejected.append(rejected_rows(chunk))
+        if self.schema_failures is None:
+            self.schema_failures = _schema_failures(valid, self.sync)
+
+    @property
+    def rejected(self) -> pd.DataFrame:
+        return pd.concat(self._rejected, ignore_index=True) if len(self._rejected) > 1 else self._rejected[0]
 
 
 def _schema_failures(valid: pd.DataFrame, sync: UsersSync) -> dg.MetadataValue | None:

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from contentstack_assets.io_manager import _pack, _unpack
+from contentstack_assets.engine.frames import pack_frame as _pack
+from contentstack_assets.engine.frames import unpack_frame as _unpack
 
 
 def _objects(*values: object) -> pd.Series:

@@ -266,7 +266,37 @@ class SourceReader:
 
         `digest`: a prefix; each row's digest computed by the database comes along in column `DIGEST`
         (`read_digests`). `or_null`: with `text_in`, the rows whose column is NULL too."""
-        chunks: list[np.ndarray] = []
+        width = len(self.columns) + (digest is not None)
+        arrays = list(self._arrays(window, on_progress, text_in, digest, or_null))
+        table = np.concatenate(arrays) if arrays else np.empty((0, width), dtype=object)
+        return self._frame(table, digest)
+
+    def read_chunks(
+        self,
+        window: Window | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        *,
+        digest: str | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """`read`, one frame of at most `chunk_size` rows at a time (the last may be empty), so that the whole
+        read is never in memory at once."""
+        width = len(self.columns) + (digest is not None)
+        any_chunk = False
+        for table in self._arrays(window, on_progress, None, digest, False):
+            any_chunk = True
+            yield self._frame(table, digest)
+        if not any_chunk:
+            yield self._frame(np.empty((0, width), dtype=object), digest)
+
+    def _arrays(
+        self,
+        window: Window | None,
+        on_progress: Callable[[int], None] | None,
+        text_in: tuple[str, Sequence[str]] | None,
+        digest: str | None,
+        or_null: bool,
+    ) -> Iterator[np.ndarray]:
+        """The rows read, as 2-D object arrays of at most `chunk_size` rows each."""
         rows_read = reported = 0
         last_report = time.monotonic()
         with self._database_errors(), engine_for(self.source).connect() as connection:
@@ -284,17 +314,18 @@ class SourceReader:
                 rows = _prefetched(result)
                 rows += cursor.fetchmany(self.source.chunk_size - len(rows))
                 while rows:
-                    chunks.append(_rows_to_array(rows, width))
                     rows_read += len(rows)
                     if on_progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                         on_progress(rows_read)
                         reported, last_report = rows_read, time.monotonic()
+                    yield _rows_to_array(rows, width)
                     rows = cursor.fetchmany(self.source.chunk_size)
             finally:
                 result.close()
         if on_progress and reported != rows_read:
             on_progress(rows_read)
-        table = np.concatenate(chunks) if chunks else np.empty((0, width), dtype=object)
+
+    def _frame(self, table: np.ndarray, digest: str | None) -> pd.DataFrame:
         data = {
             name: pd.Series(np.ascontiguousarray(table[:, index]), dtype=object, copy=False)
             for index, name in enumerate(self.columns)

@@ -95,8 +95,12 @@ class RunQueries(StoreBase):
                     return record
         return None
 
-    def record_rejections(self, sync: str, run_id: str, rejected: pd.DataFrame) -> None:
-        """rejected: columns row_number, user_uid, reason, and source_key when the source table has a key."""
+    def record_rejections(
+        self, sync: str, run_id: str, rejected: pd.DataFrame, *, replace: bool = True
+    ) -> None:
+        """rejected: columns row_number, user_uid, reason, and source_key when the source table has a key.
+        They replace what the run recorded before (a step run again), unless `replace=False` (the next chunk
+        of the same run: added to the chunks' before it)."""
         if rejected.empty:
             return
         now = database.utcnow()
@@ -115,9 +119,10 @@ class RunQueries(StoreBase):
         ]
 
         def write(connection: sa.Connection) -> None:
-            connection.execute(
-                rejections.delete().where(rejections.c.sync == sync, rejections.c.run_id == run_id)
-            )
+            if replace:
+                connection.execute(
+                    rejections.delete().where(rejections.c.sync == sync, rejections.c.run_id == run_id)
+                )
             for start in range(0, len(rows), 5000):
                 connection.execute(rejections.insert(), rows[start : start + 5000])
 

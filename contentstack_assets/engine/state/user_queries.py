@@ -42,8 +42,11 @@ class UserQueries(StoreBase):
                 found.update((uid, at) for uid, at in connection.execute(statement))
         return found
 
-    def load_fingerprints(self, sync: str, user_uids: pd.Series | None = None) -> pd.DataFrame:
-        """user_uid -> fingerprint, failed_runs for the sync (only the given users when few).
+    def load_fingerprints(
+        self, sync: str, user_uids: pd.Series | None = None, *, by_uid: bool = False
+    ) -> pd.DataFrame:
+        """user_uid -> fingerprint, failed_runs for the sync (only the given users when few, or always with
+        `by_uid`: a chunk of a longer read looks up its own users, never the whole state).
 
         Read as the driver's plain tuples, in chunks, each transposed to numpy columns in C, with the cyclic
         garbage collector paused: a million fresh tuples would otherwise set off its full passes over all of
@@ -53,7 +56,7 @@ class UserQueries(StoreBase):
             users.c.sync == sync
         )
         with self.engine.connect() as connection:
-            if user_uids is not None and len(user_uids) <= 20_000:
+            if user_uids is not None and (by_uid or len(user_uids) <= 20_000):
                 uids = list(user_uids)
                 statements = [
                     base.where(users.c.user_uid.in_(uids[start : start + 1000]))
