@@ -20,17 +20,18 @@ the whole read it always was.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_uids
-from contentstack_assets.engine.frames import Frame, collect
-from contentstack_assets.engine.mapping import duplicated, source_columns
+from contentstack_assets.engine.frames import ChunkedFrame, ChunkWriter, Frame, collect
+from contentstack_assets.engine.mapping import source_columns
 from contentstack_assets.engine.plan import spec_salt
 from contentstack_assets.engine.source import SourceReader, engine_for
 from contentstack_assets.engine.source.digests import DIGEST, can_digest
-from contentstack_assets.engine.state import StateStore
+from contentstack_assets.engine.state import StateStore, uid_hashes
 from contentstack_assets.spec import UsersSync
 
 DIGEST_VERSION = 1  # moved by a release whose conversion of a value changes: every user is read again
@@ -88,55 +89,89 @@ def read_changed(
     columns = source_columns(sync)
     reader = reader or SourceReader(sync.source, columns)
     prefix = digest_prefix(sync)
-    known = store.load_source_digests(store.key_of(sync))
-    if known.empty:  # a first sync, a spec change that moved nothing yet: no digest to compare with
+    known = store.load_source_digest_keys(store.key_of(sync))
+    if not len(known[0]):  # a first sync, a spec change that moved nothing yet: no digest to compare with
         return _whole(sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix)))
-    digests = reader.read_digests(prefix)
-    raw_uids = digests[sync.match.column]
-    unread = _unread(raw_uids, digests[DIGEST].to_numpy(), known)
-    total = len(digests)
-    present = None
-    if sync.on_delete == "clear":
-        present = Uids(convert_uids(raw_uids).values.dropna().to_numpy())
-    moved = total - int(unread.sum())
+    scan = _scan(sync, reader, prefix, known)
+    total, moved = scan.total, len(scan.moved)
+    unread = total - moved
     if moved > WHOLE_SHARE * total and moved > UID_BATCH:
         log(f"{sync.name}: {moved} of {total} rows may have moved: reading every row")
         return _whole(sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix)))
-    frame = _read_rows(sync, columns, prefix, raw_uids[~unread])
+    frame = _read_rows(sync, columns, prefix, scan.moved)
     if frame is None:
         log(f"{sync.name}: rows moved between the reads of digests and of rows: reading every row")
         return _whole(sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix)))
     frame.attrs[SOURCE_ROWS] = total
     frame.attrs[DIGEST_UNCHANGED] = total - len(frame) if len(frame) < total else 0
-    if present is not None:
-        frame.attrs[PRESENT] = present
+    if scan.present is not None:
+        frame.attrs[PRESENT] = scan.present
     if on_progress:
         on_progress(len(frame))
     log(
-        f"{sync.name}: {total} rows in the source, {int(unread.sum())} unchanged by their digest, "
-        f"{len(frame)} read whole"
+        f"{sync.name}: {total} rows in the source, {unread} unchanged by their digest, {len(frame)} read whole"
     )
     return frame
 
 
-def _unread(raw_uids: pd.Series, digests: np.ndarray, known: pd.Series) -> np.ndarray:
-    """The rows whose uid and digest are a pair the state holds (`load_source_digests`), their uid held by
-    no other row. Compared as exact 64-bit integers, by a sorted search of the state's digests, then on the
-    uid's text: a row whose uid the read gives as clean text is compared as it is (the uid the mapping
-    would make of it is that text, or the row cannot match), any other uid as the mapping converts it."""
+@dataclass
+class _Scan:
+    total: int  # rows in the source
+    moved: pd.Series  # the raw uids of the rows to read whole
+    present: Uids | None  # every uid of the source (on_delete: clear)
+
+
+def _scan(sync: UsersSync, reader: SourceReader, prefix: str, known: tuple[np.ndarray, np.ndarray]) -> _Scan:
+    """One narrow read of every row's uid and digest, a chunk at a time, compared with the state's pairs:
+    what stays is the raw uid of each row to read whole, and 8 bytes a row (its uid's hash) to find the uids
+    the read holds more than once. Those are read whole too (the mapping rejects the duplicates): their rows
+    are found by a second narrow read, only when some uid hash repeats."""
+    match = sync.match.column
+    total = 0
+    moved: list[pd.Series] = []
+    hashes: list[np.ndarray] = []
+    present: list[np.ndarray] | None = [] if sync.on_delete == "clear" else None
+    for chunk in reader.read_digest_chunks(prefix):
+        raw = chunk[match]
+        hashed, same = _unread(raw, chunk[DIGEST].to_numpy(), known)
+        hashes.append(hashed)
+        moved.append(raw[~same])
+        total += len(chunk)
+        if present is not None:
+            present.append(convert_uids(raw).values.dropna().to_numpy())
+    ordered = np.sort(np.concatenate(hashes))
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if len(repeated):  # a uid given by two rows, both unmoved (identical rows): read whole, to be rejected
+        for chunk in reader.read_digest_chunks(prefix):
+            raw = chunk[match]
+            hashed, same = _unread(raw, chunk[DIGEST].to_numpy(), known)
+            moved.append(raw[same & np.isin(hashed, repeated)])
+    return _Scan(
+        total=total,
+        moved=pd.concat(moved, ignore_index=True),
+        present=None if present is None else Uids(np.concatenate(present)),
+    )
+
+
+def _unread(
+    raw_uids: pd.Series, digests: np.ndarray, known: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's uid hash, and whether its uid and digest are a pair the state holds
+    (`load_source_digest_keys`): compared as exact 64-bit integers, the uid by its 64-bit hash (a false
+    match needs two different uids to share their hash and the row's digest to equal the other user's). A row
+    whose uid the read gives as clean text is compared as it is (the uid the mapping would make of it is that
+    text, or the row cannot match), any other uid as the mapping converts it; a row without a uid never."""
     raw = raw_uids.to_numpy()
     if pd.api.types.infer_dtype(raw, skipna=False) == "string":
         keys = raw
     else:  # numbers, nulls, bytes: as the mapping converts them
         keys = convert_uids(raw_uids).values.to_numpy(dtype=object)
-    stored = known.to_numpy()
-    order = np.argsort(stored, kind="stable")
-    stored, stored_uids = stored[order], known.index.to_numpy(dtype=object)[order]
-    at = np.minimum(np.searchsorted(stored, digests), len(stored) - 1)
-    same = (stored[at] == digests) & (stored_uids[at] == keys)
-    # a uid given by two rows is rejected as a duplicate: both are read (a second spelling of a uid, " u1"
-    # beside "u1", moves its own row, whose read by uid finds both)
-    return same & ~duplicated(pd.Series(keys, dtype=object))
+    has_uid = pd.notna(keys)
+    hashed = uid_hashes(np.where(has_uid, keys, ""))
+    stored_hashes, stored_digests = known
+    at = np.minimum(np.searchsorted(stored_hashes, hashed), len(stored_hashes) - 1)
+    same = (stored_hashes[at] == hashed) & (stored_digests[at] == digests) & has_uid
+    return hashed, same
 
 
 def _whole(sync: UsersSync, frame: Frame) -> Frame:
@@ -145,9 +180,7 @@ def _whole(sync: UsersSync, frame: Frame) -> Frame:
     return frame
 
 
-def _read_rows(
-    sync: UsersSync, columns: list[str], prefix: str, raw_wanted: pd.Series
-) -> pd.DataFrame | None:
+def _read_rows(sync: UsersSync, columns: list[str], prefix: str, raw_wanted: pd.Series) -> Frame | None:
     """The whole rows of the wanted uids (raw, as the digests' read gave them), read by their uid's text (a
     missing uid: by NULL); None when the rows found are fewer than wanted (a row changed, left or was
     spelled otherwise since the digests were read: the caller reads every row instead)."""
@@ -160,7 +193,8 @@ def _read_rows(
     or_null = bool(rejected.isna().any())
     values = sorted(wanted_uids | texts)
     match = sync.match.column
-    frames = []
+    writer = ChunkWriter()  # batch by batch: a third of a big table may have moved
+    attrs: dict = {}
     batches = [values[start : start + UID_BATCH] for start in range(0, len(values), UID_BATCH)] or [[]]
     for index, batch in enumerate(batches):
         nulls = or_null and index == 0
@@ -178,8 +212,9 @@ def _read_rows(
         keep = (found.values.isin(in_batch & wanted_uids).to_numpy() & ~rejected_uid) | (
             rejected_uid & (raw_text.isin(in_batch & texts).to_numpy() | (raw.isna().to_numpy() & nulls))
         )
-        frames.append(candidates.loc[keep])
-    if not frames:
+        writer.write(candidates.loc[keep].reset_index(drop=True))
+        attrs = dict(candidates.attrs)  # the table's primary key
+    if not writer.chunks:
         return (
             None
             if len(raw_wanted)
@@ -190,5 +225,9 @@ def _read_rows(
                 }
             )
         )
-    frame = pd.concat(frames, ignore_index=True)
-    return frame if len(frame) >= len(raw_wanted) else None
+    frame = writer.finish(attrs)
+    if len(frame) >= len(raw_wanted):
+        return frame
+    if isinstance(frame, ChunkedFrame):
+        frame.remove()
+    return None

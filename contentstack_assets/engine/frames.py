@@ -246,6 +246,10 @@ class ChunkWriter:
     def rows(self) -> int:
         return sum(self._lengths)
 
+    @property
+    def chunks(self) -> int:
+        return len(self._lengths)
+
     def write(self, chunk: pd.DataFrame) -> None:
         if self._columns is None:
             self._columns = list(chunk.columns)

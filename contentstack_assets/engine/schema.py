@@ -35,19 +35,24 @@ FULL_CHECK_ROWS = 100_000
 SAMPLE_ROWS = 20_000
 
 
-def validate_valid_rows(valid, sync: UsersSync) -> int:  # noqa: ANN001 - a pandas DataFrame
+def validate_valid_rows(valid, sync: UsersSync, read_rows: int | None = None) -> int:  # noqa: ANN001 - a DataFrame
     """Validate (raises `pa.errors.SchemaErrors`, lazily collected); returns how many rows had their values
-    checked one by one."""
+    checked one by one. `read_rows`: the rows of the whole read `valid` is a chunk of; the chunk's share of
+    the sample is checked, so a read checks as many values chunked as in one piece."""
     schema = users_schema(sync)
+    read_rows = max(read_rows or 0, len(valid))
     # inplace: nothing is coerced, so there is nothing to protect the frame from by copying it first
-    if len(valid) <= FULL_CHECK_ROWS:
+    if read_rows <= FULL_CHECK_ROWS:
         schema.validate(valid, lazy=True, inplace=True)
         return len(valid)
+    sample = min(len(valid), max(1, round(SAMPLE_ROWS * len(valid) / read_rows)))
     shape_only = schema.update_columns({name: {"checks": []} for name in schema.columns})
     shape_only.validate(valid, lazy=True, inplace=True)
+    if valid.empty:
+        return 0
     values_only = schema.update_columns({name: {"unique": False} for name in schema.columns})
-    values_only.validate(valid.sample(SAMPLE_ROWS, random_state=0), lazy=True)
-    return SAMPLE_ROWS
+    values_only.validate(valid.sample(sample, random_state=0), lazy=True)
+    return sample
 
 
 def users_schema(sync: UsersSync) -> pa.DataFrameSchema:

@@ -158,7 +158,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 sync, personalize, listed, dry_run=is_dry_run(context, push_key), log=context.log.info
             )
         started = time.perf_counter()
-        tally = _MappedTally(sync)
+        tally = _MappedTally(sync, read_rows=len(source_users))
         frame = map_frame(source_users, sync, on_chunk=tally.add)  # chunk by chunk for a chunked read
         rejected, schema_failures = tally.rejected, tally.schema_failures
         context.log.info(f"{name}: {tally.valid} valid rows, {len(rejected)} rejected")
@@ -337,8 +337,8 @@ class _MappedTally:
     """What the mapping of a read found, added up chunk by chunk: the valid rows, the rejected ones (kept
     whole, with their reasons) and the first schema failure of the valid rows (pandera, each chunk)."""
 
-    def __init__(self, sync: UsersSync):
-        self.sync = sync
+    def __init__(self, sync: UsersSync, read_rows: int):
+        self.sync, self.read_rows = sync, read_rows
         self.valid = 0
         self._rejected: list[pd.DataFrame] = []
         self.schema_failures: dg.MetadataValue | None = None
@@ -348,17 +348,17 @@ class _MappedTally:
         self.valid += len(valid)
         self._rejected.append(rejected_rows(chunk))
         if self.schema_failures is None:
-            self.schema_failures = _schema_failures(valid, self.sync)
+            self.schema_failures = _schema_failures(valid, self.sync, self.read_rows)
 
     @property
     def rejected(self) -> pd.DataFrame:
         return pd.concat(self._rejected, ignore_index=True) if len(self._rejected) > 1 else self._rejected[0]
 
 
-def _schema_failures(valid: pd.DataFrame, sync: UsersSync) -> dg.MetadataValue | None:
+def _schema_failures(valid: pd.DataFrame, sync: UsersSync, read_rows: int) -> dg.MetadataValue | None:
     """None when the valid rows match the spec's schema; else a table of the failure cases (a bug)."""
     try:
-        validate_valid_rows(valid, sync)
+        validate_valid_rows(valid, sync, read_rows)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases.head(20).astype(str).to_dict("records")
         return markdown_table(cases, ["column", "check", "failure_case", "index"])

@@ -53,3 +53,17 @@ def test_big_frames_check_every_row_shape_and_a_sample_of_values(sync, monkeypat
     all_bad[date_key] = "02/01/2024"  # every value wrong: the sample sees it
     with pytest.raises(pa.errors.SchemaErrors, match=date_key):
         schema.validate_valid_rows(all_bad, sync)
+
+
+def test_a_chunk_of_a_big_read_checks_its_share_of_the_sample(sync, monkeypatch):
+    monkeypatch.setattr(schema, "FULL_CHECK_ROWS", 100)
+    monkeypatch.setattr(schema, "SAMPLE_ROWS", 50)
+    chunk = _valid(sync, 100)  # one chunk of ten of a read of 1,000 rows: 5 of the 50
+    assert schema.validate_valid_rows(chunk, sync, read_rows=1000) == 5
+    assert schema.validate_valid_rows(chunk, sync, read_rows=100) == 100  # a small read: every value
+    assert schema.validate_valid_rows(chunk.iloc[:0], sync, read_rows=1000) == 0
+    bad = chunk.copy()
+    date_key = next(k for k, a in sync.attributes.items() if a.type == "date")
+    bad[date_key] = "02/01/2024"
+    with pytest.raises(pa.errors.SchemaErrors, match=date_key):
+        schema.validate_valid_rows(bad, sync, read_rows=1000)

@@ -185,8 +185,12 @@ class SourceReader:
     def read_digests(self, prefix: str, window: Window | None = None) -> pd.DataFrame:
         """The first column of the reader (the uid) and each row's digest (`DIGEST`, int64): one narrow
         read of every row (within the window) where the database computes the hash of every column."""
-        uids: list[np.ndarray] = []
-        digests: list[np.ndarray] = []
+        chunks = list(self.read_digest_chunks(prefix, window))
+        return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+    def read_digest_chunks(self, prefix: str, window: Window | None = None) -> Iterator[pd.DataFrame]:
+        """`read_digests`, at most `max(chunk_size, 100,000)` rows at a time (at least one frame)."""
+        yielded = False
         with self._database_errors(), engine_for(self.source).connect() as connection:
             relation = self._relation(connection)
             if window is not None:
@@ -197,22 +201,24 @@ class SourceReader:
             )
             result = connection.execution_options(stream_results=True).execute(statement)
             cursor = result.cursor
+            size = max(self.source.chunk_size, 100_000)
             try:
                 rows = _prefetched(result)
-                rows += cursor.fetchmany(max(self.source.chunk_size, 100_000) - len(rows))
+                rows += cursor.fetchmany(size - len(rows))
                 while rows:
-                    table = _rows_to_array(rows, 2)
-                    uids.append(np.ascontiguousarray(table[:, 0]))
-                    digests.append(table[:, 1].astype(np.int64))
-                    rows = cursor.fetchmany(max(self.source.chunk_size, 100_000))
+                    yielded = True
+                    yield self._digest_frame(_rows_to_array(rows, 2))
+                    rows = cursor.fetchmany(size)
             finally:
                 result.close()
+        if not yielded:
+            yield self._digest_frame(np.empty((0, 2), dtype=object))
+
+    def _digest_frame(self, table: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(
             {
-                self.columns[0]: pd.Series(
-                    np.concatenate(uids) if uids else np.empty(0, dtype=object), dtype=object, copy=False
-                ),
-                DIGEST: np.concatenate(digests) if digests else np.empty(0, dtype=np.int64),
+                self.columns[0]: pd.Series(np.ascontiguousarray(table[:, 0]), dtype=object, copy=False),
+                DIGEST: table[:, 1].astype(np.int64),
             },
             copy=False,
         )

@@ -24,8 +24,10 @@ from contentstack_assets.engine.state.tables import (
     sync_log,
     users,
 )
+from contentstack_assets.engine.state.user_queries import uid_hashes
 
 __all__ = [
+    "uid_hashes",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "STATE_URL_ENV",
