@@ -480,7 +480,7 @@ def report(
 
         def wall(key: str, small=small, large=large, wall_bound=wall_bound) -> str:
             x = large["phases"][key]["wall_s"] / small["phases"][key]["wall_s"]
-            return f"{x:.1f} (<= {wall_bound:.0f}: {'met' if x <= wall_bound else 'MISSED'})"
+            return f"{x:.1f} (<= {round(wall_bound, 1):g}: {'met' if x <= wall_bound else 'MISSED'})"
 
         rss_x = rss(large) / rss(small)
         lines.append(
