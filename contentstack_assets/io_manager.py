@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from contentstack_assets.engine.frames import ChunkedFrame, pack_frame, unpack_frame
+from contentstack_assets.engine.frames import ChunkedFrame, pack_frame, staging_root, unpack_frame
 
 FRAMES_IO_MANAGER_KEY = "contentstack_frames"  # our own key: a host project's `io_manager` stays its own
 # what passes between a users sync's steps: a frame in one piece, or the chunks of a longer read
@@ -103,6 +103,14 @@ def _remove_older(path: Path, keep_days: float) -> None:
             if other != path and other.stat().st_mtime < cutoff:
                 other.unlink()
         except OSError:  # another run removed or replaced it meanwhile
+            continue
+    # chunks a step left in the staging place when its process died (a step writing them is younger)
+    staging = staging_root()
+    for left in staging.glob("*") if staging.is_dir() else ():
+        try:
+            if left.stat().st_mtime < cutoff:
+                shutil.rmtree(left, ignore_errors=True)
+        except OSError:
             continue
     # the chunks of chunked frames: those of other runs of the same range once a newer run stored its own
     # (a step still reading them says so and asks to be run again), and any old enough

@@ -27,7 +27,7 @@ import pandas as pd
 
 from contentstack_assets.engine.convert import convert_uids
 from contentstack_assets.engine.frames import ChunkedFrame, ChunkWriter, Frame, collect
-from contentstack_assets.engine.mapping import source_columns
+from contentstack_assets.engine.mapping import source_columns, uid_hashes_of
 from contentstack_assets.engine.plan import spec_salt
 from contentstack_assets.engine.source import SourceReader, engine_for
 from contentstack_assets.engine.source.digests import DIGEST, can_digest
@@ -91,17 +91,23 @@ def read_changed(
     prefix = digest_prefix(sync)
     known = store.load_source_digest_keys(store.key_of(sync))
     if not len(known[0]):  # a first sync, a spec change that moved nothing yet: no digest to compare with
-        return _whole(sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix)))
+        return _whole(
+            sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
+        )
     scan = _scan(sync, reader, prefix, known)
     total, moved = scan.total, len(scan.moved)
     unread = total - moved
     if moved > WHOLE_SHARE * total and moved > UID_BATCH:
         log(f"{sync.name}: {moved} of {total} rows may have moved: reading every row")
-        return _whole(sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix)))
+        return _whole(
+            sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
+        )
     frame = _read_rows(sync, columns, prefix, scan.moved)
     if frame is None:
         log(f"{sync.name}: rows moved between the reads of digests and of rows: reading every row")
-        return _whole(sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix)))
+        return _whole(
+            sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
+        )
     frame.attrs[SOURCE_ROWS] = total
     frame.attrs[DIGEST_UNCHANGED] = total - len(frame) if len(frame) < total else 0
     if scan.present is not None:

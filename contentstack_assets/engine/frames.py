@@ -8,7 +8,7 @@ import os
 import pickle
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -114,6 +114,9 @@ def unpack_frame(obj: object) -> object:
 # A read of more rows than one chunk (`source.chunk_size`) never lives in memory whole: each chunk goes to a
 # file as soon as it is read (or mapped), and the next step reads them back one at a time. A read of one chunk
 # or fewer stays the plain frame it always was.
+HASHES_FILE = (
+    "hashes.u64"  # beside the chunks: a hash per row made as they were written, appended chunk by chunk
+)
 CHUNKS_DIR = "CONTENTSTACK_CHUNKS_DIR"  # where chunks are written before their step's output is stored
 
 
@@ -153,6 +156,11 @@ class ChunkedFrame:
     @property
     def empty(self) -> bool:
         return len(self) == 0
+
+    def hashes(self) -> np.ndarray | None:
+        """The 64-bit hashes the read made of its chunks (`collect(hashes=)`), 8 bytes a row, or None."""
+        path = self.directory / HASHES_FILE
+        return np.fromfile(path, dtype=np.uint64) if path.exists() else None
 
     def _file(self, index: int) -> Path:
         return self.directory / f"{index + 1:06d}.pkl"
@@ -223,12 +231,16 @@ def removed_after(frame: Frame, unless: Frame | None = None) -> Iterator[None]:
             frame.remove()
 
 
-def staging_dir() -> Path:
-    """Where a step writes its chunks before its output is stored (the IO manager then moves them beside it)."""
-    base = os.environ.get(CHUNKS_DIR) or str(
-        Path(os.environ.get("DAGSTER_HOME", ".contentstack")) / "frames" / ".staging"
+def staging_root() -> Path:
+    """Where steps write their chunks before their output is stored (the IO manager then moves them)."""
+    return Path(
+        os.environ.get(CHUNKS_DIR)
+        or Path(os.environ.get("DAGSTER_HOME", ".contentstack")) / "frames" / ".staging"
     )
-    return Path(base) / uuid.uuid4().hex
+
+
+def staging_dir() -> Path:
+    return staging_root() / uuid.uuid4().hex
 
 
 class ChunkWriter:
@@ -239,6 +251,7 @@ class ChunkWriter:
     def __init__(self, directory: Path | None = None):
         self._directory = directory
         self._first: pd.DataFrame | None = None
+        self._first_hashes: np.ndarray | None = None
         self._lengths: list[int] = []
         self._columns: list[str] | None = None
 
@@ -250,23 +263,27 @@ class ChunkWriter:
     def chunks(self) -> int:
         return len(self._lengths)
 
-    def write(self, chunk: pd.DataFrame) -> None:
+    def write(self, chunk: pd.DataFrame, hashes: np.ndarray | None = None) -> None:
+        """`hashes`: a hash per row of the chunk to keep beside the chunks (`ChunkedFrame.hashes`)."""
         if self._columns is None:
             self._columns = list(chunk.columns)
         if not self._lengths:
-            self._first = chunk
+            self._first, self._first_hashes = chunk, hashes
             self._lengths.append(len(chunk))
             return
         if self._first is not None:
-            self._store(0, self._first)
-            self._first = None
+            self._store(0, self._first, self._first_hashes)
+            self._first = self._first_hashes = None
         self._lengths.append(len(chunk))
-        self._store(len(self._lengths) - 1, chunk)
+        self._store(len(self._lengths) - 1, chunk, hashes)
 
-    def _store(self, index: int, chunk: pd.DataFrame) -> None:
+    def _store(self, index: int, chunk: pd.DataFrame, hashes: np.ndarray | None = None) -> None:
         if self._directory is None:
             self._directory = staging_dir()
         self._directory.mkdir(parents=True, exist_ok=True)
+        if hashes is not None:
+            with (self._directory / HASHES_FILE).open("ab") as file:
+                file.write(np.ascontiguousarray(hashes, dtype=np.uint64).tobytes())
         with (self._directory / f"{index + 1:06d}.pkl").open("wb") as file:
             packed = pack_frame(chunk)
             if isinstance(packed, dict):  # the whole frame's attrs go with the ChunkedFrame, once
@@ -289,14 +306,18 @@ class ChunkWriter:
             shutil.rmtree(self._directory, ignore_errors=True)
 
 
-def collect(chunks: Iterable[pd.DataFrame]) -> Frame:
-    """The chunks of a read, written as they come: the plain frame of one chunk, a `ChunkedFrame` of more."""
+def collect(
+    chunks: Iterable[pd.DataFrame], hashes: Callable[[pd.DataFrame], np.ndarray] | None = None
+) -> Frame:
+    """The chunks of a read, written as they come: the plain frame of one chunk, a `ChunkedFrame` of more.
+    `hashes(chunk)`: 64-bit hashes of the chunk's rows, made while it is in memory and kept in a file beside
+    the chunks of a `ChunkedFrame` (`ChunkedFrame.hashes()`)."""
     writer = ChunkWriter()
     attrs: dict = {}
     try:
         for chunk in chunks:
             attrs = dict(chunk.attrs)
-            writer.write(chunk)
+            writer.write(chunk, None if hashes is None else hashes(chunk))
     except BaseException:
         writer.abandon()
         raise

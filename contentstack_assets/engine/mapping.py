@@ -153,9 +153,12 @@ def duplicate_uids(raw: ChunkedFrame, column: str) -> set[str]:
     """The uids (trimmed, as the rules make them) that more than one row of a chunked read gives: found by
     their 64-bit hashes, one chunk at a time (8 bytes a row), then confirmed on the text of the few rows whose
     hash another row shares, so a collision never rejects a row."""
-    hashes = [_uid_hashes(chunk[column])[1] for chunk in raw.chunks()]
-    ordered = np.sort(np.concatenate(hashes)) if hashes else np.empty(0, dtype=np.uint64)
+    ordered = raw.hashes()  # made by the read (`uid_hashes_of`), else made now
+    if ordered is None:
+        ordered = np.concatenate([_uid_hashes(chunk[column])[1] for chunk in raw.chunks()])
+    ordered.sort()  # in place: the only array of a row's size
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
     if not len(repeated):
         return set()
     seen: Counter[str] = Counter()
@@ -163,6 +166,12 @@ def duplicate_uids(raw: ChunkedFrame, column: str) -> set[str]:
         uids, hashed = _uid_hashes(chunk[column])
         seen.update(uids[np.isin(hashed, repeated)].tolist())
     return {uid for uid, rows in seen.items() if rows > 1}
+
+
+def uid_hashes_of(sync: UsersSync) -> Callable[[pd.DataFrame], np.ndarray]:
+    """What a chunked read keeps of each chunk's uids for `duplicate_uids`: their 64-bit hashes, made while
+    the chunk is in memory (the mapping then reads the chunks once, not twice)."""
+    return lambda chunk: _uid_hashes(chunk[sync.match.column])[1]
 
 
 def _uid_hashes(raw_uids: pd.Series) -> tuple[np.ndarray, np.ndarray]:

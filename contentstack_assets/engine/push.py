@@ -31,6 +31,9 @@ from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.spec import UsersSync
 from contentstack_assets.wire import DAY, REJECTION, UID
 
+# a chunked push reads a state of up to this many users whole, once (~70 bytes a user); a bigger one, chunk by chunk
+WHOLE_STATE_USERS = 1_000_000
+
 
 class SourceShrankError(RuntimeError):
     """The source returned far fewer rows than before: stop rather than act on a broken read."""
@@ -317,7 +320,13 @@ class _Planner:
         by_uid: bool,
     ):
         self.sync, self.store, self.key = sync, store, key
-        self.full_resync, self.read_at, self.by_uid = full_resync, read_at, by_uid
+        self.full_resync, self.read_at = full_resync, read_at
+        # a chunked read looks up each chunk's users in the state, unless the state is small enough to read
+        # whole once (a read of the whole state costs about what a few chunks' lookups do)
+        self._state = None
+        self.by_uid = by_uid
+        if by_uid and store.count_users(key) <= WHOLE_STATE_USERS:
+            self._state, self.by_uid = store.load_fingerprints(key), False
         self.summary: UsersPlan | None = None
         self.valid_rows = 0
         self._rejected: list[pd.DataFrame] = []
@@ -353,9 +362,11 @@ class _Planner:
         valid = valid_rows(chunk)
         rejected = rejected_rows(chunk)
         # a chunk looks up its own users; a frame in one piece of many users reads the state whole
-        state = store.load_fingerprints(
-            key, valid[UID] if self.by_uid or len(valid) <= 20_000 else None, by_uid=self.by_uid
-        )
+        state = self._state
+        if state is None:
+            state = store.load_fingerprints(
+                key, valid[UID] if self.by_uid or len(valid) <= 20_000 else None, by_uid=self.by_uid
+            )
         plan = plan_users(
             valid,
             state,

@@ -19,6 +19,7 @@ from contentstack_assets.engine.mapping import (
     rejected_rows,
     source_columns,
     stamp_read_time,
+    uid_hashes_of,
     valid_rows,
 )
 from contentstack_assets.engine.project_keys import Creation
@@ -107,7 +108,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 )
             else:
                 # chunk by chunk: a read of more rows than `chunk_size` is written to files as it comes
-                frame = collect(reader.read_chunks(window, on_progress=progress))
+                frame = collect(reader.read_chunks(window, on_progress=progress), uid_hashes_of(sync))
         stamp_read_time(frame, read_started)
         digested = (
             {"source_rows": frame.attrs[SOURCE_ROWS], DIGEST_UNCHANGED: frame.attrs[DIGEST_UNCHANGED]}
@@ -325,7 +326,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
 def read_whole_mapped(sync: UsersSync) -> Frame:
     """Every row of the source, read and mapped now, chunk by chunk (a full resync after a read by digests)."""
     started = time.time()
-    frame = collect(SourceReader(sync.source, source_columns(sync)).read_chunks())
+    frame = collect(SourceReader(sync.source, source_columns(sync)).read_chunks(), uid_hashes_of(sync))
     try:
         return map_frame(stamp_read_time(frame, started), sync)
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from contentstack_assets.engine import push
 from contentstack_assets.engine.frames import ChunkedFrame
 from contentstack_assets.engine.state import StateStore
 from contentstack_assets.personalize.emulator import EmulatorConfig, run_emulator_in_thread
@@ -90,12 +91,15 @@ def second_emulator():
 
 @pytest.mark.parametrize(
     "variant",
-    [{}, {"shards": 2}, {"on_delete": "clear"}],
-    ids=["plain", "shards", "on_delete-clear"],
+    [{}, {"shards": 2}, {"on_delete": "clear"}, {"state": "by chunk"}],
+    ids=["plain", "shards", "on_delete-clear", "state-looked-up-by-chunk"],
 )
 def test_chunks_of_100_rows_end_in_the_same_api_counts_and_rejections_as_one_piece(
     tmp_path, emulator, second_emulator, instance, monkeypatch, variant
 ):
+    variant = dict(variant)
+    if variant.pop("state", None):  # a state too big to read whole: each chunk looks up its own users
+        monkeypatch.setattr(push, "WHOLE_STATE_USERS", 0)
     runs = {}
     for name, emu, chunk_size in (("chunked", emulator, 100), ("whole", second_emulator, 100_000)):
         monkeypatch.setenv("CONTENTSTACK_STATE_URL", _state(tmp_path, name))
@@ -152,7 +156,8 @@ def test_the_chunks_live_beside_the_io_managers_files_and_a_newer_run_replaces_t
             handle = pickle.load(file)
         assert isinstance(handle, ChunkedFrame) and len(handle.lengths) == 11 and len(handle) == 1050
         assert handle.directory.parent == frames / "source_users"
-        assert sorted(path.name for path in handle.directory.iterdir())[-1] == "000011.pkl"
+        assert sorted(path.name for path in handle.directory.glob("*.pkl"))[-1] == "000011.pkl"
+        assert (handle.directory / "hashes.u64").stat().st_size == 8 * 1049  # each uid but the null one
         stored.append(handle.directory)
     assert not stored[0].exists() and stored[1].exists()  # the older run's chunks are gone
     mapped = sorted((frames / "mapped_attributes").glob("*.chunks"))

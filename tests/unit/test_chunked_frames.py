@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from contentstack_assets.engine.frames import ChunkedFrame, ChunkWriter, chunks_of, collect, whole
-from contentstack_assets.engine.mapping import duplicate_uids, map_frame, map_users
+from contentstack_assets.engine.mapping import duplicate_uids, map_frame, map_users, uid_hashes_of
 from contentstack_assets.spec import UsersSync
 from contentstack_assets.wire import REJECTION, ROW, UID
 
@@ -128,3 +128,12 @@ def test_a_chunked_mapping_equals_the_mapping_in_one_piece():
     assert list(whole(chunked)[ROW]) == list(range(1, 10))
     rejected = whole(chunked).loc[lambda frame: frame[REJECTION].notna(), [UID, REJECTION]]
     assert set(rejected[UID].dropna()) >= {"a", "d"}
+
+
+def test_the_reads_uid_hashes_spare_the_mapping_a_pass_and_move_with_the_chunks(tmp_path):
+    raw = collect([_raw(["a", "b"]), _raw([" a ", None, "c"])], uid_hashes_of(SYNC))
+    assert len(raw.hashes()) == 4  # the null uid has none
+    assert duplicate_uids(raw, "user_uid") == {"a"}
+    moved = raw.moved_to(tmp_path / "kept.chunks")
+    assert len(moved.hashes()) == 4 and duplicate_uids(moved, "user_uid") == {"a"}
+    assert collect([_raw(["a"]), _raw(["b"])]).hashes() is None

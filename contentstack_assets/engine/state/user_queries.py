@@ -24,6 +24,9 @@ from contentstack_assets.engine.state.outcomes import UserOutcome, _log_row, _us
 from contentstack_assets.engine.state.tables import sync_log, users
 from contentstack_assets.engine.state.writes import StoreBase, _insert_many
 
+# uids per lookup of a chunk's users (under SQLite's 32,766 bound variables, PostgreSQL's 65,535)
+LOOKUP_BATCH = 5000
+
 
 class UserQueries(StoreBase):
     """Per user of a users sync: the values last delivered, the row's fingerprint, the failures."""
@@ -59,8 +62,8 @@ class UserQueries(StoreBase):
             if user_uids is not None and (by_uid or len(user_uids) <= 20_000):
                 uids = list(user_uids)
                 statements = [
-                    base.where(users.c.user_uid.in_(uids[start : start + 1000]))
-                    for start in range(0, len(uids), 1000)
+                    base.where(users.c.user_uid.in_(uids[start : start + LOOKUP_BATCH]))
+                    for start in range(0, len(uids), LOOKUP_BATCH)
                 ]
             else:
                 statements = [base]
