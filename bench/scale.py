@@ -55,7 +55,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import datagen  # noqa: E402
 import run_all  # noqa: E402
-from sync_run import _materializations, _step_durations, run_child, run_sync  # noqa: E402
+from sync_run import run_child, run_sync  # noqa: E402
 
 SECTION_BEGIN = "<!-- bench/scale.py writes the section below; a rerun replaces it -->"
 SECTION_END = "<!-- end of bench/scale.py's section -->"
@@ -64,66 +64,6 @@ RSS_BOUND = 1.5  # issue 19: peak RSS at 10M within 1.5x of 1M
 WALL_BOUND_PER_SIZE = 1.1  # issue 19: x11 wall for x10 users
 LOAD_QUIET = 1.5  # above this 1-minute load average (2 cores), a run's wall time shares the CPU
 log = run_all.log
-
-
-# -- the child: one run of a job of the sync (the dry run), figures as JSON ------------------------------------
-def child_main(argv: list[str]) -> None:
-    """Like `sync_run.main`, for any job of the spec; a dry run's push records an observation, not a
-    materialization, so the push's metadata is taken from either."""
-    parser = argparse.ArgumentParser(prog="scale.py child")
-    parser.add_argument("--spec", required=True)
-    parser.add_argument("--dagster-home", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--job", default=DRY_RUN_JOB)
-    args = parser.parse_args(argv)
-
-    os.environ["DAGSTER_HOME"] = args.dagster_home
-    Path(args.dagster_home).mkdir(parents=True, exist_ok=True)
-    imports_started = time.perf_counter()
-    import dagster as dg
-
-    from contentstack_assets.definitions import build_definitions
-    from contentstack_assets.spec import load_spec
-
-    imports_s = time.perf_counter() - imports_started
-    instance_dir = Path(args.dagster_home) / "instance"
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    instance = dg.DagsterInstance.local_temp(tempdir=str(instance_dir))
-    started = time.perf_counter()
-    defs = build_definitions(load_spec(args.spec))
-    result = defs.resolve_job_def(args.job).execute_in_process(instance=instance, raise_on_error=False)
-    wall_s = time.perf_counter() - started
-    metadata = _materializations(result)
-    for event in result.get_asset_observation_events():
-        observation = event.event_specific_data.asset_observation
-        metadata[observation.asset_key.path[-1]] = {
-            key: value.value
-            for key, value in observation.metadata.items()
-            if isinstance(value.value, int | float | bool | str)
-        }
-    read = metadata.get("source_users", {})
-    mapped = metadata.get("mapped_attributes", {})
-    push = metadata.get("personalize_users", {})
-    figures = {
-        "job": args.job,
-        "success": result.success,
-        "wall_s": round(wall_s, 3),
-        "imports_s": round(imports_s, 3),
-        "read_s": read.get("read_s"),
-        "map_s": mapped.get("map_s"),
-        "plan_s": push.get("plan_s", 0.0),
-        "deliver_s": push.get("deliver_s", 0.0),
-        "push_s": push.get("duration_s"),
-        "steps": _step_durations(instance, result.run_id),
-        "metadata": {
-            "source_users": read,
-            "mapped_attributes": mapped,
-            "personalize_users": {k: v for k, v in push.items() if k != "plan_sample"},
-        },
-    }
-    if not result.success:
-        figures["failures"] = [event.message for event in result.all_events if event.is_failure][:5]
-    Path(args.out).write_text(json.dumps(figures, indent=2, default=str))
 
 
 # -- the tables, cached -----------------------------------------------------------------------------------------
@@ -307,8 +247,7 @@ def bench_one(database: str, rows: int, args: argparse.Namespace) -> dict:
             out = workdir / "dry_run.json"
             dry = run_child(
                 [
-                    str(Path(__file__).resolve()),
-                    "child",
+                    str(BENCH_DIR / "sync_run.py"),
                     "--spec",
                     str(spec),
                     "--dagster-home",
@@ -547,9 +486,6 @@ def write_section(text: str) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "child":
-        child_main(sys.argv[2:])
-        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

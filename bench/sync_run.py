@@ -27,13 +27,18 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 
 def _materializations(result) -> dict[str, dict]:
+    """Each asset's metadata in the run, by the last part of its key: its materialization's, or its
+    observation's (a dry run observes the push instead of materializing it)."""
     found = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        found[materialization.asset_key.path[-1]] = {
+    events = [
+        *(event.event_specific_data.asset_observation for event in result.get_asset_observation_events()),
+        *(event.event_specific_data.materialization for event in result.get_asset_materialization_events()),
+    ]
+    for event in events:
+        found[event.asset_key.path[-1]] = {
             key: value.value
-            for key, value in materialization.metadata.items()
-            if isinstance(value.value, int | float | bool | str)
+            for key, value in event.metadata.items()
+            if isinstance(value.value, int | float | bool | str) and key != "plan_sample"
         }
     return found
 
@@ -58,6 +63,7 @@ def main() -> None:
     parser.add_argument("--dagster-home", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--full-resync", action="store_true")
+    parser.add_argument("--job", default="users_sync", help="the job to run (users_dry_run: a dry run)")
     parser.add_argument("--profile", help="write a cProfile of the run here")
     args = parser.parse_args()
 
@@ -85,7 +91,7 @@ def main() -> None:
         profiler.enable()
     started = time.perf_counter()
     defs = build_definitions(load_spec(args.spec))
-    result = defs.resolve_job_def("users_sync").execute_in_process(
+    result = defs.resolve_job_def(args.job).execute_in_process(
         instance=instance, run_config=run_config, raise_on_error=False
     )
     wall_s = time.perf_counter() - started
@@ -97,6 +103,7 @@ def main() -> None:
     mapped = metadata.get("mapped_attributes", {})
     push = metadata.get("personalize_users", {})
     figures = {
+        "job": args.job,
         "success": result.success,
         "wall_s": round(wall_s, 3),
         "imports_s": round(imports_s, 3),
