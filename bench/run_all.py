@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -476,6 +477,23 @@ def append_to_doc(text: str) -> None:
     DOC.write_text(existing.rstrip("\n") + "\n\n" + text)
 
 
+def each_size(
+    args: argparse.Namespace,
+    bench_one: Callable[[str, int, argparse.Namespace], dict],
+    results: list[dict],
+    saved: Callable[[], dict],
+) -> None:
+    """`bench_one(database, rows, args)` for each database and size of the command line, each result added to
+    `results`; after each, `saved()` is written to `--json` (a long run leaves its figures so far)."""
+    for database in args.databases.split(","):
+        if database == "postgres":
+            datagen.ensure_postgres_database()
+        for rows in (int(size) for size in args.sizes.split(",")):
+            results.append(bench_one(database, rows, args))
+            if args.json:
+                Path(args.json).write_text(json.dumps(saved(), indent=2, default=str))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -533,15 +551,7 @@ def main() -> None:
     log(f"machine: {info}")
     started = time.perf_counter()
     results = []
-    for database in args.databases.split(","):
-        if database == "postgres":
-            datagen.ensure_postgres_database()
-        for rows in (int(size) for size in args.sizes.split(",")):
-            results.append(bench_one(database, rows, args))
-            if args.json:
-                Path(args.json).write_text(
-                    json.dumps({"machine": info, "results": results}, indent=2, default=str)
-                )
+    each_size(args, bench_one, results, lambda: {"machine": info, "results": results})
     text = report(results, info, command, time.perf_counter() - started, args)
     print()
     print(text)

@@ -529,27 +529,16 @@ def main() -> None:
     log(f"machine: {info}; code: {code}")
     started = time.perf_counter()
     results = []
-    for database in args.databases.split(","):
-        if database == "postgres":
-            datagen.ensure_postgres_database()
-        for rows in (int(size) for size in args.sizes.split(",")):
-            results.append(bench_one(database, rows, args))
-            if args.json:
-                Path(args.json).write_text(
-                    json.dumps(
-                        {
-                            "machine": info,
-                            "code": code,
-                            "command": command,
-                            "elapsed_s": time.perf_counter() - started,
-                            "finished_at": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-                            "load_at_end": [round(x, 2) for x in os.getloadavg()],
-                            "results": results,
-                        },
-                        indent=2,
-                        default=str,
-                    )
-                )
+    saved = lambda: {  # noqa: E731
+        "machine": info,
+        "code": code,
+        "command": command,
+        "elapsed_s": time.perf_counter() - started,
+        "finished_at": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        "load_at_end": [round(x, 2) for x in os.getloadavg()],
+        "results": results,
+    }
+    run_all.each_size(args, bench_one, results, saved)
     text = report(results, info, command, time.perf_counter() - started, code)
     print()
     print(text)

@@ -153,10 +153,6 @@ class ChunkedFrame:
     def __repr__(self) -> str:
         return f"ChunkedFrame({len(self)} rows in {len(self.lengths)} chunks at {self.directory})"
 
-    @property
-    def empty(self) -> bool:
-        return len(self) == 0
-
     def hashes(self) -> np.ndarray | None:
         """The 64-bit hashes the read made of its chunks (`collect(hashes=)`), 8 bytes a row, or None."""
         path = self.directory / HASHES_FILE
@@ -248,16 +244,12 @@ class ChunkWriter:
     chunk is written to a file as it comes. `finish()` gives the plain frame of a single chunk, or the
     `ChunkedFrame` of several."""
 
-    def __init__(self, directory: Path | None = None):
-        self._directory = directory
+    def __init__(self) -> None:
+        self._directory: Path | None = None
         self._first: pd.DataFrame | None = None
         self._first_hashes: np.ndarray | None = None
         self._lengths: list[int] = []
         self._columns: list[str] | None = None
-
-    @property
-    def rows(self) -> int:
-        return sum(self._lengths)
 
     @property
     def chunks(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -387,15 +388,8 @@ class _Planner:
         return _Planned(chunk, valid, rejected, plan, user_days)
 
     def _add(self, plan: UsersPlan) -> None:
-        if self.summary is None:
-            self.summary = UsersPlan(
-                keys=plan.keys,
-                send_nulls=plan.send_nulls,
-                candidates=plan.candidates,
-                previous=plan.previous,
-                counts=dict(plan.counts),
-                bodies=plan.bodies,
-            )
+        if self.summary is None:  # the first chunk's plan, its counts added to by the others'
+            self.summary = dataclasses.replace(plan, counts=dict(plan.counts))
             return
         for name, count in plan.counts.items():
             self.summary.counts[name] += count
