@@ -32,7 +32,8 @@ from contentstack_assets.personalize.client import EdgeClient, Response
 from contentstack_assets.spec import UsersSync
 from contentstack_assets.wire import DAY, REJECTION, UID
 
-# a chunked push reads a state of up to this many users whole, once (~70 bytes a user); a bigger one, chunk by chunk
+# a chunked push reads a state of up to this many users whole, once (~70 bytes a user); a bigger one as an
+# index of 16 bytes a user (FingerprintIndex), in which each chunk looks its users up
 WHOLE_STATE_USERS = 1_000_000
 
 
@@ -201,7 +202,7 @@ def push_users(
     # chunk by chunk (a chunked read: engine/frames.py): each chunk is planned, recorded and delivered before
     # the next is read back, so a run holds one chunk's plan at a time; a frame in one piece is one chunk
     chunked = isinstance(mapped, ChunkedFrame)
-    planner = _Planner(sync, store, key, full_resync=full_resync, read_at=read_at, by_uid=chunked)
+    planner = _Planner(sync, store, key, full_resync=full_resync, read_at=read_at, chunked=chunked)
     plans = planner.plans(mapped, log if chunked else None)
     first = next(plans)  # a plan that fails starts no run
     report: DeliveryReport[UserRequest] = DeliveryReport()
@@ -318,16 +319,19 @@ class _Planner:
         *,
         full_resync: bool,
         read_at: int | None,
-        by_uid: bool,
+        chunked: bool,
     ):
         self.sync, self.store, self.key = sync, store, key
         self.full_resync, self.read_at = full_resync, read_at
-        # a chunked read looks up each chunk's users in the state, unless the state is small enough to read
-        # whole once (a read of the whole state costs about what a few chunks' lookups do)
-        self._state = None
-        self.by_uid = by_uid
-        if by_uid and store.count_users(key) <= WHOLE_STATE_USERS:
-            self._state, self.by_uid = store.load_fingerprints(key), False
+        # a chunked read reads the state whole once when it is small enough, else an index of it, 16 bytes a
+        # user, in which each chunk looks its users up (per-chunk queries cost about 3.6 us a user, the index
+        # about 1 us to build)
+        self._state = self._index = None
+        if chunked:
+            if store.count_users(key) <= WHOLE_STATE_USERS:
+                self._state = store.load_fingerprints(key)
+            else:
+                self._index = store.load_fingerprint_index(key)
         self.summary: UsersPlan | None = None
         self.valid_rows = 0
         self._rejected: list[pd.DataFrame] = []
@@ -364,10 +368,12 @@ class _Planner:
         rejected = rejected_rows(chunk)
         # a chunk looks up its own users; a frame in one piece of many users reads the state whole
         state = self._state
-        if state is None:
-            state = store.load_fingerprints(
-                key, valid[UID] if self.by_uid or len(valid) <= 20_000 else None, by_uid=self.by_uid
+        if self._index is not None:
+            state = self._index.frame(
+                valid[UID], lambda uids: store.load_fingerprints(key, uids, by_uid=True)
             )
+        elif state is None:
+            state = store.load_fingerprints(key, valid[UID] if len(valid) <= 20_000 else None)
         plan = plan_users(
             valid,
             state,

@@ -86,3 +86,83 @@ def _fingerprint_frame(
         index=pd.Index(column(0, object), name="user_uid", dtype=object),
         copy=False,  # the columns are fresh arrays of their own
     )
+
+
+class FingerprintIndex:
+    """The state's fingerprints of a sync too big to read whole, 16 bytes a user: each user's uid as its
+    64-bit hash (`uid_hashes`) and its fingerprint, in 16 sorted buckets by the hash's top bits (sorted one
+    bucket at a time, so that building it holds little more than itself). The few users not plainly
+    delivered (a failure counted, a delivery unconfirmed) and any uid whose hash another user of the state
+    shares are kept by their text instead (`exact`), and looked up exactly.
+
+    `frame(uids)` is what `load_fingerprints(key, uids)` gives for those users (a chunk's), from memory: a
+    uid of the chunk that is not in the state could take a state user's entry only by sharing its 64-bit
+    hash, and would then still be sent unless its row also maps to that user's exact fingerprint."""
+
+    BUCKET_BITS = 4
+
+    def __init__(self, chunks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], hash_uids):
+        self._hash_uids = hash_uids
+        buckets: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(1 << self.BUCKET_BITS)]
+        exact: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        shift = np.uint64(64 - self.BUCKET_BITS)
+        for uids, fingerprints, null, failed in chunks:
+            special = null | (failed > 0)
+            if special.any():
+                exact.append((uids[special], fingerprints[special], null[special], failed[special]))
+            plain = ~special
+            hashed, prints = self._hash_uids(uids[plain]), fingerprints[plain]
+            bucket_of = (hashed >> shift).astype(np.intp)
+            for bucket in np.unique(bucket_of):
+                mine = bucket_of == bucket
+                buckets[bucket].append((hashed[mine], prints[mine]))
+        self._hashes: list[np.ndarray] = []
+        self._prints: list[np.ndarray] = []
+        for parts in buckets:
+            hashed = np.concatenate([part[0] for part in parts]) if parts else np.empty(0, np.uint64)
+            prints = np.concatenate([part[1] for part in parts]) if parts else np.empty(0, np.int64)
+            parts.clear()
+            order = np.argsort(hashed, kind="stable")
+            self._hashes.append(hashed[order])
+            self._prints.append(prints[order])
+        self.users = sum(len(hashes) for hashes in self._hashes) + sum(len(part[0]) for part in exact)
+        # uids whose hash two plain users share: looked up by text too (`_shared`)
+        self._shared = [np.unique(hashes[1:][hashes[1:] == hashes[:-1]]) for hashes in self._hashes]
+        self._exact = _fingerprint_frame(exact)
+        self._shift = shift
+
+    def frame(self, uids: pd.Series, load_exact) -> pd.DataFrame:
+        """user_uid -> fingerprint, failed_runs of those of `uids` the state holds; `load_exact(uids)`: the
+        state's rows of uids (`load_fingerprints(by_uid=True)`), for those whose hash the index shares."""
+        values = np.asarray(uids, dtype=object)
+        hashed = self._hash_uids(values)
+        bucket_of = (hashed >> self._shift).astype(np.intp)
+        found_uids, found_prints, shared_uids = [], [], []
+        for bucket in np.unique(bucket_of):
+            mine = np.flatnonzero(bucket_of == bucket)
+            hashes, prints = self._hashes[bucket], self._prints[bucket]
+            at = np.searchsorted(hashes, hashed[mine])
+            inside = at < len(hashes)
+            hit = np.zeros(len(mine), dtype=bool)
+            hit[inside] = hashes[at[inside]] == hashed[mine][inside]
+            shared = np.isin(hashed[mine], self._shared[bucket]) if len(self._shared[bucket]) else None
+            if shared is not None and shared.any():
+                shared_uids.append(values[mine[shared]])
+                hit &= ~shared
+            found_uids.append(values[mine[hit]])
+            found_prints.append(prints[at[hit]])
+        found = pd.DataFrame(
+            {
+                "fingerprint": pd.arrays.IntegerArray(
+                    np.concatenate(found_prints) if found_prints else np.empty(0, np.int64),
+                    np.zeros(sum(map(len, found_prints)), dtype=bool),
+                ),
+                "failed_runs": np.zeros(sum(map(len, found_prints)), dtype=np.int64),
+            },
+            index=pd.Index(np.concatenate(found_uids) if found_uids else [], name="user_uid", dtype=object),
+        )
+        parts = [found, self._exact.loc[self._exact.index.isin(values)]]
+        if shared_uids:
+            parts.append(load_exact(pd.Series(np.concatenate(shared_uids), dtype=object)))
+        frame = pd.concat(parts)
+        return frame[~frame.index.duplicated(keep="last")]

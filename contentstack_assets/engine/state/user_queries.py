@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from contentstack_assets.engine.state import database
 from contentstack_assets.engine.state.fingerprint_read import (
+    FingerprintIndex,
     _fingerprint_chunks,
     _fingerprint_frame,
     _gc_paused,
@@ -72,6 +73,15 @@ class UserQueries(StoreBase):
                     chunk for statement in statements for chunk in _fingerprint_chunks(connection, statement)
                 ]
         return _fingerprint_frame(chunks)
+
+    def load_fingerprint_index(self, sync: str) -> FingerprintIndex:
+        """The sync's fingerprints, 16 bytes a user (`FingerprintIndex`): what a chunked push of a state too
+        big to read whole looks its chunks' users up in."""
+        statement = sa.select(users.c.user_uid, users.c.fingerprint, users.c.failed_runs).where(
+            users.c.sync == sync
+        )
+        with self.engine.connect() as connection, _gc_paused():
+            return FingerprintIndex(_fingerprint_chunks(connection, statement), uid_hashes)
 
     def load_delivered(self, sync: str, user_uids: Iterable[str]) -> dict[str, dict]:
         """The values last delivered to each of these users."""
