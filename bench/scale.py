@@ -471,15 +471,15 @@ def report(
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """The section between this script's markers, at the end of docs/benchmarks.md: replaced in place if an
-    earlier run wrote it, else appended."""
+def write_section(text: str, begin: str = SECTION_BEGIN, end: str = SECTION_END) -> None:
+    """The section between a script's markers (this one's by default), at the end of docs/benchmarks.md:
+    replaced in place if an earlier run wrote it, else appended."""
     doc = run_all.DOC
     existing = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    block = f"{SECTION_BEGIN}\n\n{text.rstrip()}\n\n{SECTION_END}\n"
-    if SECTION_BEGIN in existing and SECTION_END in existing:
-        before, rest = existing.split(SECTION_BEGIN, 1)
-        after = rest.split(SECTION_END, 1)[1]
+    block = f"{begin}\n\n{text.rstrip()}\n\n{end}\n"
+    if begin in existing and end in existing:
+        before, rest = existing.split(begin, 1)
+        after = rest.split(end, 1)[1]
         doc.write_text(before + block + after.lstrip("\n"))
     else:
         doc.write_text(existing.rstrip("\n") + "\n\n" + block)

@@ -14,11 +14,18 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from contentstack_assets.engine.frames import ChunkedFrame, pack_frame, staging_root, unpack_frame
+from contentstack_assets.engine.frames import (
+    ChunkedFrame,
+    ShardedFrame,
+    pack_frame,
+    staging_root,
+    unpack_frame,
+)
 
 FRAMES_IO_MANAGER_KEY = "contentstack_frames"  # our own key: a host project's `io_manager` stays its own
-# what passes between a users sync's steps: a frame in one piece, or the chunks of a longer read
-FRAME_TYPE = dg.PythonObjectDagsterType((pd.DataFrame, ChunkedFrame), name="Frame")
+# what passes between a users sync's steps: a frame in one piece, the chunks of a longer read, or the parts
+# each shard of a sharded sync read (`shards: N`)
+FRAME_TYPE = dg.PythonObjectDagsterType((pd.DataFrame, ChunkedFrame, ShardedFrame), name="Frame")
 
 
 class FrameIOManager(dg.ConfigurableIOManager):
@@ -58,10 +65,12 @@ class FrameIOManager(dg.ConfigurableIOManager):
             scope = "all"
         return base.joinpath(*context.asset_key.path) / f"{scope}.pkl"
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | ChunkedFrame) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: pd.DataFrame | ChunkedFrame | ShardedFrame
+    ) -> None:
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(obj, ChunkedFrame):
+        if isinstance(obj, (ChunkedFrame, ShardedFrame)):
             # a read too big for one piece: its chunk files move beside the file, which holds where they are
             obj = obj.moved_to(path.parent / f"{path.stem}.{context.run_id}.chunks")
         # a temporary file of this writer's own: two runs storing the same asset and range at once (a backfill
@@ -131,6 +140,8 @@ def _in_use(path: Path, chunks: Path) -> bool:
             stored = pickle.load(file)
     except (OSError, pickle.UnpicklingError, EOFError):
         return True
+    if isinstance(stored, ShardedFrame):
+        return any(directory.parent == chunks for directory in stored.directories())
     return isinstance(stored, ChunkedFrame) and stored.directory == chunks
 
 

@@ -201,6 +201,47 @@ class ChunkedFrame:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class ShardedFrame:
+    """A read of a sharded sync (`shards: N`) as each shard read it: part `i` holds the rows of shard `i`'s
+    users (a frame or a `ChunkedFrame`), `attrs` what the whole read says of itself and, once mapped,
+    `rejected` every part's rejected rows (shard 0 records them all, once per run)."""
+
+    def __init__(self, parts: list[pd.DataFrame | ChunkedFrame], attrs: dict | None = None):
+        self.parts = list(parts)
+        self.attrs: dict = dict(attrs or {})
+        self.rejected: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def __repr__(self) -> str:
+        return f"ShardedFrame({len(self)} rows in {len(self.parts)} shards)"
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        for part in self.parts:
+            yield from chunks_of(part)
+
+    def column(self, name: str) -> pd.Series:
+        """One column of every part, as one series (the uids of the whole read, for who left)."""
+        series = [chunk[name] for chunk in self.chunks()]
+        return pd.concat(series, ignore_index=True) if series else pd.Series([], dtype=object)
+
+    def moved_to(self, directory: Path) -> ShardedFrame:
+        """The same parts, those in chunk files moved to `directory/<shard>`."""
+        moved = ShardedFrame(
+            [
+                part.moved_to(Path(directory) / str(index)) if isinstance(part, ChunkedFrame) else part
+                for index, part in enumerate(self.parts)
+            ],
+            self.attrs,
+        )
+        moved.rejected = self.rejected
+        return moved
+
+    def directories(self) -> list[Path]:
+        return [part.directory for part in self.parts if isinstance(part, ChunkedFrame)]
+
+
 Frame = pd.DataFrame | ChunkedFrame
 
 

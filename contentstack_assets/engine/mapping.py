@@ -21,6 +21,7 @@ from contentstack_assets.engine.convert import convert_column, convert_uids
 from contentstack_assets.engine.frames import ChunkedFrame, ChunkWriter, Frame
 from contentstack_assets.engine.source import PRIMARY_KEY, days_of
 from contentstack_assets.engine.source.digests import DIGEST
+from contentstack_assets.engine.source.shards import STRAY, shard_of
 from contentstack_assets.spec import UsersSync
 from contentstack_assets.wire import DAY, REJECTION, ROW, UID
 
@@ -80,16 +81,25 @@ def duplicated(uids: pd.Series) -> np.ndarray:
 
 
 def map_users(
-    raw: pd.DataFrame, sync: UsersSync, *, duplicates: set[str] | None = None, first_row: int = 1
+    raw: pd.DataFrame,
+    sync: UsersSync,
+    *,
+    duplicates: set[str] | None = None,
+    first_row: int = 1,
+    shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Rename and convert the source columns; set aside (never raise on) rows that break a rule. The read
     time of the rows (`attrs[READ_AT]`) goes with them. One chunk of a longer read: `duplicates`, the uids
-    the whole read gives more than once (`duplicate_uids`), and `first_row`, the chunk's first row number."""
+    the whole read gives more than once (`duplicate_uids`), and `first_row`, the chunk's first row number.
+    `shard=(index, shards)`: the rows that shard read, of which a uid of another shard is set aside (`STRAY`,
+    engine/source/shards.py)."""
     read_at = raw.attrs.get(READ_AT)
     key_columns = [column for column in raw.attrs.get(PRIMARY_KEY) or () if column in raw]
     attrs = dict(raw.attrs)
     raw = raw.reset_index(drop=True)
     uid_values, reasons = uid_rules(raw[sync.match.column], duplicates)
+    if shard is not None:
+        _set_aside_strays(uid_values, reasons, *shard)
     # keep what identifies a rejected row in its report, even when the uid itself is the problem
     shown_uids = uid_values
     missing = uid_values.isna().to_numpy()
@@ -124,21 +134,38 @@ def map_users(
     return frame
 
 
-def map_frame(raw: Frame, sync: UsersSync, on_chunk: Callable[[pd.DataFrame], None] | None = None) -> Frame:
-    """`map_users` of a read in one piece, or chunk by chunk of a chunked read (its rows numbered on, its
-    duplicates found over every chunk): each mapped chunk is written as it is made, and handed to
-    `on_chunk` (the counts, the rejected rows and the schema check of the step)."""
+def _set_aside_strays(uids: pd.Series, reasons: np.ndarray, index: int, shards: int) -> None:
+    valid = np.flatnonzero(uids.notna().to_numpy() & np.equal(reasons, None))
+    if not len(valid):
+        return
+    stray = np.zeros(len(uids), dtype=bool)
+    stray[valid[shard_of(uids.to_numpy()[valid].tolist(), shards) != index]] = True
+    if stray.any():
+        add_reasons(reasons, pd.Series(np.where(stray, STRAY, None), dtype=object))
+
+
+def map_frame(
+    raw: Frame,
+    sync: UsersSync,
+    on_chunk: Callable[[pd.DataFrame], None] | None = None,
+    *,
+    first_row: int = 1,
+    shard: tuple[int, int] | None = None,
+) -> Frame:
+    """`map_users` of a read in one piece, or chunk by chunk of a chunked read (its rows numbered on from
+    `first_row`, its duplicates found over every chunk): each mapped chunk is written as it is made, and
+    handed to `on_chunk` (the counts, the rejected rows and the schema check of the step). `shard`: the part
+    of a sharded read that shard read (`map_users`)."""
     if not isinstance(raw, ChunkedFrame):
-        mapped = map_users(raw, sync)
+        mapped = map_users(raw, sync, first_row=first_row, shard=shard)
         if on_chunk:
             on_chunk(mapped)
         return mapped
     duplicates = duplicate_uids(raw, sync.match.column)
     writer = ChunkWriter()
-    first_row = 1
     try:
         for chunk in raw.chunks():
-            mapped = map_users(chunk, sync, duplicates=duplicates, first_row=first_row)
+            mapped = map_users(chunk, sync, duplicates=duplicates, first_row=first_row, shard=shard)
             first_row += len(chunk)
             if on_chunk:
                 on_chunk(mapped)

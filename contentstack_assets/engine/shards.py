@@ -4,30 +4,39 @@ sync state names its run. No Dagster here: syncs/shards.py builds the graph of s
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterable
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
-from contentstack_assets.engine.frames import ChunkedFrame, Frame, collect
+from contentstack_assets.engine.frames import ChunkedFrame, Frame, ShardedFrame, chunks_of, collect
 from contentstack_assets.engine.mapping import REJECTION, UID
+from contentstack_assets.engine.source.shards import shard_of
+
+__all__ = ["concurrency_shares", "shard_label", "shard_of", "shard_rows"]
 
 
-def shard_of(uids: Iterable[str], shards: int) -> np.ndarray:
-    """The shard of each uid: CRC-32 of its UTF-8 bytes modulo `shards` (stable everywhere, unlike hash())."""
-    return np.fromiter((zlib.crc32(uid.encode()) % shards for uid in uids), dtype=np.int64)
-
-
-def shard_rows(mapped: Frame, index: int, shards: int) -> Frame:
+def shard_rows(mapped: Frame | ShardedFrame, index: int, shards: int) -> Frame:
     """The rows of `mapped_attributes` shard `index` pushes: its valid users, plus every rejected row for
-    shard 0 (rejections are recorded once per run, and a rejected row may have no uid). Of a chunked frame,
-    chunk by chunk: the shard's rows are chunked in turn (the caller removes them when done)."""
-    if isinstance(mapped, ChunkedFrame):
-        rows = collect(_rows_of(chunk, index, shards) for chunk in mapped.chunks())
-        rows.attrs = dict(mapped.attrs)
-        return rows
-    return _rows_of(mapped, index, shards)
+    shard 0 (rejections are recorded once per run, and a rejected row may have no uid). Of a read each shard
+    made of its own users (`ShardedFrame`), its own part; else (a read in one piece) the rows whose uid hashes
+    to it. Chunk by chunk: the shard's rows are chunked in turn (the caller removes them when done)."""
+    if isinstance(mapped, ShardedFrame) and len(mapped.parts) == shards:
+        chunks = (chunk.loc[chunk[REJECTION].isna()] for chunk in chunks_of(mapped.parts[index]))
+        if index == 0 and mapped.rejected is not None:
+            chunks = _then(chunks, mapped.rejected)
+    elif isinstance(mapped, (ChunkedFrame, ShardedFrame)):  # a sharded read of another number of shards
+        chunks = (_rows_of(chunk, index, shards) for chunk in mapped.chunks())
+    else:
+        return _rows_of(mapped, index, shards)
+    rows = collect(chunks)
+    rows.attrs = dict(mapped.attrs)
+    return rows
+
+
+def _then(chunks: Iterator[pd.DataFrame], last: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    yield from chunks
+    yield last
 
 
 def _rows_of(mapped: pd.DataFrame, index: int, shards: int) -> pd.DataFrame:

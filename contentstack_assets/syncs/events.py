@@ -122,7 +122,7 @@ def build_events_sync(sync: EventsSync, spec: SyncsSpec) -> dg.Definitions:
                 "rows_read": len(frame),
                 "read_s": round(time.perf_counter() - started, 3),
                 "scope": scope_of(context),
-                **source_metadata(reader, frame),
+                **source_metadata(reader.column_types, frame),
             },
         )
         yield event_keys_check(sync, frame, listed, creation)

@@ -62,7 +62,7 @@ def build_merges_sync(sync: MergesSync, spec: SyncsSpec) -> dg.Definitions:
             {
                 "rows_read": len(frame),
                 "read_s": round(time.perf_counter() - started, 3),
-                **source_metadata(reader, frame),
+                **source_metadata(reader.column_types, frame),
             }
         )
         return frame

@@ -14,7 +14,7 @@ from contentstack_assets.engine.clears import TooManyClearsError, source_uids
 from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport
 from contentstack_assets.engine.digests import present_uids as read_uids
-from contentstack_assets.engine.frames import ChunkedFrame, Frame
+from contentstack_assets.engine.frames import ChunkedFrame, Frame, ShardedFrame
 from contentstack_assets.engine.project_keys import Creation
 from contentstack_assets.engine.push import PushResult, SourceShrankError
 from contentstack_assets.resources import PersonalizeResource
@@ -202,7 +202,7 @@ def present_uids(
         present = read_uids(mapped)  # a read by digests: every uid it saw, read whole or not
         if present is not None:
             return pd.Series(present, dtype=object)
-        return mapped.column(UID) if isinstance(mapped, ChunkedFrame) else mapped[UID]
+        return mapped.column(UID) if isinstance(mapped, (ChunkedFrame, ShardedFrame)) else mapped[UID]
     if covers_every_day(context, sync.source):
         with user_errors():
             return source_uids(sync)

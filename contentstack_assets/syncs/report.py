@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import TypeVar
 import dagster as dg
 import pandas as pd
 
-from contentstack_assets.engine.source import SourceError, SourceReader
+from contentstack_assets.engine.source import SourceError
 from contentstack_assets.engine.state import StateStoreError
 from contentstack_assets.personalize.client import PersonalizeError
 
@@ -192,12 +193,34 @@ def user_errors():
         raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
-def source_metadata(reader: SourceReader, frame: pd.DataFrame) -> dict[str, object]:
+def source_metadata(column_types: dict[str, str], frame: object) -> dict[str, object]:
     """Dagster's standard metadata of a source asset: its row count and its columns with their source
-    types (a table's declared SQL types; for a query, the Python type its driver returned)."""
+    types (a table's declared SQL types; for a query, the Python type its driver returned: a reader's
+    `column_types` after its read)."""
     return {
         "dagster/row_count": len(frame),
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name, type) for name, type in reader.column_types.items()]
+            columns=[dg.TableColumn(name, type) for name, type in column_types.items()]
         ),
     }
+
+
+PEAK = "process_peak_rss_mib"
+
+
+def peaks_by_shard(parts: Sequence[object]) -> dict[str, list[float]]:
+    """`process_peak_rss_mib_by_shard`: the peak memory of each shard's step process (`peak_rss_mib`)."""
+    peaks = [part.peak_rss_mib for part in parts]
+    return {f"{PEAK}_by_shard": peaks} if all(peak is not None for peak in peaks) else {}
+
+
+def process_peak_memory() -> dict[str, float]:
+    """`process_peak_rss_mib`: the most memory this process has held so far, for a shard's step: its own
+    process under the multiprocess, Celery or Kubernetes executors (one process for every step in-process).
+    Nothing where the platform cannot tell (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return {}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return {PEAK: round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)}

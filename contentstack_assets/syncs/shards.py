@@ -36,7 +36,14 @@ from contentstack_assets.syncs.push import (
     users_delivery_check,
     users_delivery_failure,
 )
-from contentstack_assets.syncs.report import failures_sample, markdown_table, rejected_sample
+from contentstack_assets.syncs.report import (
+    PEAK,
+    failures_sample,
+    markdown_table,
+    peaks_by_shard,
+    process_peak_memory,
+    rejected_sample,
+)
 from contentstack_assets.syncs.runs import SYNC_TAG
 
 # Shard summaries are small objects handed from the shard steps to the summary step. They go through a
@@ -69,6 +76,7 @@ class ShardSummary:
     timings_s: dict[str, float] = field(default_factory=dict)  # the push's phases: plan, deliver
     by_day: dict = field(default_factory=dict)  # a partitioned run's counts by day (`users_by_day`)
     would_create: list[str] = field(default_factory=list)  # dry runs with create_missing: keys not created
+    peak_rss_mib: float | None = None  # its step's process (`process_peak_memory`)
 
 
 SUMMED = (
@@ -203,7 +211,10 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
             "users_reread_failed": resends.unconfirmed_reread,
         }
         counts = {**result.counts, **resent}
-        context.add_output_metadata({**counts, "shard": f"{index + 1}/{shards}", "concurrency": concurrency})
+        peak = process_peak_memory()
+        context.add_output_metadata(
+            {**counts, "shard": f"{index + 1}/{shards}", "concurrency": concurrency, **peak}
+        )
         return ShardSummary(
             index=index,
             concurrency=concurrency,
@@ -220,6 +231,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
             timings_s=result.timings_s,
             by_day=users_by_day(result.by_day, resent).as_dict(),
             would_create=creation.missing if creation is not None and creation.dry_run else [],
+            peak_rss_mib=peak.get(PEAK),
         )
 
     return push_shard.alias(f"shard_{index}")
@@ -275,6 +287,7 @@ def _summary_op(
             "failures": failures_sample(failures, lambda request: request.user_uid),
             **_clear_sample(summaries),
             "shards": len(summaries),
+            **peaks_by_shard(summaries),
             "shard_table": markdown_table(
                 [
                     {

@@ -3,8 +3,6 @@
 import time
 
 import dagster as dg
-import pandas as pd
-import pandera.pandas as pa
 
 from contentstack_assets.engine.digests import (
     DIGEST_UNCHANGED,
@@ -13,25 +11,22 @@ from contentstack_assets.engine.digests import (
     is_partial,
     read_changed,
 )
-from contentstack_assets.engine.frames import ChunkedFrame, Frame, collect, removed_after
+from contentstack_assets.engine.frames import ChunkedFrame, Frame, ShardedFrame, collect, removed_after
 from contentstack_assets.engine.mapping import (
     map_frame,
-    rejected_rows,
     source_columns,
     stamp_read_time,
     uid_hashes_of,
-    valid_rows,
 )
-from contentstack_assets.engine.project_keys import Creation
 from contentstack_assets.engine.resend import push_users_resending
-from contentstack_assets.engine.schema import validate_valid_rows
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.io_manager import FRAME_TYPE, FRAMES_IO_MANAGER_KEY
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import SyncsSpec, UsersSync
-from contentstack_assets.syncs import shards
+from contentstack_assets.syncs import shard_reads, shards
 from contentstack_assets.syncs.console import CONSOLE_RUN_CONFIG
 from contentstack_assets.syncs.labels import asset_key, asset_labels, push_asset_key, source_deps
+from contentstack_assets.syncs.mapped import MappedTally, attribute_check, mapped_metadata, rows_valid_check
 from contentstack_assets.syncs.partitions import (
     backfill_policy,
     daily_partitions,
@@ -42,7 +37,6 @@ from contentstack_assets.syncs.partitions import (
 )
 from contentstack_assets.syncs.project_keys import (
     create_missing_attributes,
-    creation_description,
     creation_metadata,
     is_dry_run,
 )
@@ -53,8 +47,6 @@ from contentstack_assets.syncs.push import (
     clears_failure,
     dry_run_job,
     dry_run_observation,
-    missing_attribute_keys,
-    missing_keys_message,
     present_uids,
     push_asset,
     push_errors,
@@ -121,7 +113,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 **digested,
                 "read_s": round(time.perf_counter() - started, 3),
                 "scope": scope_of(context),
-                **source_metadata(reader, frame),
+                **source_metadata(reader.column_types, frame),
             }
         )
         return frame
@@ -159,40 +151,12 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 sync, personalize, listed, dry_run=is_dry_run(context, push_key), log=context.log.info
             )
         started = time.perf_counter()
-        tally = _MappedTally(sync, read_rows=len(source_users))
+        tally = MappedTally(sync, read_rows=len(source_users))
         frame = map_frame(source_users, sync, on_chunk=tally.add)  # chunk by chunk for a chunked read
-        rejected, schema_failures = tally.rejected, tally.schema_failures
-        context.log.info(f"{name}: {tally.valid} valid rows, {len(rejected)} rejected")
-        yield dg.Output(
-            frame,
-            metadata={
-                "rows_read": len(frame),
-                DIGEST_UNCHANGED: int(frame.attrs.get(DIGEST_UNCHANGED, 0)),
-                "rows_valid": tally.valid,
-                "rows_rejected": len(rejected),
-                "map_s": round(time.perf_counter() - started, 3),
-                "rejected_sample": rejected_sample(rejected),
-            },
-        )
-        yield dg.AssetCheckResult(
-            check_name="rows_valid",
-            passed=schema_failures is None and rejected.empty,
-            severity=dg.AssetCheckSeverity.ERROR
-            if schema_failures is not None
-            else dg.AssetCheckSeverity.WARN,
-            metadata={
-                "num_failures": len(rejected),
-                # the share the check alert compares with the spec's tolerance (syncs/alerts.py)
-                # over the whole source: a read by digests leaves the unchanged rows unread
-                "rejected_share": round(len(rejected) / source_rows, 4)
-                if (source_rows := int(frame.attrs.get(SOURCE_ROWS, len(frame))))
-                else 0.0,
-                "threshold": sync.max_rejected_share,
-                "rejected_sample": rejected_sample(rejected),
-                "schema_errors": schema_failures or dg.MetadataValue.md("(valid rows match the schema)"),
-            },
-        )
-        yield _attribute_check(sync, listed, creation)
+        context.log.info(f"{name}: {tally.valid} valid rows, {len(tally.rejected)} rejected")
+        yield dg.Output(frame, metadata=mapped_metadata(frame, tally, time.perf_counter() - started))
+        yield rows_valid_check(sync, frame, tally)
+        yield attribute_check(sync, listed, creation)
 
     @push_asset(
         sync,
@@ -218,6 +182,13 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         sync_state: SyncStateResource,
     ):
         started = time.perf_counter()
+        if isinstance(mapped_attributes, ShardedFrame):
+            raise dg.Failure(
+                description=f"sync {name!r}: the stored mapped_attributes was mapped in "
+                f"{len(mapped_attributes.parts)} shards, and the spec now says `shards: 1`: materialize "
+                "source_users and mapped_attributes again",
+                allow_retries=False,
+            )
         # also when mapped_attributes was not part of this run
         creation = require_attribute_keys(sync, personalize, dry_run=config.dry_run, log=context.log.info)
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
@@ -295,6 +266,16 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
 
     resources = {}
     if sync.shards > 1:
+        # `shards: N`: each shard reads and maps only its own users (syncs/shard_reads.py)
+        source_users = shard_reads.sharded_source_asset(sync, source_key=source_key, **common)
+        mapped_attributes = shard_reads.sharded_mapped_asset(
+            sync,
+            source_key=source_key,
+            mapped_key=mapped_key,
+            push_key=push_key,
+            check_specs=list(mapped_attributes.check_specs),
+            **common,
+        )
         # `shards: N`: the same asset key, backed by a graph of N shard pushes and a summary
         personalize_users = shards.sharded_push_asset(
             sync,
@@ -332,64 +313,3 @@ def read_whole_mapped(sync: UsersSync) -> Frame:
     finally:
         if isinstance(frame, ChunkedFrame):  # the raw chunks, once mapped
             frame.remove()
-
-
-class _MappedTally:
-    """What the mapping of a read found, added up chunk by chunk: the valid rows, the rejected ones (kept
-    whole, with their reasons) and the first schema failure of the valid rows (pandera, each chunk)."""
-
-    def __init__(self, sync: UsersSync, read_rows: int):
-        self.sync, self.read_rows = sync, read_rows
-        self.valid = 0
-        self._rejected: list[pd.DataFrame] = []
-        self.schema_failures: dg.MetadataValue | None = None
-
-    def add(self, chunk: pd.DataFrame) -> None:
-        valid = valid_rows(chunk)
-        self.valid += len(valid)
-        self._rejected.append(rejected_rows(chunk))
-        if self.schema_failures is None:
-            self.schema_failures = _schema_failures(valid, self.sync, self.read_rows)
-
-    @property
-    def rejected(self) -> pd.DataFrame:
-        return pd.concat(self._rejected, ignore_index=True) if len(self._rejected) > 1 else self._rejected[0]
-
-
-def _schema_failures(valid: pd.DataFrame, sync: UsersSync, read_rows: int) -> dg.MetadataValue | None:
-    """None when the valid rows match the spec's schema; else a table of the failure cases (a bug)."""
-    try:
-        validate_valid_rows(valid, sync, read_rows)
-    except pa.errors.SchemaErrors as errors:
-        cases = errors.failure_cases.head(20).astype(str).to_dict("records")
-        return markdown_table(cases, ["column", "check", "failure_case", "index"])
-    return None
-
-
-def _attribute_check(
-    sync: UsersSync, listed: list[dict] | None, creation: Creation | None = None
-) -> dg.AssetCheckResult:
-    if listed is None:
-        return dg.AssetCheckResult(
-            check_name="attribute_keys_exist",
-            passed=True,
-            metadata={"checked": False, "reason": "no management token configured: keys not checked"},
-        )
-    missing = missing_attribute_keys(sync, listed)
-    if creation is not None and not creation.dry_run:
-        missing = []  # created (or found created meanwhile) before any user is sent
-    return dg.AssetCheckResult(
-        check_name="attribute_keys_exist",
-        # with create_missing, a dry run passes: the keys it lacks would be created by a real run
-        passed=not missing or creation is not None,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=creation_description(creation, sync.destination.project_uid)
-        or (missing_keys_message(sync, missing) if missing else None),
-        metadata={
-            "checked": True,
-            "missing_keys": missing,
-            "project_attributes": len({item.get("key") for item in listed})
-            + (len(creation.created) if creation else 0),
-            **creation_metadata(creation),
-        },
-    )

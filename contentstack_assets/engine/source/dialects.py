@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from contentstack_assets.engine.source.errors import SourceError, _missing_driver
+from contentstack_assets.engine.source.shards import SQLITE_FUNCTION, sqlite_uid_shard
 from contentstack_assets.spec import SourceSpec
 
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
@@ -34,11 +35,18 @@ def _engine(url: str) -> sa.Engine:
     if backend == "duckdb":
         return sa.create_engine(url, poolclass=sa.pool.NullPool)
     engine = sa.create_engine(url, pool_pre_ping=True)
+    if backend == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_functions)
     if backend in _MYSQL:
         # a TIMESTAMP comes back in the session's time zone, naive: the server's default may be any zone,
         # and naive means UTC here, so every session reads (and the window compares) in UTC
         sa.event.listen(engine, "connect", _mysql_session_in_utc)
     return engine
+
+
+def _sqlite_functions(dbapi_connection: object, _record: object) -> None:
+    # a shard's read of its own rows (`shards: N`, engine/source/shards.py)
+    dbapi_connection.create_function(SQLITE_FUNCTION, 2, sqlite_uid_shard, deterministic=True)
 
 
 def _mysql_session_in_utc(dbapi_connection: object, _record: object) -> None:

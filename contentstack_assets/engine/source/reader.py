@@ -27,6 +27,7 @@ from contentstack_assets.engine.source.dialects import (
 )
 from contentstack_assets.engine.source.digests import DIGEST, row_digest
 from contentstack_assets.engine.source.errors import SourceError, _reason
+from contentstack_assets.engine.source.shards import can_slice, row_shards, shard_condition
 from contentstack_assets.engine.source.window import (
     Window,
     _is_number,
@@ -283,14 +284,22 @@ class SourceReader:
         on_progress: Callable[[int], None] | None = None,
         *,
         digest: str | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> Iterator[pd.DataFrame]:
         """`read`, one frame of at most `chunk_size` rows at a time (the last may be empty), so that the whole
-        read is never in memory at once."""
+        read is never in memory at once. `shard=(index, shards)`: only the rows of that shard's users, picked
+        by the database where it can (engine/source/shards.py), else by each chunk's uids as they come."""
         width = len(self.columns) + (digest is not None)
         any_chunk = False
-        for table in self._arrays(window, on_progress, None, digest, False):
+        by_chunk = shard is not None and not can_slice(engine_for(self.source).dialect.name)
+        for table in self._arrays(window, on_progress, None, digest, False, None if by_chunk else shard):
             any_chunk = True
-            yield self._frame(table, digest)
+            frame = self._frame(table, digest)
+            if by_chunk:
+                index, shards = shard
+                mine = row_shards(frame[self.columns[0]], shards) == index
+                frame = frame.loc[mine].reset_index(drop=True)
+            yield frame
         if not any_chunk:
             yield self._frame(np.empty((0, width), dtype=object), digest)
 
@@ -301,6 +310,7 @@ class SourceReader:
         text_in: tuple[str, Sequence[str]] | None,
         digest: str | None,
         or_null: bool,
+        shard: tuple[int, int] | None = None,
     ) -> Iterator[np.ndarray]:
         """The rows read, as 2-D object arrays of at most `chunk_size` rows each."""
         rows_read = reported = 0
@@ -311,6 +321,9 @@ class SourceReader:
             if window is not None:
                 self._detect_epoch(connection, relation)
             statement = self._statement(relation, window, text_in, connection.dialect.name, digest, or_null)
+            if shard is not None:
+                uid = relation.c[self.columns[0]]
+                statement = statement.where(shard_condition(uid, connection.dialect.name, *shard))
             result = connection.execution_options(stream_results=True).execute(statement)
             # the driver's own cursor (server-side on PostgreSQL): its plain tuples, not a SQLAlchemy Row
             # per row. The columns are untyped (`sa.column`), so SQLAlchemy would not process any value

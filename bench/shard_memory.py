@@ -1,0 +1,172 @@
+"""Peak memory of a sharded sync's processes against the same sync unsharded (issue 19: "with 4 shards on one
+machine each shard process under 0.4x of the unsharded peak").
+
+    python bench/shard_memory.py [--rows 1000000] [--shards 4] [--database sqlite]
+
+Each figure is a dry run of the REAL users sync (read, map and plan every user, send nothing) on the cached
+table of bench/scale.py (bench/data/), run by bench/sync_run.py as a child process:
+- unsharded, in one process (`execute_in_process`): the peak RSS of that process, from `os.wait4`;
+- unsharded and sharded under Dagster's multiprocess executor (`--multiprocess`, each step its own process,
+  as a deployment runs them): each step's own peak, which the shards' steps report in their metadata
+  (`process_peak_rss_mib_by_shard`);
+- a bare interpreter that imports Dagster and this package: what every process holds before any row.
+The section it writes to docs/benchmarks.md (between its markers) is replaced by a rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+import run_all  # noqa: E402
+import scale  # noqa: E402
+from sync_run import run_child  # noqa: E402
+
+SECTION_BEGIN = "<!-- bench/shard_memory.py writes the section below; a rerun replaces it -->"
+SECTION_END = "<!-- end of bench/shard_memory.py's section -->"
+BOUND = 0.4  # issue 19: each shard process under 0.4x of the unsharded peak
+ASSETS = ("source_users", "mapped_attributes", "personalize_users")
+
+
+def _imports_only_mib() -> float:
+    script = (
+        "import resource, dagster, pandas, pandera; from contentstack_assets.definitions import build_definitions; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    return round(float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                      check=True).stdout), 1)  # fmt: skip
+
+
+def _spec(workdir: Path, source_url: str, edge_url: str, shards: int) -> Path:
+    spec = run_all._write_spec(workdir / f"syncs_{shards}.yaml", source_url, edge_url, 64)
+    document = yaml.safe_load(spec.read_text())
+    document["syncs"][0]["shards"] = shards
+    spec.write_text(yaml.safe_dump(document, sort_keys=False))
+    return spec
+
+
+def _dry_run(spec: Path, workdir: Path, name: str, env: dict, multiprocess: bool) -> dict:
+    out = workdir / f"{name}.json"
+    args = [str(BENCH_DIR / "sync_run.py"), "--spec", str(spec), "--dagster-home", str(workdir / name)]
+    args += ["--out", str(out), "--job", scale.DRY_RUN_JOB] + (["--multiprocess"] if multiprocess else [])
+    started = time.perf_counter()
+    figures = run_child(args, out, env)
+    if not figures["success"]:
+        raise RuntimeError(f"{name}: the dry run failed: {figures.get('failures')}")
+    run_all.log(f"{name}: {time.perf_counter() - started:.1f}s, peak of the run's process "
+                f"{figures['peak_rss_mib']} MiB")  # fmt: skip
+    return figures
+
+
+def _step_peaks(figures: dict) -> dict[str, list[float]]:
+    """Each asset's shard steps' peaks (MiB), from their metadata."""
+    return {
+        asset: figures["metadata"].get(asset, {}).get("process_peak_rss_mib_by_shard") or []
+        for asset in ASSETS
+    }
+
+
+def measure(args: argparse.Namespace) -> dict:
+    from contentstack_assets.personalize.emulator import EmulatorConfig, start_emulator_process
+
+    table = scale.ensure_table(args.database, args.rows)
+    workdir = Path(tempfile.mkdtemp(prefix="cs_shard_memory_"))
+    figures: dict = {"rows": args.rows, "shards": args.shards, "database": args.database}
+    figures["imports_only_mib"] = _imports_only_mib()
+    config = EmulatorConfig(project_uid=run_all.PROJECT_UID, attributes=list(run_all.ATTRIBUTES))
+    with start_emulator_process(config) as emulator:
+        for name, shards, multiprocess in (
+            ("unsharded_in_process", 1, False),
+            ("unsharded_multiprocess", 1, True),
+            (f"{args.shards}_shards_multiprocess", args.shards, True),
+        ):
+            state_url = run_all._state_url(args.database, workdir / name)
+            (workdir / name).mkdir(parents=True, exist_ok=True)
+            run_all._drop_state(args.database, state_url)
+            spec = _spec(workdir, table["url"], emulator.url, shards)
+            run = _dry_run(spec, workdir, name, {"CONTENTSTACK_STATE_URL": state_url}, multiprocess)
+            figures[name] = {
+                "wall_s": run["wall_s"],
+                "peak_rss_mib": run["peak_rss_mib"],  # the largest process of the run (RUSAGE of the child)
+                "step_peaks_mib": _step_peaks(run),
+                "rows_read": run["metadata"]["source_users"].get("rows_read"),
+            }
+    return figures
+
+
+def report(figures: dict, command: str) -> str:
+    unsharded = figures["unsharded_in_process"]["peak_rss_mib"]
+    sharded = figures[f"{figures['shards']}_shards_multiprocess"]
+    base = figures["imports_only_mib"]
+    lines = [
+        f"## Shards' memory: {figures['rows']:,} users, {figures['shards']} shards ({figures['database']})",
+        "",
+        f"Command: `{command}` (run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{scale._git()}). Dry runs (read, map, plan every user; nothing sent).",
+        "",
+        "| run | wall | peak RSS of its largest process |",
+        "|---|---:|---:|",
+    ]
+    for name in (
+        "unsharded_in_process",
+        "unsharded_multiprocess",
+        f"{figures['shards']}_shards_multiprocess",
+    ):
+        run = figures[name]
+        lines.append(f"| {name.replace('_', ' ')} | {run['wall_s']} s | {run['peak_rss_mib']} MiB |")
+    lines += ["", f"Each shard step's own process ({figures['shards']} shards, multiprocess executor):", ""]
+    lines += ["| step | peaks by shard (MiB) | largest / unsharded peak | above the imports / unsharded's |",
+              "|---|---|---:|---:|"]  # fmt: skip
+    worst = 0.0
+    for asset, peaks in sharded["step_peaks_mib"].items():
+        if not peaks:
+            continue
+        largest = max(peaks)
+        worst = max(worst, largest)
+        lines.append(
+            f"| {asset} | {', '.join(map(str, peaks))} | {largest / unsharded:.2f}x | "
+            f"{(largest - base) / max(unsharded - base, 1):.2f}x |"
+        )
+    verdict = "met" if worst < BOUND * unsharded else "missed"
+    lines += [
+        "",
+        f"An interpreter that only imports Dagster, pandas, pandera and this package holds {base} MiB. The "
+        f"unsharded run's process peaks at {unsharded} MiB, {unsharded - base:.0f} MiB above that. "
+        f"Target: each shard process under {BOUND}x the unsharded peak ({BOUND * unsharded:.0f} MiB): "
+        f"**{verdict}** (largest shard step {worst} MiB, {worst / unsharded:.2f}x).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--database", default="sqlite", help="sqlite or postgres (bench/datagen.py)")
+    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--json", help="also write every figure to this JSON file")
+    args = parser.parse_args()
+    command = "python bench/shard_memory.py " + shlex.join(sys.argv[1:])
+    figures = measure(args)
+    text = report(figures, command.strip())
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    if not args.no_append:
+        scale.write_section(text, SECTION_BEGIN, SECTION_END)
+
+
+if __name__ == "__main__":
+    main()
