@@ -189,8 +189,11 @@ class ChunkedFrame:
         return frame
 
     def moved_to(self, directory: Path) -> ChunkedFrame:
-        """The same chunks moved to `directory` (replacing what is there)."""
+        """The same chunks moved to `directory` (replacing what is there); already there when a step that
+        moved them is tried again."""
         directory = Path(directory)
+        if not self.directory.exists() and directory.exists():
+            return ChunkedFrame(directory, self.lengths, self.columns, self.attrs, self.extra)
         if directory.exists():
             shutil.rmtree(directory, ignore_errors=True)
         directory.parent.mkdir(parents=True, exist_ok=True)
@@ -203,13 +206,11 @@ class ChunkedFrame:
 
 class ShardedFrame:
     """A read of a sharded sync (`shards: N`) as each shard read it: part `i` holds the rows of shard `i`'s
-    users (a frame or a `ChunkedFrame`), `attrs` what the whole read says of itself and, once mapped,
-    `rejected` every part's rejected rows (shard 0 records them all, once per run)."""
+    users (a frame or a `ChunkedFrame`), `attrs` what the whole read says of itself."""
 
     def __init__(self, parts: list[pd.DataFrame | ChunkedFrame], attrs: dict | None = None):
         self.parts = list(parts)
         self.attrs: dict = dict(attrs or {})
-        self.rejected: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return sum(len(part) for part in self.parts)
@@ -228,15 +229,13 @@ class ShardedFrame:
 
     def moved_to(self, directory: Path) -> ShardedFrame:
         """The same parts, those in chunk files moved to `directory/<shard>`."""
-        moved = ShardedFrame(
+        return ShardedFrame(
             [
                 part.moved_to(Path(directory) / str(index)) if isinstance(part, ChunkedFrame) else part
                 for index, part in enumerate(self.parts)
             ],
             self.attrs,
         )
-        moved.rejected = self.rejected
-        return moved
 
     def directories(self) -> list[Path]:
         return [part.directory for part in self.parts if isinstance(part, ChunkedFrame)]
@@ -323,9 +322,20 @@ class ChunkWriter:
                 packed["attrs"] = {}
             pickle.dump(packed, file, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def finish(self, attrs: dict | None = None, empty: pd.DataFrame | None = None) -> Frame:
-        """The output: `attrs` on it; with no chunk at all, `empty` (or an empty frame)."""
-        if len(self._lengths) <= 1:
+    def finish(
+        self, attrs: dict | None = None, empty: pd.DataFrame | None = None, *, on_disk: bool = False
+    ) -> Frame:
+        """The output: `attrs` on it; with no chunk at all, `empty` (or an empty frame). `on_disk`: a
+        `ChunkedFrame` even of one chunk or none (what a step hands on holds only where its rows are)."""
+        if on_disk and len(self._lengths) <= 1:
+            first = (
+                self._first if self._first is not None else (empty if empty is not None else pd.DataFrame())
+            )
+            if not self._lengths:
+                self._columns, self._lengths = list(first.columns), [0]
+            self._store(0, first, self._first_hashes)
+            self._first = self._first_hashes = None
+        if len(self._lengths) <= 1 and not on_disk:
             frame = (
                 self._first if self._first is not None else (empty if empty is not None else pd.DataFrame())
             )
@@ -340,11 +350,14 @@ class ChunkWriter:
 
 
 def collect(
-    chunks: Iterable[pd.DataFrame], hashes: Callable[[pd.DataFrame], np.ndarray] | None = None
+    chunks: Iterable[pd.DataFrame],
+    hashes: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    *,
+    on_disk: bool = False,
 ) -> Frame:
-    """The chunks of a read, written as they come: the plain frame of one chunk, a `ChunkedFrame` of more.
-    `hashes(chunk)`: 64-bit hashes of the chunk's rows, made while it is in memory and kept in a file beside
-    the chunks of a `ChunkedFrame` (`ChunkedFrame.hashes()`)."""
+    """The chunks of a read, written as they come: the plain frame of one chunk, a `ChunkedFrame` of more
+    (`on_disk`: always). `hashes(chunk)`: 64-bit hashes of the chunk's rows, made while it is in memory and
+    kept in a file beside the chunks of a `ChunkedFrame` (`ChunkedFrame.hashes()`)."""
     writer = ChunkWriter()
     attrs: dict = {}
     try:
@@ -354,4 +367,4 @@ def collect(
     except BaseException:
         writer.abandon()
         raise
-    return writer.finish(attrs)
+    return writer.finish(attrs, on_disk=on_disk)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import convert_column, convert_uids
-from contentstack_assets.engine.frames import ChunkedFrame, ChunkWriter, Frame
+from contentstack_assets.engine.frames import ChunkedFrame, ChunkWriter, Frame, collect
 from contentstack_assets.engine.source import PRIMARY_KEY, days_of
 from contentstack_assets.engine.source.digests import DIGEST
 from contentstack_assets.engine.source.shards import STRAY, shard_of
@@ -151,16 +151,17 @@ def map_frame(
     *,
     first_row: int = 1,
     shard: tuple[int, int] | None = None,
+    on_disk: bool = False,
 ) -> Frame:
     """`map_users` of a read in one piece, or chunk by chunk of a chunked read (its rows numbered on from
     `first_row`, its duplicates found over every chunk): each mapped chunk is written as it is made, and
     handed to `on_chunk` (the counts, the rejected rows and the schema check of the step). `shard`: the part
-    of a sharded read that shard read (`map_users`)."""
+    of a sharded read that shard read (`map_users`); `on_disk`: chunk files even for one chunk."""
     if not isinstance(raw, ChunkedFrame):
         mapped = map_users(raw, sync, first_row=first_row, shard=shard)
         if on_chunk:
             on_chunk(mapped)
-        return mapped
+        return collect([mapped], on_disk=True) if on_disk else mapped
     duplicates = duplicate_uids(raw, sync.match.column)
     writer = ChunkWriter()
     try:
@@ -173,7 +174,7 @@ def map_frame(
     except BaseException:
         writer.abandon()
         raise
-    return writer.finish(attrs=dict(raw.attrs))
+    return writer.finish(attrs=dict(raw.attrs), on_disk=on_disk)
 
 
 def duplicate_uids(raw: ChunkedFrame, column: str) -> set[str]:

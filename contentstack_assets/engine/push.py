@@ -202,7 +202,12 @@ def push_users(
     # chunk by chunk (a chunked read: engine/frames.py): each chunk is planned, recorded and delivered before
     # the next is read back, so a run holds one chunk's plan at a time; a frame in one piece is one chunk
     chunked = isinstance(mapped, ChunkedFrame)
-    planner = _Planner(sync, store, key, full_resync=full_resync, read_at=read_at, chunked=chunked)
+    owns = (
+        None
+        if shard is None
+        else (lambda uids, index=shard[0], count=shard[1]: shard_of(uids, count) == index)
+    )
+    planner = _Planner(sync, store, key, full_resync=full_resync, read_at=read_at, chunked=chunked, owns=owns)
     plans = planner.plans(mapped, log if chunked else None)
     first = next(plans)  # a plan that fails starts no run
     report: DeliveryReport[UserRequest] = DeliveryReport()
@@ -320,6 +325,7 @@ class _Planner:
         full_resync: bool,
         read_at: int | None,
         chunked: bool,
+        owns: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
         self.sync, self.store, self.key = sync, store, key
         self.full_resync, self.read_at = full_resync, read_at
@@ -331,7 +337,7 @@ class _Planner:
             if store.count_users(key) <= WHOLE_STATE_USERS:
                 self._state = store.load_fingerprints(key)
             else:
-                self._index = store.load_fingerprint_index(key)
+                self._index = store.load_fingerprint_index(key, owns)  # a shard's users only
         self.summary: UsersPlan | None = None
         self.valid_rows = 0
         self._rejected: list[pd.DataFrame] = []

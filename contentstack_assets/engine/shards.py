@@ -4,6 +4,7 @@ sync state names its run. No Dagster here: syncs/shards.py builds the graph of s
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,8 +24,8 @@ def shard_rows(mapped: Frame | ShardedFrame, index: int, shards: int) -> Frame:
     to it. Chunk by chunk: the shard's rows are chunked in turn (the caller removes them when done)."""
     if isinstance(mapped, ShardedFrame) and len(mapped.parts) == shards:
         chunks = (chunk.loc[chunk[REJECTION].isna()] for chunk in chunks_of(mapped.parts[index]))
-        if index == 0 and mapped.rejected is not None:
-            chunks = _then(chunks, mapped.rejected)
+        if index == 0:  # then every part's rejected rows, a chunk at a time
+            chunks = itertools.chain(chunks, _rejected_of(mapped))
     elif isinstance(mapped, (ChunkedFrame, ShardedFrame)):  # a sharded read of another number of shards
         chunks = (_rows_of(chunk, index, shards) for chunk in mapped.chunks())
     else:
@@ -34,9 +35,11 @@ def shard_rows(mapped: Frame | ShardedFrame, index: int, shards: int) -> Frame:
     return rows
 
 
-def _then(chunks: Iterator[pd.DataFrame], last: pd.DataFrame) -> Iterator[pd.DataFrame]:
-    yield from chunks
-    yield last
+def _rejected_of(mapped: ShardedFrame) -> Iterator[pd.DataFrame]:
+    for chunk in mapped.chunks():
+        rejected = chunk.loc[chunk[REJECTION].notna()]
+        if len(rejected):
+            yield rejected
 
 
 def _rows_of(mapped: pd.DataFrame, index: int, shards: int) -> pd.DataFrame:

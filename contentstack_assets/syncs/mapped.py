@@ -21,7 +21,7 @@ def mapped_metadata(frame: object, tally: "MappedTally", map_s: float) -> dict:
         "rows_read": len(frame),
         DIGEST_UNCHANGED: int(frame.attrs.get(DIGEST_UNCHANGED, 0)),
         "rows_valid": tally.valid,
-        "rows_rejected": len(tally.rejected),
+        "rows_rejected": tally.rejected_total,
         "map_s": round(map_s, 3),
         "rejected_sample": rejected_sample(tally.rejected),
     }
@@ -29,19 +29,19 @@ def mapped_metadata(frame: object, tally: "MappedTally", map_s: float) -> dict:
 
 def rows_valid_check(sync: UsersSync, frame: object, tally: "MappedTally") -> dg.AssetCheckResult:
     """`rows_valid`: a warning for rejected rows, an error when the valid rows break the schema (a bug)."""
-    rejected, schema_failures = tally.rejected, tally.schema_failures
+    rejected, schema_failures = tally.rejected_total, tally.schema_failures
     # over the whole source: a read by digests leaves the unchanged rows unread
     source_rows = int(frame.attrs.get(SOURCE_ROWS, len(frame)))
     return dg.AssetCheckResult(
         check_name="rows_valid",
-        passed=schema_failures is None and rejected.empty,
+        passed=schema_failures is None and not rejected,
         severity=dg.AssetCheckSeverity.ERROR if schema_failures is not None else dg.AssetCheckSeverity.WARN,
         metadata={
-            "num_failures": len(rejected),
+            "num_failures": rejected,
             # the share the check alert compares with the spec's tolerance (syncs/alerts.py)
-            "rejected_share": round(len(rejected) / source_rows, 4) if source_rows else 0.0,
+            "rejected_share": round(rejected / source_rows, 4) if source_rows else 0.0,
             "threshold": sync.max_rejected_share,
-            "rejected_sample": rejected_sample(rejected),
+            "rejected_sample": rejected_sample(tally.rejected),
             "schema_errors": schema_failures or dg.MetadataValue.md("(valid rows match the schema)"),
         },
     )
@@ -55,12 +55,16 @@ class MappedTally:
         self.sync, self.read_rows = sync, read_rows
         self.valid = 0
         self._rejected: list[pd.DataFrame] = []
+        self._rejected_count = 0  # rejected rows not kept (`add_part`)
         self.schema_failures: dg.MetadataValue | None = None
 
-    def add_part(self, valid: int, rejected: pd.DataFrame, schema_failures: dg.MetadataValue | None) -> None:
-        """What a shard's mapping found (a sharded sync), added to this tally."""
+    def add_part(
+        self, valid: int, rejected: int, rejected_head: pd.DataFrame, schema_failures: dg.MetadataValue | None
+    ) -> None:
+        """What a shard's mapping found (a sharded sync): its counts and its first rejected rows."""
         self.valid += valid
-        self._rejected.append(rejected)
+        self._rejected.append(rejected_head)
+        self._rejected_count += rejected - len(rejected_head)  # the rows beyond the head, counted only
         self.schema_failures = self.schema_failures or schema_failures
 
     def add(self, chunk: pd.DataFrame) -> None:
@@ -71,7 +75,12 @@ class MappedTally:
             self.schema_failures = _schema_failures_of(valid, self.sync, self.read_rows)
 
     @property
+    def rejected_total(self) -> int:
+        return self._rejected_count + sum(len(part) for part in self._rejected)
+
+    @property
     def rejected(self) -> pd.DataFrame:
+        """The rejected rows kept: all of them, or of a sharded sync each shard's first."""
         return pd.concat(self._rejected, ignore_index=True) if len(self._rejected) > 1 else self._rejected[0]
 
 

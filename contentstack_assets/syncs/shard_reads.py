@@ -12,9 +12,7 @@ import pandas as pd
 
 from contentstack_assets.engine.frames import Frame, ShardedFrame, collect
 from contentstack_assets.engine.mapping import (
-    REJECTION,
     map_frame,
-    rejected_rows,
     source_columns,
     stamp_read_time,
     uid_hashes_of,
@@ -37,6 +35,7 @@ from contentstack_assets.syncs.runs import SYNC_TAG
 from contentstack_assets.syncs.shards import SHARD_IO_MANAGER_KEY
 
 SHARD_TAG = "contentstack/shard"
+SAMPLE_ROWS = 20  # a shard's first rejected rows, for the summary's samples (shard 0 records them all)
 
 
 # -- what a shard's op hands to the summary ------------------------------------------------------------
@@ -57,7 +56,8 @@ class MappedPart:
     attrs: dict  # the whole read's (its read time)
     valid: int
     map_s: float
-    rejected: pd.DataFrame = field(default_factory=pd.DataFrame)  # its rejected rows, as mapped
+    rejected: int = 0
+    rejected_head: pd.DataFrame = field(default_factory=pd.DataFrame)  # the first, for the samples
     schema_failures: object = None  # the first schema failure of the valid rows (`MappedTally`)
     peak_rss_mib: float | None = None
 
@@ -107,7 +107,7 @@ def _read_op(sync: UsersSync, index: int) -> dg.OpDefinition:
         progress = lambda rows: context.log.info(f"{sync.name}: {label}: {rows} rows read")  # noqa: E731
         with user_errors():
             chunks = reader.read_chunks(window_of(context), on_progress=progress, shard=(index, shards))
-            frame = collect(chunks, uid_hashes_of(sync))
+            frame = collect(chunks, uid_hashes_of(sync), on_disk=True)  # only its path goes to storage
         return ReadPart(index, frame, started_at, time.perf_counter() - started, dict(reader.column_types))
 
     return read_shard.alias(f"read_{index}")
@@ -194,14 +194,13 @@ def _map_op(sync: UsersSync, index: int) -> dg.OpDefinition:
         started = time.perf_counter()
         tally = MappedTally(sync, read_rows=len(source_users))
         first_row = 1 + sum(len(part) for part in source_users.parts[:index])  # rows numbered shard by shard
-        set_aside: list[pd.DataFrame] = []  # the rejected rows as mapped, for the push of shard 0
-
-        def on_chunk(chunk: pd.DataFrame) -> None:
-            tally.add(chunk)
-            set_aside.append(chunk.loc[chunk[REJECTION].notna()])
-
         frame = map_frame(
-            source_users.parts[index], sync, on_chunk=on_chunk, first_row=first_row, shard=(index, shards)
+            source_users.parts[index],
+            sync,
+            on_chunk=tally.add,
+            first_row=first_row,
+            shard=(index, shards),
+            on_disk=True,
         )
         context.log.info(f"{sync.name}: {label}: {tally.valid} valid rows, {len(tally.rejected)} rejected")
         return MappedPart(
@@ -210,7 +209,8 @@ def _map_op(sync: UsersSync, index: int) -> dg.OpDefinition:
             dict(source_users.attrs),
             tally.valid,
             time.perf_counter() - started,
-            pd.concat(set_aside, ignore_index=True),
+            len(tally.rejected),
+            tally.rejected.head(SAMPLE_ROWS),
             tally.schema_failures,
             process_peak_memory().get(PEAK),
         )
@@ -243,10 +243,8 @@ def _map_summary_op(
         frame = ShardedFrame([part.frame for part in parts], parts[0].attrs)
         tally = MappedTally(sync, read_rows=len(frame))
         for part in parts:
-            tally.add_part(part.valid, rejected_rows(part.rejected), part.schema_failures)
-        # shard 0 records them all (engine/shards.py)
-        frame.rejected = pd.concat([part.rejected for part in parts], ignore_index=True)
-        context.log.info(f"{sync.name}: {tally.valid} valid rows, {len(tally.rejected)} rejected")
+            tally.add_part(part.valid, part.rejected, part.rejected_head, part.schema_failures)
+        context.log.info(f"{sync.name}: {tally.valid} valid rows, {tally.rejected_total} rejected")
         metadata = {
             **mapped_metadata(frame, tally, max(part.map_s for part in parts)),
             **peaks_by_shard(parts),

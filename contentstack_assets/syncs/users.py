@@ -150,6 +150,8 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             creation = create_missing_attributes(
                 sync, personalize, listed, dry_run=is_dry_run(context, push_key), log=context.log.info
             )
+        if isinstance(source_users, ShardedFrame):
+            raise _unsharded_failure(sync, "source_users", source_users)
         started = time.perf_counter()
         tally = MappedTally(sync, read_rows=len(source_users))
         frame = map_frame(source_users, sync, on_chunk=tally.add)  # chunk by chunk for a chunked read
@@ -183,12 +185,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
     ):
         started = time.perf_counter()
         if isinstance(mapped_attributes, ShardedFrame):
-            raise dg.Failure(
-                description=f"sync {name!r}: the stored mapped_attributes was mapped in "
-                f"{len(mapped_attributes.parts)} shards, and the spec now says `shards: 1`: materialize "
-                "source_users and mapped_attributes again",
-                allow_retries=False,
-            )
+            raise _unsharded_failure(sync, "mapped_attributes", mapped_attributes)
         # also when mapped_attributes was not part of this run
         creation = require_attribute_keys(sync, personalize, dry_run=config.dry_run, log=context.log.info)
         client = None if config.dry_run else personalize.edge(sync.destination, sync.concurrency)
@@ -313,3 +310,13 @@ def read_whole_mapped(sync: UsersSync) -> Frame:
     finally:
         if isinstance(frame, ChunkedFrame):  # the raw chunks, once mapped
             frame.remove()
+
+
+def _unsharded_failure(sync: UsersSync, asset: str, frame: ShardedFrame) -> dg.Failure:
+    """An unsharded step handed the stored output of a sharded run (the spec's `shards` changed since)."""
+    return dg.Failure(
+        description=f"sync {sync.name!r}: the stored {asset} was made in {len(frame.parts)} shards, and the "
+        "spec now says `shards: 1`: materialize the whole sync again (source_users, mapped_attributes, "
+        "personalize_users)",
+        allow_retries=False,
+    )

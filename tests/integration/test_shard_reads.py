@@ -83,9 +83,8 @@ def test_each_shard_reads_the_rows_of_its_own_users_in_the_database(source_url):
         valid = bool(trimmed) and trimmed.isascii() and len(trimmed) <= 256
         if not valid:
             continue  # rejected by whichever shard reads it
-        if uid == f"{NBSP}nbsp" and dialect in ("postgresql", "duckdb"):
-            continue  # trimmed by the rules, not by the database: its reader sets it aside unless its own
-        assert read_by[uid] == [int(shard_of([trimmed], SHARDS)[0])], uid
+        # a no-break space too, which the database does not trim: every shard reads it, its owner keeps it
+        assert read_by[uid] == [int(shard_of([trimmed], SHARDS)[0])], (uid, dialect)
     assert read_by[None] == [0]  # a null uid: shard 0
 
 
@@ -175,17 +174,17 @@ def test_a_sharded_sync_reads_maps_and_pushes_each_shard_apart_and_ends_as_unsha
     assert mapped["rows_rejected"].value == 2 + 1 + 10
 
 
-def test_a_uid_the_database_trims_otherwise_is_set_aside_by_the_shard_that_read_it(
+def test_a_uid_in_a_no_break_space_is_its_trimmed_twins_duplicate_as_unsharded(
     postgres_url, tmp_path, emulator, instance
 ):
-    # a no-break space around a uid: the rules trim it, PostgreSQL's btrim does not, so the database may give
-    # the row to another shard than its uid's; that shard sets it aside instead of sending it as its own
-    stray = next(
+    # PostgreSQL's btrim keeps the no-break space the rules trim: both rows still meet in one shard
+    twin = next(
         uid for uid in (f"z{index}" for index in range(100))
         if shard_of([uid], 2)[0] != shard_of([f"{NBSP}{uid}"], 2)[0]
     )  # fmt: skip
     rows = [{"user_uid": f"u{index}", "plan_name": "gold"} for index in range(50)]
-    rows.append({"user_uid": f"{NBSP}{stray}", "plan_name": "gold"})
+    rows += [{"user_uid": twin, "plan_name": "gold"}, {"user_uid": f"{NBSP}{twin}", "plan_name": "gold"}]
+    rows.append({"user_uid": f"{NBSP}alone{NBSP}", "plan_name": "gold"})
     execute(
         postgres_url,
         "CREATE TABLE users (user_uid TEXT, plan_name TEXT)",
@@ -196,10 +195,31 @@ def test_a_uid_the_database_trims_otherwise_is_set_aside_by_the_shard_that_read_
     spec = write_spec(
         tmp_path / "syncs.yaml", [users_sync(postgres_url, emulator.url, attributes=attributes, shards=2)]
     )
-    result = run_job(spec, "users_sync", instance)
-    assert set(emulator.users()) == {f"u{index}" for index in range(50)}
+    result = run_job(spec, "users_sync", instance, raise_on_error=True)
+    assert set(emulator.users()) == {f"u{index}" for index in range(50)} | {"alone"}
     metadata = push_metadata(result)
-    assert metadata["rows_rejected"] == 1 and metadata["users_delivered"] == 50
+    assert metadata["rows_read"] == 53 and metadata["rows_rejected"] == 2  # the twins, as duplicates
+
+
+def test_a_number_the_database_writes_otherwise_is_set_aside_by_the_shard_that_read_it(
+    tmp_path, emulator, instance
+):
+    # a DOUBLE uid column: DuckDB's text of 7.0 is "7.0", the rules' uid is "7"; when the database gives the
+    # row to another shard than the uid's, that shard sets it aside, never sends it as its own
+    stray = next(
+        index for index in range(100) if shard_of([f"{index}.0"], 2)[0] != shard_of([str(index)], 2)[0]
+    )
+    path = tmp_path / "src.duckdb"
+    with duckdb.connect(str(path)) as connection:
+        connection.execute("CREATE TABLE users (user_uid DOUBLE, plan_name VARCHAR)")
+        connection.executemany("INSERT INTO users VALUES (?, 'gold')", [[float(stray)], [1000.5]])
+    attributes = {"plan": {"column": "plan_name", "type": "string"}}
+    spec = write_spec(
+        tmp_path / "syncs.yaml",
+        [users_sync(f"duckdb:///{path}", emulator.url, attributes=attributes, shards=2)],
+    )
+    result = run_job(spec, "users_sync", instance)
+    assert str(stray) not in emulator.users()
     check = next(
         evaluation
         for evaluation in result.get_asset_check_evaluations()

@@ -137,3 +137,19 @@ def test_the_reads_uid_hashes_spare_the_mapping_a_pass_and_move_with_the_chunks(
     moved = raw.moved_to(tmp_path / "kept.chunks")
     assert len(moved.hashes()) == 4 and duplicate_uids(moved, "user_uid") == {"a"}
     assert collect([_raw(["a"]), _raw(["b"])]).hashes() is None
+
+
+def test_on_disk_one_chunk_or_none_is_a_chunked_frame_of_files(tmp_path):
+    one = collect([_chunk(0, 30)], on_disk=True)
+    assert isinstance(one, ChunkedFrame) and len(one) == 30 and (one.directory / "000001.pkl").exists()
+    pd.testing.assert_frame_equal(one.to_frame(), _chunk(0, 30))
+    empty = ChunkWriter().finish(empty=_chunk(0, 0), on_disk=True)
+    assert isinstance(empty, ChunkedFrame) and len(empty) == 0
+    assert list(empty.to_frame().columns) == ["user_uid", "seen", "orders"]
+
+
+def test_chunks_moved_again_by_a_retried_step_stay_where_they_went(tmp_path):
+    frame = collect([_chunk(0, 10), _chunk(10, 20)])
+    moved = frame.moved_to(tmp_path / "stored")
+    again = frame.moved_to(tmp_path / "stored")  # the step tried again holds the staging path, now gone
+    assert again.directory == moved.directory and again.to_frame().equals(moved.to_frame())

@@ -27,7 +27,7 @@ from contentstack_assets.engine.source.dialects import (
 )
 from contentstack_assets.engine.source.digests import DIGEST, row_digest
 from contentstack_assets.engine.source.errors import SourceError, _reason
-from contentstack_assets.engine.source.shards import can_slice, row_shards, shard_condition
+from contentstack_assets.engine.source.shards import can_slice, mine, shard_condition
 from contentstack_assets.engine.source.window import (
     Window,
     _is_number,
@@ -291,14 +291,15 @@ class SourceReader:
         by the database where it can (engine/source/shards.py), else by each chunk's uids as they come."""
         width = len(self.columns) + (digest is not None)
         any_chunk = False
-        by_chunk = shard is not None and not can_slice(engine_for(self.source).dialect.name)
-        for table in self._arrays(window, on_progress, None, digest, False, None if by_chunk else shard):
+        dialect = engine_for(self.source).dialect.name
+        by_database = shard is not None and can_slice(dialect)
+        for table in self._arrays(window, on_progress, None, digest, False, shard if by_database else None):
             any_chunk = True
             frame = self._frame(table, digest)
-            if by_chunk:
-                index, shards = shard
-                mine = row_shards(frame[self.columns[0]], shards) == index
-                frame = frame.loc[mine].reset_index(drop=True)
+            # SQLite's function applies the rules themselves: its rows are the shard's own
+            if shard is not None and not (by_database and dialect == "sqlite"):
+                keep = mine(frame[self.columns[0]], *shard, by_database=by_database)
+                frame = frame.loc[keep].reset_index(drop=True)
             yield frame
         if not any_chunk:
             yield self._frame(np.empty((0, width), dtype=object), digest)

@@ -2,12 +2,17 @@
 shard of a sync reads only its own rows.
 
 A uid's shard is the first 32 bits of the MD5 of its UTF-8 text, modulo N: MD5 is the one hash PostgreSQL,
-MySQL/MariaDB, DuckDB and Snowflake all compute, so the database picks the same shard as `shard_of`. The
-database hashes the uid column's text trimmed of ASCII whitespace; the rules trim any whitespace
-(engine/convert): a row whose uid the two trim differently (a no-break space around it) may be read by
-another shard than its uid's, and is set aside there (`STRAY`), never sent by the wrong shard. On SQLite the
-shard is a function of the connection that applies the rules themselves. Where the dialect has none of
-this, every shard reads every row and keeps its own (`row_shards`).
+MySQL/MariaDB, DuckDB and Snowflake all compute, so the database picks the same shard as `shard_of`.
+
+The database hashes the uid column's text trimmed of ASCII whitespace; the rules trim any whitespace
+(engine/convert). The two agree on a *regular* uid, whose text begins and ends with a printable ASCII
+character other than a space: nothing to trim. Every shard also reads the irregular rows (a NULL, an empty
+or blank uid, one wrapped in a tab or a no-break space: few in any table) and keeps, of all it read, the
+rows whose uid the rules give to it (`mine`), so each row is kept by exactly one shard. A regular text the
+database writes otherwise than the rules (a DOUBLE 42.0, which the rules make "42") may be read by another
+shard than its uid's: that shard sets it aside with the reason `STRAY`, never sends it as its own. On
+SQLite the shard is a function of the connection that applies the rules themselves. Where the dialect has
+none of this, every shard reads every row and keeps its own.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from contentstack_assets.engine.convert import convert_uids
+from contentstack_assets.engine.convert.rules import one_uid
 
 _MYSQL = frozenset({"mysql", "mariadb"})
 _ASCII_SPACE = " \t\n\r\x0b\x0c"
@@ -29,8 +35,8 @@ SQLITE_FUNCTION = (
 )
 # why a row a shard read is set aside there (see the module)
 STRAY = (
-    "user uid has surrounding whitespace the source database does not trim (with `shards`, its shard is "
-    "unknown to the database): trim it in the source query"
+    "the source database writes this user uid otherwise than the rules do (a number like 42.0, a boolean): "
+    "with `shards`, its shard is unknown to the database; cast it to text in the source query"
 )
 
 
@@ -52,9 +58,41 @@ def row_shards(raw_uids: pd.Series, shards: int) -> np.ndarray:
     return owner
 
 
+def mine(raw_uids: pd.Series, index: int, shards: int, *, by_database: bool) -> np.ndarray:
+    """Which rows of a chunk shard `index` keeps: those whose uid the rules give to it. After a read the
+    database sliced (`by_database`), also the regular rows the database gave it whatever the rules say
+    (their owner never reads them: the mapping sets them aside as `STRAY`); the irregular rows every shard
+    reads go to their owner alone."""
+    owner = row_shards(raw_uids, shards)
+    keep = owner == index
+    if by_database:
+        keep |= _regular(raw_uids)
+    return keep
+
+
+def _regular(raw_uids: pd.Series) -> np.ndarray:
+    """Whether each value's text begins and ends with a printable ASCII character other than a space (the
+    database's `_regular_condition`)."""
+    return np.fromiter(
+        (
+            value is not None
+            and value == value
+            and (text := value if isinstance(value, str) else str(value)) != ""
+            and "!" <= text[0] <= "~"
+            and "!" <= text[-1] <= "~"
+            for value in raw_uids.tolist()
+        ),
+        dtype=bool,
+        count=len(raw_uids),
+    )
+
+
 def sqlite_uid_shard(value: object, shards: int) -> int:
-    """The SQLite function: `row_shards` of one value."""
-    return int(row_shards(pd.Series([value], dtype=object), shards)[0])
+    """The SQLite function: `row_shards` of one value (the rules' own uid, else shard 0)."""
+    uid, error = one_uid(value)
+    if error is not None:
+        return 0
+    return int.from_bytes(hashlib.md5(uid.encode()).digest()[:4], "big") % shards
 
 
 def can_slice(dialect: str) -> bool:
@@ -63,23 +101,41 @@ def can_slice(dialect: str) -> bool:
 
 
 def shard_condition(column: sa.ColumnElement, dialect: str, index: int, shards: int) -> sa.ColumnElement:
-    """The rows of shard `index` of `shards`, by their uid column (NULL uids: shard 0)."""
+    """The rows shard `index` of `shards` reads: those of its regular uids, and every irregular row (`mine`
+    keeps its own of those)."""
     if dialect == "sqlite":
         return sa.func.contentstack_uid_shard(column, shards) == index
-    number = _md5_prefix(_trimmed_text(column, dialect), dialect)
-    mine = (number % shards) == index
-    return sa.or_(mine, column.is_(None)) if index == 0 else mine
+    text = _text(column, dialect)
+    number = _md5_prefix(_trimmed(text, dialect), dialect)
+    regular = sa.and_(column.is_not(None), _regular_condition(text, dialect))
+    return sa.or_((number % shards) == index, sa.not_(regular))
 
 
-def _trimmed_text(column: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
+def _text(column: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
+    if dialect == "postgresql":
+        return sa.cast(column, sa.Text)
+    if dialect in _MYSQL:
+        return sa.cast(column, sa.CHAR)
+    return sa.cast(column, sa.String)
+
+
+def _regular_condition(text: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
+    first, last = "^[!-~]", "[!-~]$"
+    if dialect == "duckdb":
+        return sa.and_(sa.func.regexp_matches(text, first), sa.func.regexp_matches(text, last))
+    operator = "~" if dialect == "postgresql" else "REGEXP"
+    return sa.and_(text.op(operator)(first), text.op(operator)(last))
+
+
+def _trimmed(text: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
     spaces = sa.bindparam("uid_spaces", _ASCII_SPACE, type_=sa.String)
     if dialect == "postgresql":
-        return sa.func.btrim(sa.cast(column, sa.Text), spaces)
+        return sa.func.btrim(text, spaces)
     if dialect == "duckdb":
-        return sa.func.trim(sa.cast(column, sa.String), spaces)
+        return sa.func.trim(text, spaces)
     if dialect in _MYSQL:
         pattern = sa.bindparam("uid_spaces", "^[[:space:]]+|[[:space:]]+$", type_=sa.String)
-        return sa.func.regexp_replace(sa.cast(column, sa.CHAR), pattern, "")
+        return sa.func.regexp_replace(text, pattern, "")
     raise ValueError(f"no shard of a row on {dialect}")
 
 

@@ -34,17 +34,23 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _fingerprint_chunks(
-    connection: sa.Connection, statement: sa.Select
+    connection: sa.Connection, statement: sa.Select, *, stream: bool = False
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """(user_uid, fingerprint, fingerprint is NULL, failed_runs) column arrays of a statement's rows, a chunk
     at a time, from the driver's plain tuples: for columns that need no result processing (text and integers)
     this skips building a SQLAlchemy Row per row. Fingerprints go from Python ints to int64 directly (a NULL
     as 0 under the mask), never through a float, so 64-bit hashes stay exact."""
-    # not streamed: a streaming result prefetches rows into its own buffer, which the cursor no longer holds
-    result = connection.execution_options(stream_results=False).execute(statement)
+    # `stream`: a server-side cursor (the driver holds one chunk, not the whole result), whose first rows
+    # SQLAlchemy may already have taken into its own buffer
+    result = connection.execution_options(stream_results=stream).execute(statement)
     try:
         cursor = result.cursor
-        while rows := cursor.fetchmany(_FETCH_CHUNK):
+        buffer = getattr(result.cursor_strategy, "_rowbuffer", None) if stream else None
+        first = [tuple(row) for row in buffer] if buffer else []
+        if buffer:
+            buffer.clear()
+        while rows := first + cursor.fetchmany(_FETCH_CHUNK - len(first)):
+            first = []
             table = _object_table(rows)
             fingerprints = table[:, 1]
             null = pd.isna(fingerprints)
@@ -101,12 +107,21 @@ class FingerprintIndex:
 
     BUCKET_BITS = 4
 
-    def __init__(self, chunks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], hash_uids):
+    def __init__(
+        self,
+        chunks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+        hash_uids,
+        keep=None,
+    ):
+        """`keep(uids)`: which users of the state to index (a shard's own), else all."""
         self._hash_uids = hash_uids
         buckets: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(1 << self.BUCKET_BITS)]
         exact: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         shift = np.uint64(64 - self.BUCKET_BITS)
         for uids, fingerprints, null, failed in chunks:
+            if keep is not None:
+                kept = np.asarray(keep(uids), dtype=bool)
+                uids, fingerprints, null, failed = uids[kept], fingerprints[kept], null[kept], failed[kept]
             special = null | (failed > 0)
             if special.any():
                 exact.append((uids[special], fingerprints[special], null[special], failed[special]))

@@ -74,14 +74,15 @@ class UserQueries(StoreBase):
                 ]
         return _fingerprint_frame(chunks)
 
-    def load_fingerprint_index(self, sync: str) -> FingerprintIndex:
+    def load_fingerprint_index(self, sync: str, owns=None) -> FingerprintIndex:
         """The sync's fingerprints, 16 bytes a user (`FingerprintIndex`): what a chunked push of a state too
-        big to read whole looks its chunks' users up in."""
+        big to read whole looks its chunks' users up in; `owns(uids)`: a shard's users only. Read through a
+        server-side cursor, a chunk at a time."""
         statement = sa.select(users.c.user_uid, users.c.fingerprint, users.c.failed_runs).where(
             users.c.sync == sync
         )
         with self.engine.connect() as connection, _gc_paused():
-            return FingerprintIndex(_fingerprint_chunks(connection, statement), uid_hashes)
+            return FingerprintIndex(_fingerprint_chunks(connection, statement, stream=True), uid_hashes, owns)
 
     def load_delivered(self, sync: str, user_uids: Iterable[str]) -> dict[str, dict]:
         """The values last delivered to each of these users."""
