@@ -5,7 +5,8 @@ machine each shard process under 0.4x of the unsharded peak").
 
 Each figure is a dry run of the REAL users sync (read, map and plan every user, send nothing) on the cached
 table of bench/scale.py (bench/data/), run by bench/sync_run.py as a child process:
-- unsharded, in one process (`execute_in_process`): the peak RSS of that process, from `os.wait4`;
+- unsharded, in one process (`execute_in_process`): the peak RSS of that process (its own `VmHWM`:
+  Linux carries a parent's `ru_maxrss` over to its children);
 - unsharded and sharded under Dagster's multiprocess executor (`--multiprocess`, each step its own process,
   as a deployment runs them): each step's own peak, which the shards' steps report in their metadata
   (`process_peak_rss_mib_by_shard`);
@@ -40,8 +41,9 @@ ASSETS = ("source_users", "mapped_attributes", "personalize_users")
 
 def _imports_only_mib() -> float:
     script = (
-        "import resource, dagster, pandas, pandera; from contentstack_assets.definitions import build_definitions; "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "import dagster, pandas, pandera; from contentstack_assets.definitions import build_definitions; "
+        "from contentstack_assets.syncs.report import process_peak_memory; "
+        "print(process_peak_memory()['process_peak_rss_mib'])"
     )
     return round(float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                       check=True).stdout), 1)  # fmt: skip
@@ -79,7 +81,13 @@ def _step_peaks(figures: dict) -> dict[str, list[float]]:
 def measure(args: argparse.Namespace) -> dict:
     from contentstack_assets.personalize.emulator import EmulatorConfig, start_emulator_process
 
-    table = scale.ensure_table(args.database, args.rows)
+    # the table is written (or found cached) by a child: a process's peak RSS passes to the processes it
+    # starts (Linux keeps it across fork and exec), and writing a big table would inflate every figure below
+    script = f"import scale, json; print(json.dumps(scale.ensure_table({args.database!r}, {args.rows})))"
+    printed = subprocess.run(
+        [sys.executable, "-c", script], cwd=BENCH_DIR, capture_output=True, text=True, check=True
+    )
+    table = json.loads(printed.stdout.strip().splitlines()[-1])
     workdir = Path(tempfile.mkdtemp(prefix="cs_shard_memory_"))
     figures: dict = {"rows": args.rows, "shards": args.shards, "database": args.database}
     figures["imports_only_mib"] = _imports_only_mib()
@@ -97,7 +105,7 @@ def measure(args: argparse.Namespace) -> dict:
             run = _dry_run(spec, workdir, name, {"CONTENTSTACK_STATE_URL": state_url}, multiprocess)
             figures[name] = {
                 "wall_s": run["wall_s"],
-                "peak_rss_mib": run["peak_rss_mib"],  # the largest process of the run (RUSAGE of the child)
+                "peak_rss_mib": run["own_peak_rss_mib"],  # the run's process, its own (Linux VmHWM)
                 "step_peaks_mib": _step_peaks(run),
                 "rows_read": run["metadata"]["source_users"].get("rows_read"),
             }
@@ -114,7 +122,7 @@ def report(figures: dict, command: str) -> str:
         f"Command: `{command}` (run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{scale._git()}). Dry runs (read, map, plan every user; nothing sent).",
         "",
-        "| run | wall | peak RSS of its largest process |",
+        "| run | wall | peak RSS of the run's own process |",
         "|---|---:|---:|",
     ]
     for name in (

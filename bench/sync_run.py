@@ -129,10 +129,24 @@ def main() -> None:
         "steps": _step_durations(instance, result.run_id),
         "metadata": {"source_users": read, "mapped_attributes": mapped, "personalize_users": push},
     }
+    figures["own_peak_rss_mib"] = _own_peak_mib()
     if not result.success:
         failures = [event.message for event in result.all_events if event.is_failure]
         figures["failures"] = failures[:5]
     Path(args.out).write_text(json.dumps(figures, indent=2, default=str))
+
+
+def _own_peak_mib() -> float | None:
+    """This process's own high-water mark (Linux `VmHWM`): `ru_maxrss` would also count what the process
+    that started it held, which Linux carries over fork and exec."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def job_of(spec: str, job: str):

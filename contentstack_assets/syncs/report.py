@@ -217,7 +217,16 @@ def peaks_by_shard(parts: Sequence[object]) -> dict[str, list[float]]:
 def process_peak_memory() -> dict[str, float]:
     """`process_peak_rss_mib`: the most memory this process has held so far, for a shard's step: its own
     process under the multiprocess, Celery or Kubernetes executors (one process for every step in-process).
-    Nothing where the platform cannot tell (Windows)."""
+    On Linux the high-water mark of the process's own memory (`VmHWM`: `ru_maxrss` would also count what
+    the process that started it held, which Linux carries over); elsewhere `ru_maxrss`; nothing where the
+    platform cannot tell (Windows)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return {PEAK: round(int(line.split()[1]) / 1024, 1)}  # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:

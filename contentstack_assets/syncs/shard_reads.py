@@ -108,7 +108,9 @@ def _read_op(sync: UsersSync, index: int) -> dg.OpDefinition:
         with user_errors():
             chunks = reader.read_chunks(window_of(context), on_progress=progress, shard=(index, shards))
             frame = collect(chunks, uid_hashes_of(sync), on_disk=True)  # only its path goes to storage
-        return ReadPart(index, frame, started_at, time.perf_counter() - started, dict(reader.column_types))
+        read_s = time.perf_counter() - started
+        peak = process_peak_memory().get(PEAK)
+        return ReadPart(index, frame, started_at, read_s, dict(reader.column_types), peak)
 
     return read_shard.alias(f"read_{index}")
 
