@@ -206,11 +206,18 @@ class ChunkedFrame:
 
 class ShardedFrame:
     """A read of a sharded sync (`shards: N`) as each shard read it: part `i` holds the rows of shard `i`'s
-    users (a frame or a `ChunkedFrame`), `attrs` what the whole read says of itself."""
+    users (a frame or a `ChunkedFrame`), `attrs` what the whole read says of itself and, once mapped,
+    `rejected` each part's rejected rows apart (shard 0 records them all, once per run)."""
 
-    def __init__(self, parts: list[pd.DataFrame | ChunkedFrame], attrs: dict | None = None):
+    def __init__(
+        self,
+        parts: list[pd.DataFrame | ChunkedFrame],
+        attrs: dict | None = None,
+        rejected: list[pd.DataFrame | ChunkedFrame] | None = None,
+    ):
         self.parts = list(parts)
         self.attrs: dict = dict(attrs or {})
+        self.rejected = list(rejected or [])
 
     def __len__(self) -> int:
         return sum(len(part) for part in self.parts)
@@ -229,16 +236,18 @@ class ShardedFrame:
 
     def moved_to(self, directory: Path) -> ShardedFrame:
         """The same parts, those in chunk files moved to `directory/<shard>`."""
+
+        def moved(part: Frame, name: str) -> Frame:
+            return part.moved_to(Path(directory) / name) if isinstance(part, ChunkedFrame) else part
+
         return ShardedFrame(
-            [
-                part.moved_to(Path(directory) / str(index)) if isinstance(part, ChunkedFrame) else part
-                for index, part in enumerate(self.parts)
-            ],
+            [moved(part, str(index)) for index, part in enumerate(self.parts)],
             self.attrs,
+            [moved(part, f"rejected-{index}") for index, part in enumerate(self.rejected)],
         )
 
     def directories(self) -> list[Path]:
-        return [part.directory for part in self.parts if isinstance(part, ChunkedFrame)]
+        return [part.directory for part in [*self.parts, *self.rejected] if isinstance(part, ChunkedFrame)]
 
 
 Frame = pd.DataFrame | ChunkedFrame

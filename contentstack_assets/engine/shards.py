@@ -36,6 +36,11 @@ def shard_rows(mapped: Frame | ShardedFrame, index: int, shards: int) -> Frame:
 
 
 def _rejected_of(mapped: ShardedFrame) -> Iterator[pd.DataFrame]:
+    """Every part's rejected rows: kept apart by the mapping, else (a frame stored before) from the parts."""
+    if mapped.rejected:
+        for part in mapped.rejected:
+            yield from (chunk for chunk in chunks_of(part) if len(chunk))
+        return
     for chunk in mapped.chunks():
         rejected = chunk.loc[chunk[REJECTION].notna()]
         if len(rejected):

@@ -208,10 +208,13 @@ def source_metadata(column_types: dict[str, str], frame: object) -> dict[str, ob
 PEAK = "process_peak_rss_mib"
 
 
-def peaks_by_shard(parts: Sequence[object]) -> dict[str, list[float]]:
-    """`process_peak_rss_mib_by_shard`: the peak memory of each shard's step process (`peak_rss_mib`)."""
+def peaks_by_shard(parts: Sequence[object]) -> dict[str, float | list[float]]:
+    """The peak memory of each shard's step process (`peak_rss_mib`): `process_peak_rss_mib_by_shard`, and
+    their largest as `process_peak_rss_mib` (the key an unsharded step reports)."""
     peaks = [part.peak_rss_mib for part in parts]
-    return {f"{PEAK}_by_shard": peaks} if all(peak is not None for peak in peaks) else {}
+    if not peaks or any(peak is None for peak in peaks):
+        return {}
+    return {PEAK: max(peaks), f"{PEAK}_by_shard": peaks}
 
 
 def process_peak_memory() -> dict[str, float]:

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
-from contentstack_assets.engine.frames import Frame, ShardedFrame, collect
+from contentstack_assets.engine.frames import ChunkWriter, Frame, ShardedFrame, collect
 from contentstack_assets.engine.mapping import (
+    REJECTION,
     map_frame,
     source_columns,
     stamp_read_time,
@@ -53,6 +54,7 @@ class ReadPart:
 class MappedPart:
     index: int
     frame: Frame
+    rejected_rows: Frame  # its rejected rows as mapped (chunk files), which shard 0's push records
     attrs: dict  # the whole read's (its read time)
     valid: int
     map_s: float
@@ -196,10 +198,18 @@ def _map_op(sync: UsersSync, index: int) -> dg.OpDefinition:
         started = time.perf_counter()
         tally = MappedTally(sync, read_rows=len(source_users))
         first_row = 1 + sum(len(part) for part in source_users.parts[:index])  # rows numbered shard by shard
+        set_aside = ChunkWriter()  # its rejected rows as mapped, in files of their own, for shard 0's push
+
+        def on_chunk(chunk: pd.DataFrame) -> None:
+            tally.add(chunk)
+            rejected = chunk.loc[chunk[REJECTION].notna()]
+            if len(rejected):
+                set_aside.write(rejected)
+
         frame = map_frame(
             source_users.parts[index],
             sync,
-            on_chunk=tally.add,
+            on_chunk=on_chunk,
             first_row=first_row,
             shard=(index, shards),
             on_disk=True,
@@ -208,6 +218,7 @@ def _map_op(sync: UsersSync, index: int) -> dg.OpDefinition:
         return MappedPart(
             index,
             frame,
+            set_aside.finish(on_disk=True),
             dict(source_users.attrs),
             tally.valid,
             time.perf_counter() - started,
@@ -242,7 +253,7 @@ def _map_summary_op(
             creation = create_missing_attributes(
                 sync, personalize, listed, dry_run=is_dry_run(context, push_key), log=context.log.info
             )
-        frame = ShardedFrame([part.frame for part in parts], parts[0].attrs)
+        frame = ShardedFrame([part.frame for part in parts], parts[0].attrs, [p.rejected_rows for p in parts])
         tally = MappedTally(sync, read_rows=len(frame))
         for part in parts:
             tally.add_part(part.valid, part.rejected, part.rejected_head, part.schema_failures)

@@ -59,6 +59,7 @@ from contentstack_assets.syncs.push import (
 from contentstack_assets.syncs.report import (
     failures_sample,
     markdown_table,
+    process_peak_memory,
     rejected_sample,
     source_metadata,
     user_errors,
@@ -112,6 +113,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
                 "rows_read": len(frame),
                 **digested,
                 "read_s": round(time.perf_counter() - started, 3),
+                **process_peak_memory(),
                 "scope": scope_of(context),
                 **source_metadata(reader.column_types, frame),
             }
@@ -156,7 +158,8 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         tally = MappedTally(sync, read_rows=len(source_users))
         frame = map_frame(source_users, sync, on_chunk=tally.add)  # chunk by chunk for a chunked read
         context.log.info(f"{name}: {tally.valid} valid rows, {len(tally.rejected)} rejected")
-        yield dg.Output(frame, metadata=mapped_metadata(frame, tally, time.perf_counter() - started))
+        metadata = {**mapped_metadata(frame, tally, time.perf_counter() - started), **process_peak_memory()}
+        yield dg.Output(frame, metadata=metadata)
         yield rows_valid_check(sync, frame, tally)
         yield attribute_check(sync, listed, creation)
 
@@ -224,6 +227,7 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
             "users_to_send": result.plan.users_to_send,
             **resent,
             "duration_s": round(time.perf_counter() - started, 3),
+            **process_peak_memory(),
             **{f"{phase}_s": round(result.timings_s.get(phase, 0.0), 3) for phase in ("plan", "deliver")},
             "latency_p50_ms": round(report.percentile_ms(50), 2),
             "latency_p95_ms": round(report.percentile_ms(95), 2),
