@@ -5,8 +5,7 @@ machine each shard process under 0.4x of the unsharded peak").
 
 Each figure is a dry run of the REAL users sync (read, map and plan every user, send nothing) on the cached
 table of bench/scale.py (bench/data/), run by bench/sync_run.py as a child process:
-- unsharded, in one process (`execute_in_process`): the peak RSS of that process (its own `VmHWM`:
-  Linux carries a parent's `ru_maxrss` over to its children);
+- unsharded, in one process (`execute_in_process`): the peak RSS of that process (its own, bench/peak.py);
 - unsharded and sharded under Dagster's multiprocess executor (`--multiprocess`, each step its own process,
   as a deployment runs them): each step's own peak, which the shards' steps report in their metadata
   (`process_peak_rss_mib_by_shard`);
@@ -115,7 +114,7 @@ def measure(args: argparse.Namespace, chunk_size: int) -> dict:
             run = _dry_run(spec, workdir, name, {"CONTENTSTACK_STATE_URL": state_url}, multiprocess)
             figures[name] = {
                 "wall_s": run["wall_s"],
-                "peak_rss_mib": run["own_peak_rss_mib"],  # the run's process, its own (Linux VmHWM)
+                "peak_rss_mib": run["peak_rss_mib"],  # the run's process, its own (bench/peak.py)
                 "step_peaks_mib": _step_peaks(run),
                 "rows_read": run["metadata"]["source_users"].get("rows_read"),
             }

@@ -129,24 +129,10 @@ def main() -> None:
         "steps": _step_durations(instance, result.run_id),
         "metadata": {"source_users": read, "mapped_attributes": mapped, "personalize_users": push},
     }
-    figures["own_peak_rss_mib"] = _own_peak_mib()
     if not result.success:
         failures = [event.message for event in result.all_events if event.is_failure]
         figures["failures"] = failures[:5]
     Path(args.out).write_text(json.dumps(figures, indent=2, default=str))
-
-
-def _own_peak_mib() -> float | None:
-    """This process's own high-water mark (Linux `VmHWM`): `ru_maxrss` would also count what the process
-    that started it held, which Linux carries over fork and exec."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
 
 
 def job_of(spec: str, job: str):
@@ -158,12 +144,14 @@ def job_of(spec: str, job: str):
 
 
 def run_child(args: list[str], out: Path, env: dict | None = None) -> dict:
-    """Run a bench script as a child process; its JSON output plus `peak_rss_mib` and `child_wall_s`."""
+    """Run a bench script as a child process (through bench/peak.py); its JSON output plus `peak_rss_mib`
+    (the child's own peak: Linux `VmHWM`), `child_wall_s` and `cpu_s`."""
     started = time.perf_counter()
     log_path = out.with_suffix(".log")  # Dagster's console log of the run, out of the way of the figures
+    peak_path = out.with_suffix(".peak")
     with log_path.open("w") as log_file:
         process = subprocess.Popen(
-            [sys.executable, *args],
+            [sys.executable, str(BENCH_DIR / "peak.py"), str(peak_path), *args],
             env={**os.environ, **(env or {})},
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -175,7 +163,9 @@ def run_child(args: list[str], out: Path, env: dict | None = None) -> dict:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-30:])
         raise RuntimeError(f"{' '.join(args)} exited with {process.returncode}:\n{tail}")
     figures = json.loads(out.read_text())
-    figures["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)  # Linux: kilobytes
+    own = peak_path.read_text().strip() if peak_path.exists() else "None"
+    # the child's own peak; ru_maxrss (kilobytes on Linux) only where the platform has no VmHWM
+    figures["peak_rss_mib"] = float(own) if own != "None" else round(usage.ru_maxrss / 1024, 1)
     figures["child_wall_s"] = round(child_wall_s, 3)
     figures["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
     return figures
