@@ -33,7 +33,7 @@ from contentstack_assets.syncs.report import (
     user_errors,
 )
 from contentstack_assets.syncs.runs import SYNC_TAG
-from contentstack_assets.syncs.shards import SHARD_IO_MANAGER_KEY
+from contentstack_assets.syncs.shards import SHARD_IO_MANAGER_KEY, check_outputs
 
 SHARD_TAG = "contentstack/shard"
 SAMPLE_ROWS = 20  # a shard's first rejected rows, for the summary's samples (shard 0 records them all)
@@ -234,15 +234,15 @@ def _map_op(sync: UsersSync, index: int) -> dg.OpDefinition:
 def _map_summary_op(
     sync: UsersSync, push_key: dg.AssetKey, check_specs: list[dg.AssetCheckSpec]
 ) -> dg.OpDefinition:
-    check_outputs = {
-        spec.get_python_identifier(): dg.Out(dg.Nothing, is_required=False) for spec in check_specs
-    }
 
     @dg.op(
         name=f"{sync.name}__map_summary",
         description=f"The {sync.name} rows every shard mapped: the asset's output, metadata and checks",
         ins={"parts": dg.In(list)},
-        out={"result": dg.Out(FRAME_TYPE, io_manager_key=FRAMES_IO_MANAGER_KEY), **check_outputs},
+        out={
+            "result": dg.Out(FRAME_TYPE, io_manager_key=FRAMES_IO_MANAGER_KEY),
+            **check_outputs(check_specs),
+        },
         tags={SYNC_TAG: sync.name},
     )
     def map_summary(context: dg.OpExecutionContext, parts: list, personalize: PersonalizeResource):

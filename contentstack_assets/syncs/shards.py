@@ -242,19 +242,21 @@ def _clear_sample(summaries: Sequence[ShardSummary]) -> dict:
     return {"clear_sample": markdown_table(sample, ["user_uid", "keys"])} if sample else {}
 
 
+def check_outputs(check_specs: Sequence[dg.AssetCheckSpec]) -> dict[str, dg.Out]:
+    """The outputs a graph-backed asset's summary op yields its checks' results through."""
+    return {spec.get_python_identifier(): dg.Out(dg.Nothing, is_required=False) for spec in check_specs}
+
+
 def _summary_op(
     sync: UsersSync, push_key: dg.AssetKey, check_specs: Sequence[dg.AssetCheckSpec]
 ) -> dg.OpDefinition:
-    check_outputs = {
-        spec.get_python_identifier(): dg.Out(dg.Nothing, is_required=False) for spec in check_specs
-    }
 
     @dg.op(
         name=f"{sync.name}__push_summary",
         description=f"Add up the shards of the {sync.name} push: the asset's metadata and delivery check",
         ins={"summaries": dg.In(list)},
         # optional: a dry run records an observation of its plan, no materialization, no check
-        out={"result": dg.Out(dg.Nothing, is_required=False), **check_outputs},
+        out={"result": dg.Out(dg.Nothing, is_required=False), **check_outputs(check_specs)},
     )
     def push_summary(
         context: dg.AssetExecutionContext, config: PushConfig, summaries: list, sync_state: SyncStateResource
