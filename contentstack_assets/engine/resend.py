@@ -3,7 +3,7 @@ unconfirmed. `find_resends` says why each is needed and what the push does with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,10 +91,12 @@ def find_resends(
     partitioned: bool,
     owns: Callable[[list[str]], np.ndarray] | None = None,
     read: Callable[[UsersSync, Sequence[str]], pd.DataFrame] = read_users_by_uid,
+    rejected_elsewhere: Iterable[str] = (),
 ) -> Resends:
     """The marked and unconfirmed users of this push (`owns(uids)`: a mask of those a shard owns), with the
     rows of those outside `mapped` read again when the run is `partitioned` (an unpartitioned run read the
-    whole source, so a user missing from it is gone).
+    whole source, so a user missing from it is gone). `rejected_elsewhere`: uids of the run's rejected rows
+    that `mapped` lacks (a shard's, which shard 0 records): still in the source.
 
     On a merge the Edge keeps the anonymous (source) user's value wherever both users have one, so after it the
     known user's values in Personalize are no longer those the users sync's state says it delivered, and a push
@@ -132,7 +134,7 @@ def find_resends(
     if not wanted:
         return Resends()
     in_run = pd.concat([chunk.loc[chunk[UID].isin(wanted)] for chunk in chunks_of(mapped)], ignore_index=True)
-    present = set(in_run[UID])
+    present = set(in_run[UID]) | (set(rejected_elsewhere) & set(wanted))
     outside = [uid for uid in wanted if uid not in present][:MAX_REREAD]
     rows = None
     if outside and partitioned:
@@ -175,11 +177,14 @@ def push_users_resending(
     partitioned: bool,
     owns: Callable[[list[str]], np.ndarray] | None = None,
     log: Callable[[str], None] = print,
+    rejected_elsewhere: Iterable[str] = (),
     **push: Any,
 ) -> tuple[PushResult, Resends]:
     """`push_users` (same keyword arguments) with the marked users of this push resent whole: read again
     if outside the run's rows, forgotten in the state before delivery, their marks settled after it."""
-    resends = find_resends(sync, mapped, store, partitioned=partitioned, owns=owns)
+    resends = find_resends(
+        sync, mapped, store, partitioned=partitioned, owns=owns, rejected_elsewhere=rejected_elsewhere
+    )
     if resends.marks or resends.unconfirmed:
         log(
             f"{sync.name}: {len(resends.marks)} users marked for a full resend after a merge, "

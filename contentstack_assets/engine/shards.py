@@ -14,7 +14,7 @@ from contentstack_assets.engine.frames import ChunkedFrame, Frame, ShardedFrame,
 from contentstack_assets.engine.mapping import REJECTION, UID
 from contentstack_assets.engine.source.shards import shard_of
 
-__all__ = ["concurrency_shares", "shard_label", "shard_of", "shard_rows"]
+__all__ = ["concurrency_shares", "rejected_uids", "shard_label", "shard_of", "shard_rows"]
 
 
 def shard_rows(mapped: Frame | ShardedFrame, index: int, shards: int) -> Frame:
@@ -33,6 +33,13 @@ def shard_rows(mapped: Frame | ShardedFrame, index: int, shards: int) -> Frame:
     rows = collect(chunks)
     rows.attrs = dict(mapped.attrs)
     return rows
+
+
+def rejected_uids(mapped: Frame | ShardedFrame) -> list[str]:
+    """The uids of every rejected row of a read (shard 0 records them; the other shards count them as still
+    in the source)."""
+    chunks = _rejected_of(mapped) if isinstance(mapped, ShardedFrame) else chunks_of(mapped)
+    return [uid for chunk in chunks for uid in chunk.loc[chunk[REJECTION].notna(), UID].dropna().tolist()]
 
 
 def _rejected_of(mapped: ShardedFrame) -> Iterator[pd.DataFrame]:

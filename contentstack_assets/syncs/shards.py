@@ -17,7 +17,7 @@ from contentstack_assets.engine.deliver import DeliveryReport
 from contentstack_assets.engine.frames import Frame, removed_after
 from contentstack_assets.engine.plan import UserRequest
 from contentstack_assets.engine.resend import push_users_resending
-from contentstack_assets.engine.shards import concurrency_shares, shard_of, shard_rows
+from contentstack_assets.engine.shards import concurrency_shares, rejected_uids, shard_of, shard_rows
 from contentstack_assets.io_manager import FRAME_TYPE
 from contentstack_assets.personalize.client import Response
 from contentstack_assets.resources import PersonalizeResource, SyncStateResource
@@ -191,6 +191,8 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
                 store=sync_state.store(),
                 partitioned=is_partitioned_run(context),
                 owns=lambda uids: shard_of(uids, shards) == index,
+                # a rejected row of this shard's user is recorded by shard 0, and the user is still in the source
+                rejected_elsewhere=rejected_uids(mapped_attributes) if index else (),
                 client=client,
                 run_id=context.run.run_id,
                 scope=scope_of(context),

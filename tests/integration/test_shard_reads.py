@@ -226,3 +226,23 @@ def test_a_number_the_database_writes_otherwise_is_set_aside_by_the_shard_that_r
         if evaluation.check_name == "rows_valid"
     )
     assert not check.passed and STRAY[:40] in check.metadata["rejected_sample"].value
+
+
+def test_a_marked_user_whose_row_is_rejected_keeps_its_mark_in_any_shard(tmp_path, emulator, instance):
+    # shard 0 records every rejected row; the user's own shard must still count it as in the source, as the
+    # unsharded push does: its mark is kept (and the row read again each run) until the row is valid
+    owned_by_1 = next(f"u{index}" for index in range(100) if shard_of([f"u{index}"], 2)[0] == 1)
+    rows = [{"user_uid": f"u{index}", "plan_name": "gold", "order_count": index} for index in range(20)]
+    url = write_sqlite_table(tmp_path / "src.db", rows)
+    spec = write_spec(
+        tmp_path / "syncs.yaml", [users_sync(url, emulator.url, attributes=ATTRIBUTES, shards=2)]
+    )
+    assert run_job(spec, "users_sync", instance).success
+    store = StateStore()
+    key = store.key_of(load_spec(spec).get("users"))
+    store.mark_for_resend(key, {owned_by_1: f"anon -> {owned_by_1}"})
+    rejected = [{**row, "order_count": "many"} if row["user_uid"] == owned_by_1 else row for row in rows]
+    write_sqlite_table(tmp_path / "src.db", rejected)
+    result = run_job(spec, "users_sync", instance)
+    assert push_metadata(result)["rows_rejected"] == 1
+    assert owned_by_1 in store.pending_resends(key)  # not taken for gone
