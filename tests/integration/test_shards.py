@@ -281,7 +281,8 @@ def test_depends_on_a_sync_waits_for_its_push(tmp_path):
 @pytest.mark.parametrize("pool_slots", [1, 2])
 def test_shards_run_in_parallel_only_as_far_as_the_pool_allows(tmp_path, monkeypatch, pool_slots):
     """The multiprocess executor runs each shard in its own process; the project's pool (the embedded
-    dagster.yaml gives every pool 1 slot) decides how many push at once."""
+    dagster.yaml gives every pool 1 slot) decides how many push at once. The read and the mapping (pool-free
+    shard steps of their own) run first, in process: the multiprocess run is the push's."""
     users, concurrency = 1500, 8
     rows = [dict(user_uid=f"m{i:05d}", plan_name="p", order_count=i) for i in range(users)]
     url = write_sqlite_table(tmp_path / "src.db", rows)
@@ -297,7 +298,15 @@ def test_shards_run_in_parallel_only_as_far_as_the_pool_allows(tmp_path, monkeyp
         ).get_reconstructable_job("users_sync")
         with dg.DagsterInstance.get() as instance:
             instance.event_log_storage.set_concurrency_slots(f"personalize_{PROJECT_UID}", pool_slots)
-            with dg.execute_job(job, instance=instance) as result:
+            read_and_map = [
+                dg.AssetKey(["users", "source_users"]),
+                dg.AssetKey(["users", "mapped_attributes"]),
+            ]
+            build_definitions(load_spec(spec)).resolve_job_def("users_sync").execute_in_process(
+                instance=instance, asset_selection=read_and_map
+            )
+            push = [dg.AssetKey(["users", "personalize_users"])]
+            with dg.execute_job(job, instance=instance, asset_selection=push) as result:
                 assert result.success
                 assert push_metadata(result)["users_delivered"] == users
             records = instance.all_logs(result.run_id)
