@@ -5,11 +5,13 @@ and ends in the API, counts and rejections of the same sync unsharded."""
 
 from __future__ import annotations
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from contentstack_assets.definitions import build_definitions
 from contentstack_assets.engine.source import SourceReader, reader
 from contentstack_assets.engine.source.shards import STRAY, row_shards, shard_of
 from contentstack_assets.engine.state import StateStore
@@ -246,3 +248,26 @@ def test_a_marked_user_whose_row_is_rejected_keeps_its_mark_in_any_shard(tmp_pat
     result = run_job(spec, "users_sync", instance)
     assert push_metadata(result)["rows_rejected"] == 1
     assert owned_by_1 in store.pending_resends(key)  # not taken for gone
+
+
+def test_an_unsharded_step_handed_a_sharded_frame_says_to_materialize_the_sync_again(tmp_path, instance):
+    rows = [{"user_uid": f"u{index}", "plan_name": "gold", "order_count": index} for index in range(20)]
+    url = write_sqlite_table(tmp_path / "src.db", rows)
+    sharded = users_sync(url, "http://127.0.0.1:1", attributes=ATTRIBUTES, shards=2)
+    spec = write_spec(tmp_path / "syncs.yaml", [sharded])
+    keys = [sa_key("source_users"), sa_key("mapped_attributes")]
+    job = build_definitions(load_spec(spec)).resolve_job_def("users_sync")
+    assert job.execute_in_process(instance=instance, asset_selection=keys).success
+    spec = write_spec(tmp_path / "syncs.yaml", [{**sharded, "shards": 1}])  # the spec changed since
+    job = build_definitions(load_spec(spec)).resolve_job_def("users_sync")
+    for step in ("mapped_attributes", "personalize_users"):
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[sa_key(step)], raise_on_error=False
+        )
+        failure = next(event for event in result.all_events if event.is_step_failure)
+        assert "made in 2 shards" in failure.step_failure_data.error.message
+        assert "materialize the whole sync again" in failure.step_failure_data.error.message
+
+
+def sa_key(asset: str) -> dg.AssetKey:
+    return dg.AssetKey(["users", asset])
