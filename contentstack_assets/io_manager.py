@@ -9,6 +9,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -86,7 +87,7 @@ class FrameIOManager(dg.ConfigurableIOManager):
             temporary.unlink(missing_ok=True)
             raise
         _just_stored.put(path, obj, identity)
-        _remove_older(path, self.keep_days)
+        _remove_older(path, self.keep_days, _run_going(context))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         path = self._path(context)
@@ -103,8 +104,24 @@ class FrameIOManager(dg.ConfigurableIOManager):
             return unpack_frame(pickle.load(file))
 
 
-def _remove_older(path: Path, keep_days: float) -> None:
-    """Remove the frames next to `path` (the same asset's other ranges) last written over `keep_days` ago."""
+def _run_going(context: dg.OutputContext) -> Callable[[str], bool]:
+    """Whether the run of an id is still going, asked of the instance storing the output (without one, as
+    under `build_output_context`, every other run counts as finished)."""
+    try:
+        instance = context.step_context.instance
+    except dg.DagsterInvariantViolationError:
+        return lambda run_id: False
+
+    def going(run_id: str) -> bool:
+        run = instance.get_run_by_id(run_id)
+        return run is not None and not run.is_finished
+
+    return going
+
+
+def _remove_older(path: Path, keep_days: float, going: Callable[[str], bool]) -> None:
+    """Remove the frames next to `path` (the same asset's other ranges) last written over `keep_days` ago.
+    `going`: whether a run is still going (its chunks stay while it does, whatever newer run stored since)."""
     cutoff = time.time() - keep_days * 86400
     # and temporary files that old are left by writers that died (a file being written is younger)
     for other in [*path.parent.glob("*.pkl"), *path.parent.glob(".*.tmp")]:
@@ -121,13 +138,14 @@ def _remove_older(path: Path, keep_days: float) -> None:
                 shutil.rmtree(left, ignore_errors=True)
         except OSError:
             continue
-    # the chunks of chunked frames: those of other runs of the same range once a newer run stored its own
-    # (a step still reading them says so and asks to be run again), and any old enough
+    # the chunks of chunked frames: those of other finished runs of the same range once a newer run stored
+    # its own (a run still going may be reading them in its next step), and any old enough
     for chunks in path.parent.glob("*.chunks"):
         try:
-            stem = chunks.name.removesuffix(".chunks").rsplit(".", 1)[0]  # `<range>.<run id>.chunks`
+            stem, _, run_id = chunks.name.removesuffix(".chunks").rpartition(".")  # `<range>.<run id>.chunks`
             same_range = stem == path.stem and chunks.stat().st_mtime < path.stat().st_mtime
-            if (same_range and not _in_use(path, chunks)) or chunks.stat().st_mtime < cutoff:
+            replaced = same_range and not _in_use(path, chunks) and not going(run_id)
+            if replaced or chunks.stat().st_mtime < cutoff:
                 shutil.rmtree(chunks, ignore_errors=True)
         except OSError:
             continue

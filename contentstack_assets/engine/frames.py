@@ -169,7 +169,8 @@ class ChunkedFrame:
             except FileNotFoundError as error:
                 raise FileNotFoundError(
                     f"chunk {index + 1} of {len(self.lengths)} of a stored frame is gone from {self.directory} "
-                    "(a newer run of the same step replaced it, or it was removed): run the step again"
+                    "(a newer store of the same range replaced it after its run had finished, or it was removed): "
+                    "run the step again"
                 ) from error
             chunk.attrs = dict(self.attrs)
             yield chunk

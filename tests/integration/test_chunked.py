@@ -165,3 +165,28 @@ def test_the_chunks_live_beside_the_io_managers_files_and_a_newer_run_replaces_t
     mapped = sorted((frames / "mapped_attributes").glob("*.chunks"))
     assert len(mapped) == 1
     assert not list((home / "frames" / ".staging").glob("*/*"))  # nothing left behind
+
+
+def test_a_newer_run_leaves_the_chunks_of_a_run_still_going(tmp_path, emulator, instance):
+    """Two runs of one range at once (a CI run failed so): the later store of `source_users` removed the
+    chunks the earlier run's next step was still reading ("chunk ... is gone"). A run's chunks now stay while
+    the run is going; once it has finished, the next store of the range removes them."""
+    import shutil
+
+    import dagster as dg
+
+    spec = _spec(tmp_path, "going", emulator.url, _rows(), 100)
+    frames = Path(os.environ["DAGSTER_HOME"]) / "frames" / "users" / "source_users"
+    assert run_job(spec, "users_sync", instance).success
+    going = dg.DagsterRun(job_name="users_sync", status=dg.DagsterRunStatus.STARTED)
+    instance.add_run(going)
+    [finished] = frames.glob("*.chunks")
+    still_read = frames / f"all.{going.run_id}.chunks"  # the chunks of a run whose next step reads them now
+    shutil.copytree(finished, still_read)
+
+    assert run_job(spec, "users_sync", instance).success
+    assert still_read.exists() and not finished.exists()  # the finished run's go, the running run's stay
+
+    instance.report_run_failed(going)
+    assert run_job(spec, "users_sync", instance).success
+    assert not still_read.exists() and len(list(frames.glob("*.chunks"))) == 1
