@@ -19,8 +19,12 @@ the whole read it always was.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -34,11 +38,13 @@ from contentstack_assets.engine.source.digests import DIGEST, can_digest
 from contentstack_assets.engine.state import StateStore, uid_hashes
 from contentstack_assets.spec import UsersSync
 
+T = TypeVar("T")
 DIGEST_VERSION = 1  # moved by a release whose conversion of a value changes: every user is read again
 SOURCE_ROWS = "source_rows"  # frame attrs: the rows of the whole source
 DIGEST_UNCHANGED = "rows_digest_unchanged"  # frame attrs: rows left unread, their digest unmoved
 PRESENT = "present_uids"  # frame attrs: every uid of the source (on_delete: clear)
 UID_BATCH = 20_000  # uids per read of whole rows
+READ_AHEAD_ROWS = 500_000  # rows of the digests' read held while the state's digests are still being read
 WHOLE_SHARE = 0.3  # above this share of rows to read whole (and one batch), one read of every row is cheaper
 
 
@@ -89,12 +95,16 @@ def read_changed(
     columns = source_columns(sync)
     reader = reader or SourceReader(sync.source, columns)
     prefix = digest_prefix(sync)
-    known = store.load_source_digest_keys(store.key_of(sync))
-    if not len(known[0]):  # a first sync, a spec change that moved nothing yet: no digest to compare with
+    key = store.key_of(sync)
+    if not store.has_source_digests(key):  # a first sync, a spec change that moved nothing yet
         return _whole(
             sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
         )
-    scan = _scan(sync, reader, prefix, known)
+    # the state's digests are read while the source hashes its rows, and the source hashes its next chunk
+    # while this one is compared: both databases and this process at work at once
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="digests") as pool:
+        known = pool.submit(store.load_source_digest_set, key)
+        scan = _scan(sync, _read_ahead(pool, reader.read_digest_chunks(prefix)), reader, prefix, known)
     total, moved = scan.total, len(scan.moved)
     unread = total - moved
     if moved > WHOLE_SHARE * total and moved > UID_BATCH:
@@ -127,30 +137,49 @@ class _Scan:
     present: Uids | None  # every uid of the source (on_delete: clear)
 
 
-def _scan(sync: UsersSync, reader: SourceReader, prefix: str, known: tuple[np.ndarray, np.ndarray]) -> _Scan:
-    """One narrow read of every row's uid and digest, a chunk at a time, compared with the state's pairs:
-    what stays is the raw uid of each row to read whole, and 8 bytes a row (its uid's hash) to find the uids
-    the read holds more than once. Those are read whole too (the mapping rejects the duplicates): their rows
-    are found by a second narrow read, only when some uid hash repeats."""
+def _scan(
+    sync: UsersSync,
+    chunks: Iterator[pd.DataFrame],
+    reader: SourceReader,
+    prefix: str,
+    known: Future[np.ndarray],
+) -> _Scan:
+    """One narrow read of every row's uid and digest, a chunk at a time, compared with the state's pairs
+    (`known`, still being read when the first chunks come: up to `READ_AHEAD_ROWS` rows wait for them):
+    what stays is the raw uid of each row to read whole, and 8 bytes a row (the hash of the uid the mapping
+    makes of it) to find the uids the read holds more than once, however each row spells it. Those are read
+    whole too (the mapping rejects the duplicates): their rows are found by a second narrow read of
+    `reader`, only when some uid hash repeats. `chunks`: the chunks of the first read."""
     match = sync.match.column
     total = 0
     moved: list[pd.Series] = []
     hashes: list[np.ndarray] = []
     present: list[np.ndarray] | None = [] if sync.on_delete == "clear" else None
-    for chunk in reader.read_digest_chunks(prefix):
+    waiting: list[pd.DataFrame] = []
+
+    def compare(chunk: pd.DataFrame) -> None:
         raw = chunk[match]
-        hashed, same = _unread(raw, chunk[DIGEST].to_numpy(), known)
+        uids, hashed, same = _unread(raw, chunk[DIGEST].to_numpy(), known.result())
         hashes.append(hashed)
         moved.append(raw[~same])
-        total += len(chunk)
         if present is not None:
-            present.append(convert_uids(raw).values.dropna().to_numpy())
+            present.append(uids[pd.notna(uids)])
+
+    for chunk in chunks:
+        total += len(chunk)
+        waiting.append(chunk)
+        if known.done() or sum(len(held) for held in waiting) >= READ_AHEAD_ROWS:
+            for held in waiting:
+                compare(held)
+            waiting.clear()
+    for held in waiting:
+        compare(held)
     ordered = np.sort(np.concatenate(hashes))
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     if len(repeated):  # a uid given by two rows, both unmoved (identical rows): read whole, to be rejected
         for chunk in reader.read_digest_chunks(prefix):
             raw = chunk[match]
-            hashed, same = _unread(raw, chunk[DIGEST].to_numpy(), known)
+            _, hashed, same = _unread(raw, chunk[DIGEST].to_numpy(), known.result())
             moved.append(raw[same & np.isin(hashed, repeated)])
     return _Scan(
         total=total,
@@ -159,25 +188,70 @@ def _scan(sync: UsersSync, reader: SourceReader, prefix: str, known: tuple[np.nd
     )
 
 
+def _read_ahead(pool: ThreadPoolExecutor, chunks: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """The items of `chunks`, each taken from it by a thread of `pool` while the one before is in use (up to
+    `depth` waiting): the database makes the next chunk meanwhile. Stopped early, the thread stops too."""
+    handed: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def hand(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in chunks:
+                if not hand(item):
+                    return
+            hand(end)
+        except BaseException as error:  # noqa: BLE001 - raised again where the items are used
+            hand(_Raised(error))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    running = pool.submit(produce)
+    try:
+        while (item := handed.get()) is not end:
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        running.result()
+
+
+@dataclass
+class _Raised:
+    error: BaseException
+
+
 def _unread(
-    raw_uids: pd.Series, digests: np.ndarray, known: tuple[np.ndarray, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's uid hash, and whether its uid and digest are a pair the state holds
-    (`load_source_digest_keys`): compared as exact 64-bit integers, the uid by its 64-bit hash (a false
-    match needs two different uids to share their hash and the row's digest to equal the other user's). A row
-    whose uid the read gives as clean text is compared as it is (the uid the mapping would make of it is that
-    text, or the row cannot match), any other uid as the mapping converts it; a row without a uid never."""
-    raw = raw_uids.to_numpy()
-    if pd.api.types.infer_dtype(raw, skipna=False) == "string":
-        keys = raw
-    else:  # numbers, nulls, bytes: as the mapping converts them
-        keys = convert_uids(raw_uids).values.to_numpy(dtype=object)
-    has_uid = pd.notna(keys)
-    hashed = uid_hashes(np.where(has_uid, keys, ""))
-    stored_hashes, stored_digests = known
-    at = np.minimum(np.searchsorted(stored_hashes, hashed), len(stored_hashes) - 1)
-    same = (stored_hashes[at] == hashed) & (stored_digests[at] == digests) & has_uid
-    return hashed, same
+    raw_uids: pd.Series, digests: np.ndarray, known: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's uid as the mapping makes it (None where it rejects it), the uid's 64-bit hash, and whether
+    the row may be left unread: it has a uid and its digest is one the state holds (`known`, sorted).
+
+    The digest hashes the row's raw uid with its other values, so a digest the state holds names one user's
+    row (a false match needs a row to share its 64-bit digest with another user's recorded row): no uid
+    text needs reading back from the state."""
+    uids = convert_uids(raw_uids).values.to_numpy(dtype=object)
+    has_uid = pd.notna(uids)
+    hashed = uid_hashes(np.where(has_uid, uids, ""))
+    if not len(known):  # the state's digests went meanwhile (a spec change): every row is read
+        return uids, hashed, np.zeros(len(hashed), dtype=bool)
+    order = np.argsort(digests)  # looked up in order: 4x faster than in the read's order at 1M users
+    at = np.empty(len(digests), dtype=np.intp)
+    at[order] = np.searchsorted(known, digests[order])
+    same = (known[np.minimum(at, len(known) - 1)] == digests) & has_uid
+    return uids, hashed, same
 
 
 def _whole(sync: UsersSync, frame: Frame) -> Frame:

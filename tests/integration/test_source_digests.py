@@ -137,6 +137,36 @@ def test_nulls_empty_text_and_the_text_null_hash_apart(source_url):
     assert SourceReader(source, list(COLUMNS)).read_digests("another")[DIGEST].tolist() != digests
 
 
+@pytest.mark.postgres
+def test_values_postgresqls_own_hashes_take_alike_hash_apart(postgres_url):
+    """PostgreSQL hashes a row as a record by each type's own hash, which takes some values the mapping
+    tells apart for one: numeric 1.0 and 1.00, a float's 0 and -0, '1 day' and '24 hours', citext 'A' and
+    'a'. Those columns are hashed by their text (engine/source/digests.py): each row here has its digest."""
+    execute(
+        postgres_url,
+        "CREATE EXTENSION IF NOT EXISTS citext",
+        "DROP TABLE IF EXISTS users",
+        "CREATE TABLE users (user_uid text, amount numeric, ratio double precision, span interval, "
+        "name citext, seen timestamptz, day date, n bigint, flag boolean)",
+        "INSERT INTO users VALUES ('u', 1.0, 0, '1 day', 'A', '2024-01-01 00:00+00', '2024-01-01', 1, true), "
+        "('u', 1.00, 0, '1 day', 'A', '2024-01-01 00:00+00', '2024-01-01', 1, true), "
+        "('u', 1.0, '-0', '1 day', 'A', '2024-01-01 00:00+00', '2024-01-01', 1, true), "
+        "('u', 1.0, 0, '24 hours', 'A', '2024-01-01 00:00+00', '2024-01-01', 1, true), "
+        "('u', 1.0, 0, '1 day', 'a', '2024-01-01 00:00+00', '2024-01-01', 1, true), "
+        "('u', 1.0, 0, '1 day', 'A', '2024-01-01 00:00:01+00', '2024-01-01', 1, true), "
+        "('u', 1.0, 0, '1 day', 'A', '2024-01-01 00:00+00', '2024-01-02', 1, true), "
+        "('u', 1.0, 0, '1 day', 'A', '2024-01-01 00:00+00', '2024-01-01', NULL, true), "
+        "('u', 1.0, 0, '1 day', 'A', '2024-01-01 00:00+00', '2024-01-01', 0, true), "
+        "('u', 1.0, 0, '1 day', 'A', '2024-01-01 00:00+00', '2024-01-01', 1, false)",
+    )
+    columns = ["user_uid", "amount", "ratio", "span", "name", "seen", "day", "n", "flag"]
+    source = SourceSpec.model_validate({"url": postgres_url, "table": "users"})
+    digests = SourceReader(source, columns).read_digests("prefix")[DIGEST].tolist()
+    assert len(set(digests)) == 10
+    whole = SourceReader(source, columns).read(digest="prefix")
+    assert sorted(whole[DIGEST].tolist()) == sorted(digests)
+
+
 @pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)
 def test_a_spec_change_reads_everyone_again(tmp_path, instance, emulator, source_url):
     assert _run(tmp_path, instance, emulator, source_url, ROWS).success

@@ -3,9 +3,16 @@
 names everything else the mapping of the row depends on (the spec's salt, the code, the column types).
 
 Each expression tells NULL from the empty text and from the text 'NULL', and keeps column boundaries:
-PostgreSQL hashes the row's text (`ROW(...)::text` quotes and marks as needed), DuckDB its multi-argument
-`hash`, MySQL/MariaDB an MD5 of each value's length (-1 for NULL) and text. Elsewhere (SQLite, Snowflake,
-any other) there is none and every run reads every row.
+PostgreSQL 14+ hashes the row as a record (`hash_record_extended`: each value by its type's own hash, no
+text made of the row, under half the server's time), older PostgreSQL the row's text (`ROW(...)::text` quotes
+and marks as needed), DuckDB its multi-argument `hash`, MySQL/MariaDB an MD5 of each value's length (-1 for
+NULL) and text. Elsewhere (SQLite, Snowflake, any other) there is none and every run reads every row.
+
+A type's own hash is only used where two values it hashes alike are the same value to the mapping: integers,
+booleans, dates and timestamps (an instant's one number). Text is hashed by its bytes (`COLLATE "C"`, and
+`citext` made `text`: a case-insensitive or non-deterministic collation hashes 'A' like 'a'); every other
+type by its text, where its own hash is too forgiving for a sync (`numeric` 1.0 like 1.00, a float's -0 like
+0, an interval's '1 day' like '24 hours'), or unknown (a query's columns).
 """
 
 from __future__ import annotations
@@ -22,9 +29,22 @@ def can_digest(dialect: str) -> bool:
     return dialect in ("postgresql", "duckdb") or dialect in _MYSQL
 
 
-def row_digest(columns: Sequence[sa.ColumnElement], dialect: str, prefix: str) -> sa.ColumnElement:
-    """The database's 64-bit hash of these columns' values after `prefix` (a signed BIGINT)."""
+def row_digest(
+    columns: Sequence[sa.ColumnElement],
+    dialect: str,
+    prefix: str,
+    declared: Sequence[sa.types.TypeEngine | None] = (),
+    server_version: tuple | None = None,
+) -> sa.ColumnElement:
+    """The database's 64-bit hash of these columns' values after `prefix` (a signed BIGINT); `declared`:
+    each column's declared type where known (a table's), `server_version`: the server's version."""
     salt = sa.bindparam("digest_prefix", prefix, type_=sa.String)
+    if dialect == "postgresql" and server_version is not None and server_version >= (14,):
+        kinds = list(declared) + [None] * (len(columns) - len(declared))
+        fields = [_record_field(column, kind) for column, kind in zip(columns, kinds, strict=True)]
+        # the prefix names the expression too: a server upgraded past 13 moves every digest once
+        record = sa.func.row(sa.cast(salt, sa.Text).concat(":record"), *fields)
+        return sa.func.hash_record_extended(record, sa.literal_column("0"))
     if dialect == "postgresql":
         text = sa.func.concat(salt, sa.cast(sa.func.row(*columns), sa.Text))
         return sa.func.hashtextextended(text, sa.literal_column("0"))
@@ -40,3 +60,13 @@ def row_digest(columns: Sequence[sa.ColumnElement], dialect: str, prefix: str) -
         # the first 16 hex digits as an unsigned number, cast to SIGNED: the same 64 bits, wrapped
         return sa.cast(sa.func.conv(sa.func.substring(md5, 1, 16), 16, 10), sa.Integer)
     raise ValueError(f"no row digest on {dialect}")
+
+
+def _record_field(column: sa.ColumnElement, kind: sa.types.TypeEngine | None) -> sa.ColumnElement:
+    """A column as PostgreSQL's record hash takes it: as it is where the type's hash tells every two values
+    the mapping tells apart, text by its bytes, anything else by its text (see the module)."""
+    if isinstance(kind, (sa.Integer, sa.Boolean, sa.Date, sa.DateTime)) and not isinstance(kind, sa.Interval):
+        return column
+    if isinstance(kind, sa.String) and not isinstance(kind, sa.Enum):
+        return sa.cast(column, sa.Text).collate("C")
+    return sa.cast(column, sa.Text)

@@ -71,6 +71,7 @@ class SourceReader:
         # for a query. Filled by `read`
         self.primary_key: list[str] = []
         self._result_types: list[str] = []  # a query's result column types, as its driver describes them
+        self._declared: dict[str, sa.types.TypeEngine] = {}  # a table's columns' declared types
 
     @contextlib.contextmanager
     def _database_errors(self) -> Iterator[None]:
@@ -106,7 +107,8 @@ class SourceReader:
             if primary_key:
                 self.primary_key = _primary_key(connection, source.table, source.db_schema)
                 self.columns += [column for column in self.primary_key if column not in self.columns]
-            self.column_types = {column: _type_name(found[column]["type"]) for column in self.columns}
+            self._declared = {column: found[column]["type"] for column in self.columns}
+            self.column_types = {column: _type_name(kind) for column, kind in self._declared.items()}
             window_column = source.partition_column
             if window_column:
                 self._window_column_type = found[window_column]["type"]
@@ -181,7 +183,9 @@ class SourceReader:
         described = hashlib.blake2b(
             repr((prefix, dialect, driver, types)).encode(), digest_size=12
         ).hexdigest()
-        return row_digest([relation.c[c] for c in self.columns], dialect, described)
+        columns = [relation.c[c] for c in self.columns]
+        declared = [self._declared.get(c) for c in self.columns]
+        return row_digest(columns, dialect, described, declared, engine.dialect.server_version_info)
 
     def read_digests(self, prefix: str, window: Window | None = None) -> pd.DataFrame:
         """The first column of the reader (the uid) and each row's digest (`DIGEST`, int64): one narrow

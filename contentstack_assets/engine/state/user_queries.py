@@ -292,26 +292,28 @@ class UserQueries(StoreBase):
             copy=False,
         )
 
-    def load_source_digest_keys(self, sync: str) -> tuple[np.ndarray, np.ndarray]:
-        """`load_source_digests` as (the uid's 64-bit hash, `uid_hashes`; its digest), sorted by the hash:
-        16 bytes a user, the uids' text let go chunk by chunk as it is read."""
-        hashes, digests = [], []
-        for chunk_uids, chunk_digests in self._source_digest_chunks(sync):
-            hashes.append(uid_hashes(chunk_uids))
-            digests.append(chunk_digests)
-        if not hashes:
-            return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
-        hashed, digest = np.concatenate(hashes), np.concatenate(digests)
-        order = np.argsort(hashed, kind="stable")
-        return hashed[order], digest[order]
+    def load_source_digest_set(self, sync: str) -> np.ndarray:
+        """The digests of `load_source_digests`, sorted, 8 bytes a user: a digest hashes its row's uid with the
+        row's values, so a row hashing to one of them is its user's row, unmoved (engine/digests.py)."""
+        statement = sa.select(users.c.source_digest).where(*_digest_usable(sync))
+        chunks = []
+        with self.engine.connect() as connection, _gc_paused():
+            result = connection.execution_options(stream_results=False).execute(statement)
+            try:
+                while rows := result.cursor.fetchmany(100_000):
+                    chunks.append(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
+            finally:
+                result.close()
+        return np.sort(np.concatenate(chunks)) if chunks else np.empty(0, dtype=np.int64)
+
+    def has_source_digests(self, sync: str) -> bool:
+        """Whether `load_source_digest_set` finds any user (a run then compares the source's digests)."""
+        statement = sa.select(users.c.user_uid).where(*_digest_usable(sync)).limit(1)
+        with self.engine.connect() as connection:
+            return connection.execute(statement).first() is not None
 
     def _source_digest_chunks(self, sync: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        statement = sa.select(users.c.user_uid, users.c.source_digest).where(
-            users.c.sync == sync,
-            users.c.source_digest.is_not(None),
-            users.c.failed_runs == 0,
-            users.c.fingerprint == users.c.digest_fingerprint,
-        )
+        statement = sa.select(users.c.user_uid, users.c.source_digest).where(*_digest_usable(sync))
         with self.engine.connect() as connection, _gc_paused():
             result = connection.execution_options(stream_results=False).execute(statement)
             try:
@@ -499,6 +501,16 @@ def _without(keys: tuple[str, ...], dialect: str) -> sa.ColumnElement:
     as_jsonb = sa.cast(users.c.delivered, postgresql.JSONB)
     removed = as_jsonb.op("-")(sa.literal(list(keys), type_=postgresql.ARRAY(sa.Text)))
     return sa.cast(removed, sa.Text)
+
+
+def _digest_usable(sync: str) -> list[sa.ColumnElement[bool]]:
+    """The users whose source digest lets a run leave their row unread (`load_source_digests`)."""
+    return [
+        users.c.sync == sync,
+        users.c.source_digest.is_not(None),
+        users.c.failed_runs == 0,
+        users.c.fingerprint == users.c.digest_fingerprint,
+    ]
 
 
 def uid_hashes(uids: np.ndarray) -> np.ndarray:
