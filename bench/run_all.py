@@ -59,11 +59,13 @@ DOC = PROJECT_ROOT / "docs" / "benchmarks.md"
 RUNS_MARKER = "<!-- bench/run_all.py appends runs below this line -->"
 # the targets of the issue: name -> (figure key, comparison, bound, the smallest size it is set for)
 TARGETS = [
-    ("first sync vs ceiling", "first_vs_ceiling", ">=", 0.75, 0),
+    ("first sync vs ceiling", "first_vs_ceiling", ">=", 0.8, 0),  # issue 19 (issue 6: 0.75)
     ("first sync vs sequential loop", "first_vs_sequential", ">=", 10.0, 0),
     ("first sync vs drt", "first_vs_drt", ">=", 30.0, 0),  # issue 19; only when drt ran (not --no-drt)
-    ("unchanged rerun vs read_sql", "unchanged_vs_read_sql", "<=", 2.5, 1_000_000),  # "of 1M users"
-    ("1%-changed rerun vs read_sql", "changed_vs_read_sql", "<=", 3.0, 1_000_000),
+    # issue 19 (issue 6: 2.5x and 3x), "of 1M users"
+    ("unchanged rerun vs read_sql", "unchanged_vs_read_sql", "<=", 1.0, 1_000_000),
+    # the 1% rerun over its budget: 2x read_sql plus the changed users' delivery at the ceiling's rate
+    ("1%-changed rerun vs (2.0x read_sql + delivery at the ceiling)", "changed_vs_budget", "<=", 1.0, 1_000_000),
 ]
 GIB = 1024.0
 
@@ -322,6 +324,10 @@ def _ratios(figures: dict) -> None:
     figures["changed_vs_read_sql"] = round(
         figures["changed"]["wall_s"] / figures["read_sql_changed"]["read_sql_s"], 2
     )
+    delivery_s = figures["changed"]["users_expected"] / figures["ceiling"]["users_per_s"]
+    budget_s = 2.0 * figures["read_sql_changed"]["read_sql_s"] + delivery_s
+    figures["changed_budget_s"] = round(budget_s, 2)
+    figures["changed_vs_budget"] = round(figures["changed"]["wall_s"] / budget_s, 2)
     figures["peak_rss_mib"] = max(
         first["peak_rss_mib"],
         figures["unchanged"]["max_peak_rss_mib"],
