@@ -355,7 +355,10 @@ def report(
     finished_at = finished_at or f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     load_at_end = load_at_end or [round(x, 2) for x in os.getloadavg()]
     sizes = sorted({r["rows"] for r in results})
+    databases = sorted({r["database"] for r in results})
     title = f"Scale: {_users(sizes[0])} -> {_users(sizes[-1])}"
+    if databases != ["sqlite"]:
+        title += f" ({', '.join(databases)})"
     chunk_sizes = sorted({r["chunk_size"] for r in results})
     lines = [
         f"## {title}",
@@ -485,12 +488,23 @@ def write_section(text: str, begin: str = SECTION_BEGIN, end: str = SECTION_END)
         doc.write_text(existing.rstrip("\n") + "\n\n" + block)
 
 
+def _section_markers(databases: str) -> tuple[str, str]:
+    """The markers of this run's section: SQLite's (the default) has its own, every other set of databases
+    one of its own too, so a run on PostgreSQL and DuckDB leaves SQLite's section in place."""
+    if databases == "sqlite":
+        return SECTION_BEGIN, SECTION_END
+    return (
+        f"<!-- bench/scale.py --databases {databases} writes the section below; a rerun replaces it -->",
+        f"<!-- end of bench/scale.py --databases {databases}'s section -->",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="1000000,10000000", help="comma-separated numbers of users")
-    parser.add_argument("--databases", default="sqlite", help="comma-separated: sqlite, postgres")
+    parser.add_argument("--databases", default="sqlite", help="comma-separated: sqlite, postgres, duckdb")
     parser.add_argument("--concurrency", type=int, default=64, help="the sync's `concurrency`")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="the emulator's --latency-ms")
     parser.add_argument("--chunk-size", type=int, help="the spec's `source.chunk_size` (default: the spec's)")
@@ -521,7 +535,7 @@ def main() -> None:
         )
         print(text)
         if not args.no_append:
-            write_section(text)
+            write_section(text, *_section_markers(args.databases))
         return
     command = "python bench/scale.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     info = run_all.machine()
@@ -543,7 +557,7 @@ def main() -> None:
     print()
     print(text)
     if not args.no_append:
-        write_section(text)
+        write_section(text, *_section_markers(args.databases))
         log(f"wrote the section to {run_all.DOC.relative_to(PROJECT_ROOT)}")
 
 

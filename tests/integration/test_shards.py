@@ -215,6 +215,38 @@ def test_the_empty_source_guard_compares_each_shard_with_its_own_last_run(sharde
     assert result.success and push_metadata(result)["requests_sent"] == 0
 
 
+class _Crc32AsMd5:
+    """hashlib as the shards saw it before they hashed by MD5: the first 4 bytes are the CRC-32."""
+
+    @staticmethod
+    def md5(data: bytes):
+        import types
+        import zlib
+
+        return types.SimpleNamespace(digest=lambda: zlib.crc32(data).to_bytes(4, "big") + bytes(12))
+
+
+def test_the_first_run_after_the_hash_moved_to_md5_passes_the_guard_and_sends_nothing(
+    sharded, emulator, instance, monkeypatch
+):
+    """Shards were `crc32(uid) mod N` before: the first run that slices by MD5 moves most users to another
+    shard. Each shard's guard compares its slice with that shard's last run, slices of a uniform hash of
+    about the same size, so the run passes, and the state, kept by user, finds everyone unchanged."""
+    import contentstack_assets.engine.source.shards as shards_module
+
+    rows = _rows()
+    spec = sharded(rows)
+    with monkeypatch.context() as patched:
+        patched.setattr(shards_module, "hashlib", _Crc32AsMd5)
+        crc = shard_of([row["user_uid"] for row in rows], 3)
+        assert run_job(spec, "users_sync", instance).success
+    md5 = shard_of([row["user_uid"] for row in rows], 3)
+    assert (crc != md5).mean() > 0.5  # most users moved
+    result = run_job(spec, "users_sync", instance)
+    assert result.success and push_metadata(result)["requests_sent"] == 0
+    assert len(emulator.users()) == N_USERS
+
+
 def test_failed_users_fail_the_asset_after_reporting_and_are_retried(sharded, emulator, instance):
     spec = sharded(_rows())
     emulator.configure(fail_rate=0.2, seed=5)
