@@ -10,6 +10,7 @@ import json
 import urllib.request
 from collections.abc import Iterator
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -165,6 +166,28 @@ def test_values_postgresqls_own_hashes_take_alike_hash_apart(postgres_url):
     assert len(set(digests)) == 10
     whole = SourceReader(source, columns).read(digest="prefix")
     assert sorted(whole[DIGEST].tolist()) == sorted(digests)
+
+
+@pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)
+def test_duckdbs_digests_come_as_columns_with_every_uid_as_read(source_url):
+    """DuckDB hands the digests' read over a chunk of columns at a time (text uids): across its vectors of
+    2,048 rows, a NULL uid stays None and every other uid its text, with the digest a whole read gives."""
+    execute(
+        source_url,
+        "DROP TABLE IF EXISTS users",
+        "CREATE TABLE users AS SELECT 'u' || i AS user_uid, 'gold' AS plan_name, i::VARCHAR AS order_count "
+        "FROM range(120000) t(i)",
+        "INSERT INTO users VALUES (NULL, 'gold', '1'), ('', 'gold', '1'), (' u1 ', 'gold', '1'), ('NULL', 'gold', '1')",
+    )
+    source = SourceSpec.model_validate({"url": source_url, "table": "users"})
+    reader = SourceReader(source, list(COLUMNS))
+    chunks = list(reader.read_digest_chunks("prefix"))
+    assert len(chunks) >= 2 and sum(len(chunk) for chunk in chunks) == 120_004
+    read = pd.concat(chunks, ignore_index=True)
+    whole = SourceReader(source, list(COLUMNS)).read(digest="prefix")
+    as_read = sorted(zip(read["user_uid"].tolist(), read[DIGEST].tolist()), key=repr)
+    assert as_read == sorted(zip(whole["user_uid"].tolist(), whole[DIGEST].tolist()), key=repr)
+    assert None in read["user_uid"].tolist() and read[DIGEST].dtype == "int64"
 
 
 @pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)

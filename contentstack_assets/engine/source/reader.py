@@ -205,28 +205,44 @@ class SourceReader:
                 relation.c[self.columns[0]], self._digest(relation, dialect, prefix)
             )
             result = connection.execution_options(stream_results=True).execute(statement)
-            cursor = result.cursor
-            size = max(self.source.chunk_size, 100_000)
             try:
-                rows = _prefetched(result)
-                rows += cursor.fetchmany(size - len(rows))
-                while rows:
+                for frame in self._digest_frames(result, dialect, max(self.source.chunk_size, 100_000)):
                     yielded = True
-                    yield self._digest_frame(_rows_to_array(rows, 2))
-                    rows = cursor.fetchmany(size)
+                    yield frame
             finally:
                 result.close()
         if not yielded:
-            yield self._digest_frame(np.empty((0, 2), dtype=object))
+            yield self._digest_frame(np.empty(0, dtype=object), np.empty(0, dtype=np.int64))
 
-    def _digest_frame(self, table: np.ndarray) -> pd.DataFrame:
+    def _digest_frames(self, result: sa.CursorResult, dialect: str, size: int) -> Iterator[pd.DataFrame]:
+        cursor = result.cursor
+        rows = _prefetched(result)
+        if dialect == "duckdb" and isinstance(self._declared.get(self.columns[0]), sa.String):
+            # DuckDB hands a chunk over as columns, no tuple made per row (text uids only: a column of
+            # numbers holding a NULL would come as floats)
+            if rows:
+                yield self._digest_rows(rows)
+            while len(chunk := cursor.fetch_df_chunk(max(1, size // 2048))):
+                uids = chunk.iloc[:, 0].to_numpy(dtype=object, na_value=None)
+                yield self._digest_frame(uids, chunk.iloc[:, 1].to_numpy(dtype=np.int64))
+            return
+        rows += cursor.fetchmany(size - len(rows))
+        while rows:
+            yield self._digest_rows(rows)
+            rows = cursor.fetchmany(size)
+
+    def _digest_frame(self, uids: np.ndarray, digests: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(
             {
-                self.columns[0]: pd.Series(np.ascontiguousarray(table[:, 0]), dtype=object, copy=False),
-                DIGEST: table[:, 1].astype(np.int64),
+                self.columns[0]: pd.Series(np.ascontiguousarray(uids), dtype=object, copy=False),
+                DIGEST: digests.astype(np.int64, copy=False),
             },
             copy=False,
         )
+
+    def _digest_rows(self, rows: Sequence[Sequence[object]]) -> pd.DataFrame:
+        table = _rows_to_array(rows, 2)
+        return self._digest_frame(table[:, 0], table[:, 1])
 
     def _bound_time(self, moment: dt.datetime) -> dt.datetime | str | int:
         """A UTC instant as the partition column compares it (`window.bound_time`)."""
