@@ -105,16 +105,20 @@ class FrameIOManager(dg.ConfigurableIOManager):
 
 
 def _run_going(context: dg.OutputContext) -> Callable[[str], bool]:
-    """Whether the run of an id is still going, asked of the instance storing the output (without one, as
-    under `build_output_context`, every other run counts as finished)."""
+    """Whether the run of an id may still be going, asked of the instance storing the output (without one,
+    as under `build_output_context`, every other run counts as finished)."""
     try:
         instance = context.step_context.instance
     except dg.DagsterInvariantViolationError:
         return lambda run_id: False
 
     def going(run_id: str) -> bool:
-        run = instance.get_run_by_id(run_id)
-        return run is not None and not run.is_finished
+        try:
+            run = instance.get_run_by_id(run_id)
+        except Exception:  # noqa: BLE001 - the run storage out of reach: keep the chunks (keep_days removes them)
+            return True
+        # a run this instance does not know (another instance's, sharing the folder) may be going too
+        return run is None or not run.is_finished
 
     return going
 

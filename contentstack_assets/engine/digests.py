@@ -19,6 +19,7 @@ the whole read it always was.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from contentstack_assets.engine.plan import spec_salt
 from contentstack_assets.engine.source import SourceReader, engine_for
 from contentstack_assets.engine.source.digests import DIGEST, can_digest
 from contentstack_assets.engine.state import StateStore, uid_hashes
+from contentstack_assets.engine.state.fingerprint_read import drained
 from contentstack_assets.spec import UsersSync
 
 T = TypeVar("T")
@@ -44,7 +46,7 @@ SOURCE_ROWS = "source_rows"  # frame attrs: the rows of the whole source
 DIGEST_UNCHANGED = "rows_digest_unchanged"  # frame attrs: rows left unread, their digest unmoved
 PRESENT = "present_uids"  # frame attrs: every uid of the source (on_delete: clear)
 UID_BATCH = 20_000  # uids per read of whole rows
-READ_AHEAD_ROWS = 500_000  # rows of the digests' read held while the state's digests are still being read
+READ_AHEAD_ROWS = 200_000  # rows of the digests' read held while the state's digests are still being read
 WHOLE_SHARE = 0.3  # above this share of rows to read whole (and one batch), one read of every row is cheaper
 
 
@@ -103,8 +105,10 @@ def read_changed(
     # the state's digests are read while the source hashes its rows, and the source hashes its next chunk
     # while this one is compared: both databases and this process at work at once
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="digests") as pool:
-        known = pool.submit(store.load_source_digest_set, key)
-        scan = _scan(sync, _read_ahead(pool, reader.read_digest_chunks(prefix)), reader, prefix, known)
+        known = _loaded(pool, store, key)
+        # closed however the scan ends (a failure's traceback would keep the read-ahead thread waiting)
+        with contextlib.closing(_read_ahead(pool, reader.read_digest_chunks(prefix))) as chunks:
+            scan = _scan(sync, chunks, reader, prefix, known)
     total, moved = scan.total, len(scan.moved)
     unread = total - moved
     if moved > WHOLE_SHARE * total and moved > UID_BATCH:
@@ -174,7 +178,8 @@ def _scan(
             waiting.clear()
     for held in waiting:
         compare(held)
-    ordered = np.sort(np.concatenate(hashes))
+    ordered = drained(hashes, np.uint64)
+    ordered.sort()  # in place
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     if len(repeated):  # a uid given by two rows, both unmoved (identical rows): read whole, to be rejected
         for chunk in reader.read_digest_chunks(prefix):
@@ -186,6 +191,17 @@ def _scan(
         moved=pd.concat(moved, ignore_index=True),
         present=None if present is None else Uids(np.concatenate(present)),
     )
+
+
+def _loaded(pool: ThreadPoolExecutor, store: StateStore, key: str) -> Future[np.ndarray]:
+    """The state's digests (`load_source_digest_set`), read by a thread of `pool`; by this one for a
+    state in SQLite's memory, which another thread's connection would find empty."""
+    url = store.engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        done: Future[np.ndarray] = Future()
+        done.set_result(store.load_source_digest_set(key))
+        return done
+    return pool.submit(store.load_source_digest_set, key)
 
 
 def _read_ahead(pool: ThreadPoolExecutor, chunks: Iterator[T], depth: int = 1) -> Iterator[T]:

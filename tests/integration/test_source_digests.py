@@ -138,6 +138,26 @@ def test_nulls_empty_text_and_the_text_null_hash_apart(source_url):
     assert SourceReader(source, list(COLUMNS)).read_digests("another")[DIGEST].tolist() != digests
 
 
+def test_a_table_whose_primary_key_the_sync_does_not_read_is_left_unread(
+    tmp_path, instance, emulator, source_url
+):
+    """A whole read adds the table's primary key to its columns (to name a rejected row); the digests' read
+    does not. The digest hashes the sync's columns alone, so the two agree: a rerun reads nothing (it read
+    every row, every run, when the key was hashed too)."""
+    execute(
+        source_url,
+        "DROP TABLE IF EXISTS users",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, user_uid VARCHAR(100), plan_name VARCHAR(100), "
+        "order_count VARCHAR(100))",
+        "INSERT INTO users VALUES (:id, :user_uid, :plan_name, :order_count)",
+        rows=[{"id": index, **row} for index, row in enumerate(ROWS)],
+    )
+    first = _run(tmp_path, instance, emulator, source_url)
+    assert first.success and _figures(first) == (5, 0, 5, 5)
+    again = _run(tmp_path, instance, emulator, source_url)
+    assert again.success and _figures(again) == (0, 5, 0, 0)
+
+
 @pytest.mark.postgres
 def test_values_postgresqls_own_hashes_take_alike_hash_apart(postgres_url):
     """PostgreSQL hashes a row as a record by each type's own hash, which takes some values the mapping
@@ -168,6 +188,28 @@ def test_values_postgresqls_own_hashes_take_alike_hash_apart(postgres_url):
     assert sorted(whole[DIGEST].tolist()) == sorted(digests)
 
 
+@pytest.mark.postgres
+def test_text_hashes_by_its_bytes_whatever_its_collation_or_padding(postgres_url):
+    """A query's columns are hashed by their text, which keeps a column's collation: under a
+    case-insensitive one 'A' hashed like 'a' until the text was hashed as `COLLATE "C"`. A `char` column
+    keeps its blanks and tells NULL from the empty text."""
+    execute(
+        postgres_url,
+        "DROP TABLE IF EXISTS users",
+        "DROP COLLATION IF EXISTS cs_case_blind",
+        "CREATE COLLATION cs_case_blind (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+        "CREATE TABLE users (user_uid text, nick text COLLATE cs_case_blind, code char(2))",
+        "INSERT INTO users VALUES ('u', 'A', 'x'), ('u', 'a', 'x'), ('u', 'a', NULL), ('u', 'a', '')",
+    )
+    columns = ["user_uid", "nick", "code"]
+    for source in (
+        SourceSpec.model_validate({"url": postgres_url, "table": "users"}),
+        SourceSpec.model_validate({"url": postgres_url, "query": "SELECT user_uid, nick, code FROM users"}),
+    ):
+        digests = SourceReader(source, columns).read_digests("prefix")[DIGEST].tolist()
+        assert len(set(digests)) == 4, source
+
+
 @pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)
 def test_duckdbs_digests_come_as_columns_with_every_uid_as_read(source_url):
     """DuckDB hands the digests' read over a chunk of columns at a time (text uids): across its vectors of
@@ -185,8 +227,8 @@ def test_duckdbs_digests_come_as_columns_with_every_uid_as_read(source_url):
     assert len(chunks) >= 2 and sum(len(chunk) for chunk in chunks) == 120_004
     read = pd.concat(chunks, ignore_index=True)
     whole = SourceReader(source, list(COLUMNS)).read(digest="prefix")
-    as_read = sorted(zip(read["user_uid"].tolist(), read[DIGEST].tolist()), key=repr)
-    assert as_read == sorted(zip(whole["user_uid"].tolist(), whole[DIGEST].tolist()), key=repr)
+    as_read = sorted(zip(read["user_uid"].tolist(), read[DIGEST].tolist(), strict=True), key=repr)
+    assert as_read == sorted(zip(whole["user_uid"].tolist(), whole[DIGEST].tolist(), strict=True), key=repr)
     assert None in read["user_uid"].tolist() and read[DIGEST].dtype == "int64"
 
 

@@ -62,3 +62,13 @@ def test_every_user_of_a_big_state_in_random_chunks():
         found = index.frame(wanted, lambda _: exact.iloc[:0])
         expected = exact.loc[exact.index.isin(wanted)]
         pd.testing.assert_frame_equal(found.sort_index(), expected.sort_index(), check_index_type=False)
+
+
+def test_drained_joins_chunks_in_order_and_lets_them_go():
+    import numpy as np
+
+    from contentstack_assets.engine.state.fingerprint_read import drained
+
+    chunks = [np.array([3, 1], dtype=np.int64), np.array([], dtype=np.int64), np.array([7], dtype=np.int64)]
+    assert drained(chunks, np.int64).tolist() == [3, 1, 7] and chunks == []
+    assert drained([], np.uint64).dtype == np.uint64

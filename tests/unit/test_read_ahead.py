@@ -50,3 +50,54 @@ def test_a_use_stopped_early_stops_the_read():
         assert next(chunks) == 0
         chunks.close()
     assert read.closed and read.made <= 3  # one in use, one waiting, one being handed over
+
+
+def test_a_scan_that_fails_midway_stops_its_read_ahead(tmp_path, monkeypatch):
+    """A failure while the chunks are compared (here: the comparison itself) reaches the caller; the
+    read-ahead thread, left waiting to hand over its next chunk, would hold the run forever (the pool waits
+    for its threads) unless the scan closes it."""
+    import threading
+    import types
+
+    import numpy as np
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from contentstack_assets.engine import digests
+    from contentstack_assets.engine.source.digests import DIGEST
+    from contentstack_assets.spec import load_spec
+    from tests.helpers import users_sync, write_spec
+
+    spec = write_spec(tmp_path / "syncs.yaml", [users_sync("sqlite:///unused.db", "http://127.0.0.1:9")])
+    sync = load_spec(str(spec)).get("users")
+    read = _Read(1000)
+
+    class Reader:
+        def read_digest_chunks(self, prefix):
+            for index in read:
+                yield pd.DataFrame({"user_uid": [f"u{index}"], DIGEST: np.array([index], dtype=np.int64)})
+
+    store = types.SimpleNamespace(
+        engine=sa.create_engine(f"sqlite:///{tmp_path / 'state.db'}"),
+        key_of=lambda sync: "users",
+        has_source_digests=lambda key: True,
+        load_source_digest_set=lambda key: np.array([1, 2], dtype=np.int64),
+    )
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the comparison failed")
+
+    monkeypatch.setattr(digests, "_unread", fail)
+    outcome: list[BaseException] = []
+
+    def scan() -> None:
+        try:
+            digests.read_changed(sync, store, reader=Reader(), log=lambda line: None)
+        except BaseException as error:  # noqa: BLE001 - what the caller sees
+            outcome.append(error)
+
+    caller = threading.Thread(target=scan, daemon=True)
+    caller.start()
+    caller.join(timeout=30)
+    assert not caller.is_alive(), "the run hung on its read-ahead thread"
+    assert [str(error) for error in outcome] == ["the comparison failed"] and read.closed

@@ -9,10 +9,11 @@ and marks as needed), DuckDB its multi-argument `hash`, MySQL/MariaDB an MD5 of 
 NULL) and text. Elsewhere (SQLite, Snowflake, any other) there is none and every run reads every row.
 
 A type's own hash is only used where two values it hashes alike are the same value to the mapping: integers,
-booleans, dates and timestamps (an instant's one number). Text is hashed by its bytes (`COLLATE "C"`, and
-`citext` made `text`: a case-insensitive or non-deterministic collation hashes 'A' like 'a'); every other
-type by its text, where its own hash is too forgiving for a sync (`numeric` 1.0 like 1.00, a float's -0 like
-0, an interval's '1 day' like '24 hours'), or unknown (a query's columns).
+booleans, dates and timestamps (an instant's one number). Every other value is hashed by the bytes of its
+text (`COLLATE "C"`: a case-insensitive or non-deterministic collation, or `citext`, hashes 'A' like 'a'; a
+blank-padded `char` by its output, which keeps the blanks): its own hash is too forgiving for a sync
+(`numeric` 1.0 like 1.00, a float's -0 like 0, an interval's '1 day' like '24 hours'), or it is unknown (a
+query's columns).
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ def _record_field(column: sa.ColumnElement, kind: sa.types.TypeEngine | None) ->
     the mapping tells apart, text by its bytes, anything else by its text (see the module)."""
     if isinstance(kind, (sa.Integer, sa.Boolean, sa.Date, sa.DateTime)) and not isinstance(kind, sa.Interval):
         return column
-    if isinstance(kind, sa.String) and not isinstance(kind, sa.Enum):
-        return sa.cast(column, sa.Text).collate("C")
-    return sa.cast(column, sa.Text)
+    if isinstance(
+        kind, sa.CHAR
+    ):  # blank-padded: a cast to text drops the trailing blanks, its output keeps them
+        return sa.case((column.is_(None), None), else_=sa.func.concat(column)).collate("C")
+    # by the bytes of its text whatever the column's collation (a case-insensitive one, through a query's
+    # column or a domain, would hash 'A' like 'a')
+    return sa.cast(column, sa.Text).collate("C")

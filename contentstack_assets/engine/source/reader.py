@@ -59,6 +59,9 @@ class SourceReader:
     def __init__(self, source: SourceSpec, columns: Sequence[str]):
         self.source = source
         self.columns = list(dict.fromkeys(columns))  # keep order, drop repeats
+        # what a row's digest hashes: the sync's columns, never the primary key a whole read adds (the
+        # digests' read has none, and both reads must hash a row alike)
+        self._hashed = list(self.columns)
         self._window_column_has_tz = False
         self._window_column_type: sa.types.TypeEngine | None = None  # the declared type, for a table
         self._epoch_scale: int | None = None  # 1 or 1000 for a partition column of epoch (milli)seconds
@@ -173,18 +176,22 @@ class SourceReader:
         return statement
 
     def _digest(self, relation: sa.FromClause, dialect: str, prefix: str) -> sa.ColumnElement:
-        """Each row's hash by the database (engine/source/digests.py) over every column of the reader, after
+        """Each row's hash by the database (engine/source/digests.py) over the sync's columns, after
         `prefix` and what else shapes the values the driver returns: the dialect, the driver and its version,
         the columns' declared types (a table) or described types (a query)."""
         engine = engine_for(self.source)
         dbapi = engine.dialect.dbapi
         driver = f"{engine.dialect.driver}:{getattr(dbapi, '__version__', '')}"
-        types = sorted(self.column_types.items()) if self.source.table is not None else self._result_types
+        hashed = self._hashed
+        if self.source.table is not None:
+            types = sorted((name, kind) for name, kind in self.column_types.items() if name in hashed)
+        else:
+            types = self._result_types
         described = hashlib.blake2b(
             repr((prefix, dialect, driver, types)).encode(), digest_size=12
         ).hexdigest()
-        columns = [relation.c[c] for c in self.columns]
-        declared = [self._declared.get(c) for c in self.columns]
+        columns = [relation.c[c] for c in hashed]
+        declared = [self._declared.get(c) for c in hashed]
         return row_digest(columns, dialect, described, declared, engine.dialect.server_version_info)
 
     def read_digests(self, prefix: str, window: Window | None = None) -> pd.DataFrame:
@@ -217,11 +224,13 @@ class SourceReader:
     def _digest_frames(self, result: sa.CursorResult, dialect: str, size: int) -> Iterator[pd.DataFrame]:
         cursor = result.cursor
         rows = _prefetched(result)
-        if dialect == "duckdb" and isinstance(self._declared.get(self.columns[0]), sa.String):
+        if (
+            dialect == "duckdb"
+            and not rows  # nothing taken row by row already (duckdb_engine streams no result ahead)
+            and isinstance(self._declared.get(self.columns[0]), sa.String)
+        ):
             # DuckDB hands a chunk over as columns, no tuple made per row (text uids only: a column of
             # numbers holding a NULL would come as floats)
-            if rows:
-                yield self._digest_rows(rows)
             while len(chunk := cursor.fetch_df_chunk(max(1, size // 2048))):
                 uids = chunk.iloc[:, 0].to_numpy(dtype=object, na_value=None)
                 yield self._digest_frame(uids, chunk.iloc[:, 1].to_numpy(dtype=np.int64))

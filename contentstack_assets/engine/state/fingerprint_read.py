@@ -33,6 +33,19 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def drained(chunks: list[np.ndarray], dtype: type) -> np.ndarray:
+    """The chunks as one array, each let go once copied (the list is emptied): the new array's pages are
+    only touched as they are filled, so the peak is about the array, not the array and its chunks."""
+    joined = np.empty(sum(len(chunk) for chunk in chunks), dtype=dtype)
+    at = 0
+    chunks.reverse()
+    while chunks:
+        chunk = chunks.pop()
+        joined[at : at + len(chunk)] = chunk
+        at += len(chunk)
+    return joined
+
+
 def _fingerprint_chunks(
     connection: sa.Connection, statement: sa.Select, *, stream: bool = False
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:

@@ -20,6 +20,7 @@ from contentstack_assets.engine.state.fingerprint_read import (
     _fingerprint_frame,
     _gc_paused,
     _object_table,
+    drained,
 )
 from contentstack_assets.engine.state.outcomes import UserOutcome, _log_row, _user_row
 from contentstack_assets.engine.state.tables import sync_log, users
@@ -298,13 +299,16 @@ class UserQueries(StoreBase):
         statement = sa.select(users.c.source_digest).where(*_digest_usable(sync))
         chunks = []
         with self.engine.connect() as connection, _gc_paused():
-            result = connection.execution_options(stream_results=False).execute(statement)
+            # streamed (a server-side cursor on PostgreSQL): the driver holds a chunk, not every row
+            result = connection.execution_options(stream_results=True).execute(statement)
             try:
-                while rows := result.cursor.fetchmany(100_000):
+                while rows := result.fetchmany(100_000):
                     chunks.append(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
             finally:
                 result.close()
-        return np.sort(np.concatenate(chunks)) if chunks else np.empty(0, dtype=np.int64)
+        digests = drained(chunks, np.int64)
+        digests.sort()  # in place
+        return digests
 
     def has_source_digests(self, sync: str) -> bool:
         """Whether `load_source_digest_set` finds any user (a run then compares the source's digests)."""
