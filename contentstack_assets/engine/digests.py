@@ -263,7 +263,7 @@ def _unread(
     hashed = uid_hashes(np.where(has_uid, uids, ""))
     if not len(known):  # the state's digests went meanwhile (a spec change): every row is read
         return uids, hashed, np.zeros(len(hashed), dtype=bool)
-    order = np.argsort(digests)  # looked up in order: 4x faster than in the read's order at 1M users
+    order = np.argsort(digests)  # looked up in order: the sorted state is walked, not jumped about
     at = np.empty(len(digests), dtype=np.intp)
     at[order] = np.searchsorted(known, digests[order])
     same = (known[np.minimum(at, len(known) - 1)] == digests) & has_uid

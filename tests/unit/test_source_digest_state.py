@@ -54,3 +54,16 @@ def test_the_digests_of_unchanged_users_are_written_in_one_batch(store):
     # a pair whose fingerprint is not the user's confirmed one is stored but leaves the user read
     store.record_source_digests(SYNC, [("u1", 5, 999)])
     assert "u1" not in store.load_source_digests(SYNC)
+
+
+def test_a_state_in_sqlites_memory_gives_its_digests_to_the_scan():
+    """The scan reads the state's digests in a thread of its own; a state in SQLite's memory is one database
+    per thread (another thread's connection finds it empty), so there it reads them in the caller's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from contentstack_assets.engine.digests import _loaded
+
+    store = StateStore("sqlite://")
+    store.record_user_outcomes(SYNC, "r1", [_ok("u1", 11, BIG), _ok("u2", 12, 2)])
+    with ThreadPoolExecutor(1) as pool:
+        assert _loaded(pool, store, SYNC).result().tolist() == [BIG, 2]

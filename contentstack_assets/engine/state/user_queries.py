@@ -6,7 +6,7 @@ the users that failed or were never confirmed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,6 @@ from contentstack_assets.engine.state.fingerprint_read import (
     _fingerprint_chunks,
     _fingerprint_frame,
     _gc_paused,
-    _object_table,
     drained,
 )
 from contentstack_assets.engine.state.outcomes import UserOutcome, _log_row, _user_row
@@ -281,16 +280,15 @@ class UserQueries(StoreBase):
         """user_uid -> source digest of the users a run may leave unread when their source row still hashes
         the same (engine/digests.py): a confirmed delivery (a fingerprint, no failure) whose fingerprint is
         the one the digest's row maps to. Any other user (failing, in flight, forgotten by a merge, its row
-        seen under another digest) is read whole."""
-        uids, digests = [], []
-        for chunk_uids, chunk_digests in self._source_digest_chunks(sync):
-            uids.append(chunk_uids)
-            digests.append(chunk_digests)
+        seen under another digest) is read whole. Runs read `load_source_digest_set` (the digests alone);
+        this names each user, to inspect."""
+        statement = sa.select(users.c.user_uid, users.c.source_digest).where(*_digest_usable(sync))
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement).all()
         return pd.Series(
-            np.concatenate(digests) if digests else np.empty(0, dtype=np.int64),
-            index=pd.Index(np.concatenate(uids) if uids else np.empty(0, dtype=object), dtype=object),
+            [digest for _, digest in rows],
+            index=pd.Index([uid for uid, _ in rows], dtype=object),
             dtype=np.int64,
-            copy=False,
         )
 
     def load_source_digest_set(self, sync: str) -> np.ndarray:
@@ -315,17 +313,6 @@ class UserQueries(StoreBase):
         statement = sa.select(users.c.user_uid).where(*_digest_usable(sync)).limit(1)
         with self.engine.connect() as connection:
             return connection.execute(statement).first() is not None
-
-    def _source_digest_chunks(self, sync: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        statement = sa.select(users.c.user_uid, users.c.source_digest).where(*_digest_usable(sync))
-        with self.engine.connect() as connection, _gc_paused():
-            result = connection.execution_options(stream_results=False).execute(statement)
-            try:
-                while rows := result.cursor.fetchmany(100_000):
-                    table = _object_table(rows)
-                    yield table[:, 0], table[:, 1].astype(np.int64)
-            finally:
-                result.close()
 
     def record_source_digests(self, sync: str, digests: Sequence[tuple[str, int, int]]) -> None:
         """(user_uid, source digest, fingerprint its row maps to) of users whose row was read whole and found
