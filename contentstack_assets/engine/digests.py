@@ -8,8 +8,9 @@ digest's prefix names the spec's salt, this module's `DIGEST_VERSION`, the drive
 column types, so a row hashing to D maps to the same wire values. A user is left unread when its row hashes to
 D and its confirmed fingerprint is F (no failure, nothing in flight, no merge since: all of those clear or
 move the fingerprint): exactly the users the plan would find unchanged. Every other row is read whole, with
-its digest, in batches of uids: new users, moved rows, uids the read holds more than once (the duplicates
-are rejected as before), rejected rows (they hold no digest), failing and unconfirmed users.
+its digest, in batches of uids: new users, moved rows, rejected rows (they hold no digest), failing and
+unconfirmed users, and the rows of uids the source holds more than once (`_given_again`: the duplicates are
+rejected as before).
 
 The frame of those rows carries in its attrs the whole source's row count (`SOURCE_ROWS`, for the empty-source
 guard), the rows left unread (`DIGEST_UNCHANGED`) and, for `on_delete: clear`, every uid of the source
@@ -36,8 +37,7 @@ from contentstack_assets.engine.mapping import source_columns, uid_hashes_of
 from contentstack_assets.engine.plan import spec_salt
 from contentstack_assets.engine.source import SourceReader, engine_for
 from contentstack_assets.engine.source.digests import DIGEST, can_digest
-from contentstack_assets.engine.state import StateStore, uid_hashes
-from contentstack_assets.engine.state.fingerprint_read import drained
+from contentstack_assets.engine.state import StateStore
 from contentstack_assets.spec import UsersSync
 
 T = TypeVar("T")
@@ -108,22 +108,24 @@ def read_changed(
         known = _loaded(pool, store, key)
         # closed however the scan ends (a failure's traceback would keep the read-ahead thread waiting)
         with contextlib.closing(_read_ahead(pool, reader.read_digest_chunks(prefix))) as chunks:
-            scan = _scan(sync, chunks, reader, prefix, known)
+            scan = _scan(sync, chunks, known)
     total, moved = scan.total, len(scan.moved)
-    unread = total - moved
     if moved > WHOLE_SHARE * total and moved > UID_BATCH:
         log(f"{sync.name}: {moved} of {total} rows may have moved: reading every row")
         return _whole(
             sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
         )
-    frame = _read_rows(sync, columns, prefix, scan.moved)
+    again = _given_again(store, key, scan)
+    wanted = pd.concat([scan.moved, pd.Series(again, dtype=object)], ignore_index=True)
+    frame = _read_rows(sync, columns, prefix, wanted)
     if frame is None:
         log(f"{sync.name}: rows moved between the reads of digests and of rows: reading every row")
         return _whole(
             sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
         )
     frame.attrs[SOURCE_ROWS] = total
-    frame.attrs[DIGEST_UNCHANGED] = total - len(frame) if len(frame) < total else 0
+    unread = total - len(frame) if len(frame) < total else 0
+    frame.attrs[DIGEST_UNCHANGED] = unread
     if scan.present is not None:
         frame.attrs[PRESENT] = scan.present
     if on_progress:
@@ -138,35 +140,35 @@ def read_changed(
 class _Scan:
     total: int  # rows in the source
     moved: pd.Series  # the raw uids of the rows to read whole
+    known: np.ndarray  # the state's digests, sorted
+    seen: np.ndarray  # per digest of `known`: the rows that hash to it, up to 2 (uint8)
     present: Uids | None  # every uid of the source (on_delete: clear)
 
 
-def _scan(
-    sync: UsersSync,
-    chunks: Iterator[pd.DataFrame],
-    reader: SourceReader,
-    prefix: str,
-    known: Future[np.ndarray],
-) -> _Scan:
-    """One narrow read of every row's uid and digest, a chunk at a time, compared with the state's pairs
-    (`known`, still being read when the first chunks come: up to `READ_AHEAD_ROWS` rows wait for them):
-    what stays is the raw uid of each row to read whole, and 8 bytes a row (the hash of the uid the mapping
-    makes of it) to find the uids the read holds more than once, however each row spells it. Those are read
-    whole too (the mapping rejects the duplicates): their rows are found by a second narrow read of
-    `reader`, only when some uid hash repeats. `chunks`: the chunks of the first read."""
+def _scan(sync: UsersSync, chunks: Iterator[pd.DataFrame], known: Future[np.ndarray]) -> _Scan:
+    """One narrow read of every row's uid and digest, a chunk at a time, compared with the state's digests
+    (`known`, still being read when the first chunks come: up to `READ_AHEAD_ROWS` rows wait for them). A
+    row is left unread when its digest is one the state holds. What stays is the raw uid of each row to read
+    whole and, per digest of the state, how many rows hash to it (one byte a user, counted up to 2): from
+    those, `_given_again` finds the uids the source holds more than once. No uid is converted or hashed
+    unless `on_delete: clear` needs every uid."""
     match = sync.match.column
     total = 0
     moved: list[pd.Series] = []
-    hashes: list[np.ndarray] = []
     present: list[np.ndarray] | None = [] if sync.on_delete == "clear" else None
     waiting: list[pd.DataFrame] = []
+    seen: list[np.ndarray] = []  # its one array, made once the state's digests are in
 
     def compare(chunk: pd.DataFrame) -> None:
+        digests = known.result()
+        if not seen:
+            seen.append(np.zeros(len(digests), dtype=np.uint8))
         raw = chunk[match]
-        uids, hashed, same = _unread(raw, chunk[DIGEST].to_numpy(), known.result())
-        hashes.append(hashed)
+        at, same = _matched(chunk[DIGEST].to_numpy(), digests)
+        _count(seen[0], at[same])
         moved.append(raw[~same])
         if present is not None:
+            uids = convert_uids(raw).values.to_numpy(dtype=object)
             present.append(uids[pd.notna(uids)])
 
     for chunk in chunks:
@@ -178,19 +180,44 @@ def _scan(
             waiting.clear()
     for held in waiting:
         compare(held)
-    ordered = drained(hashes, np.uint64)
-    ordered.sort()  # in place
-    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    if len(repeated):  # a uid given by two rows, both unmoved (identical rows): read whole, to be rejected
-        for chunk in reader.read_digest_chunks(prefix):
-            raw = chunk[match]
-            _, hashed, same = _unread(raw, chunk[DIGEST].to_numpy(), known.result())
-            moved.append(raw[same & np.isin(hashed, repeated)])
+    digests = known.result()
     return _Scan(
         total=total,
-        moved=pd.concat(moved, ignore_index=True),
+        moved=pd.concat(moved, ignore_index=True) if moved else pd.Series([], dtype=object),
+        known=digests,
+        seen=seen[0] if seen else np.zeros(len(digests), dtype=np.uint8),
         present=None if present is None else Uids(np.concatenate(present)),
     )
+
+
+def _given_again(store: StateStore, key: str, scan: _Scan) -> list[str]:
+    """The uids of rows left unread that the source gives more than once (the rows are then read whole,
+    and the mapping rejects every row of such a uid): a user whose recorded digest two rows hash to (the
+    same row given twice), or one row while a row read whole gives the same uid (e.g. spelled ' u4'). A
+    digest hashes its row's raw uid, so the one row that hashes to a user's digest is that user's row, and
+    the state names the owners of the few digests and uids in question."""
+    converted = convert_uids(scan.moved)
+    moved_uids = set(converted.values[converted.errors.isna()].tolist())
+    twice = scan.known[scan.seen >= 2]
+    if not moved_uids and not len(twice):
+        return []
+    again = set()
+    for uid, digest in store.load_digest_owners(key, user_uids=moved_uids, digests=twice):
+        at = np.searchsorted(scan.known, digest)
+        if (
+            at < len(scan.known)
+            and scan.known[at] == digest
+            and scan.seen[at] >= (1 if uid in moved_uids else 2)
+        ):
+            again.add(uid)
+    return sorted(again)
+
+
+def _count(seen: np.ndarray, at: np.ndarray) -> None:
+    """Adds the rows that hash to each digest of the state (their positions `at`) to `seen`, up to 2."""
+    if len(at):
+        where, times = np.unique(at, return_counts=True)
+        seen[where] = np.minimum(seen[where] + times, 2)
 
 
 def _loaded(pool: ThreadPoolExecutor, store: StateStore, key: str) -> Future[np.ndarray]:
@@ -249,25 +276,18 @@ class _Raised:
     error: BaseException
 
 
-def _unread(
-    raw_uids: pd.Series, digests: np.ndarray, known: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's uid as the mapping makes it (None where it rejects it), the uid's 64-bit hash, and whether
-    the row may be left unread: it has a uid and its digest is one the state holds (`known`, sorted).
-
-    The digest hashes the row's raw uid with its other values, so a digest the state holds names one user's
-    row (a false match needs a row to share its 64-bit digest with another user's recorded row): no uid
-    text needs reading back from the state."""
-    uids = convert_uids(raw_uids).values.to_numpy(dtype=object)
-    has_uid = pd.notna(uids)
-    hashed = uid_hashes(np.where(has_uid, uids, ""))
+def _matched(digests: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each digest is, or would go, in the state's digests (`known`, sorted), and whether it is there:
+    the row may be left unread. A digest the state holds was made of a row read whole whose uid the mapping
+    accepted (the same conversion: `DIGEST_VERSION`), so such a row has a valid uid; a false match needs a
+    row to share its 64-bit digest with another user's recorded row."""
     if not len(known):  # the state's digests went meanwhile (a spec change): every row is read
-        return uids, hashed, np.zeros(len(hashed), dtype=bool)
+        return np.zeros(len(digests), dtype=np.intp), np.zeros(len(digests), dtype=bool)
     order = np.argsort(digests)  # looked up in order: the sorted state is walked, not jumped about
     at = np.empty(len(digests), dtype=np.intp)
     at[order] = np.searchsorted(known, digests[order])
-    same = (known[np.minimum(at, len(known) - 1)] == digests) & has_uid
-    return uids, hashed, same
+    np.minimum(at, len(known) - 1, out=at)
+    return at, known[at] == digests
 
 
 def _whole(sync: UsersSync, frame: Frame) -> Frame:

@@ -107,6 +107,24 @@ def test_a_rerun_reads_only_what_moved(tmp_path, instance, emulator, source_url)
         assert push_metadata(result)["rows_rejected"] == 2
 
 
+def test_the_same_row_given_twice_is_read_and_rejected(tmp_path, instance, emulator, source_url):
+    assert _figures(_run(tmp_path, instance, emulator, source_url, ROWS)) == (5, 0, 5, 5)
+    # both rows hash to u4's recorded digest: neither is left unread, both are rejected
+    twice = [*ROWS, ROWS[3]]
+    for _ in range(2):
+        result = _run(tmp_path, instance, emulator, source_url, twice)
+        assert result.success and _figures(result) == (2, 4, 0, 0)
+        assert push_metadata(result)["rows_rejected"] == 2
+    assert _figures(_run(tmp_path, instance, emulator, source_url, ROWS))[2:] == (0, 0)
+
+    # a new row spells u4 with a tab: the database's TRIM does not find it by "u4", nor u4's row by it; the
+    # state names u4's unmoved row, and both rows are rejected
+    tabbed = [*ROWS, dict(user_uid="\tu4", plan_name="gold", order_count="4")]
+    result = _run(tmp_path, instance, emulator, source_url, tabbed)
+    assert result.success and push_metadata(result)["rows_rejected"] == 2
+    assert _figures(result)[2:] == (0, 0)
+
+
 def test_a_failed_user_is_retried_though_its_row_did_not_move(tmp_path, instance, emulator, source_url):
     assert _run(tmp_path, instance, emulator, source_url, ROWS).success
     emulator.configure(fail_rate=1.0)

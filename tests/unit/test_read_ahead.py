@@ -87,7 +87,7 @@ def test_a_scan_that_fails_midway_stops_its_read_ahead(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("the comparison failed")
 
-    monkeypatch.setattr(digests, "_unread", fail)
+    monkeypatch.setattr(digests, "_matched", fail)
     outcome: list[BaseException] = []
 
     def scan() -> None:

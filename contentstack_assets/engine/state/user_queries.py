@@ -308,6 +308,26 @@ class UserQueries(StoreBase):
         digests.sort()  # in place
         return digests
 
+    def load_digest_owners(
+        self, sync: str, *, user_uids: Iterable[str] = (), digests: Iterable[int] = ()
+    ) -> list[tuple[str, int]]:
+        """(user_uid, source digest) of the users of `load_source_digest_set` that are among `user_uids` or
+        hold one of `digests`: whose unmoved row another row of the source may give again (engine/digests.py
+        finds the uids the source holds twice by them, not by a hash of every row)."""
+        lookups = [
+            (users.c.user_uid, sorted(set(user_uids))),
+            (users.c.source_digest, sorted({int(digest) for digest in digests})),
+        ]
+        found: list[tuple[str, int]] = []
+        with self.engine.connect() as connection:
+            for column, values in lookups:
+                for start in range(0, len(values), LOOKUP_BATCH):
+                    statement = sa.select(users.c.user_uid, users.c.source_digest).where(
+                        *_digest_usable(sync), column.in_(values[start : start + LOOKUP_BATCH])
+                    )
+                    found += [(uid, digest) for uid, digest in connection.execute(statement)]
+        return found
+
     def has_source_digests(self, sync: str) -> bool:
         """Whether `load_source_digest_set` finds any user (a run then compares the source's digests)."""
         statement = sa.select(users.c.user_uid).where(*_digest_usable(sync)).limit(1)
