@@ -190,3 +190,20 @@ def test_a_newer_run_leaves_the_chunks_of_a_run_still_going(tmp_path, emulator, 
     instance.report_run_failed(going)
     assert run_job(spec, "users_sync", instance).success
     assert not still_read.exists() and len(list(frames.glob("*.chunks"))) == 1
+
+
+def test_the_chunks_of_a_run_the_instance_does_not_know_stay(tmp_path, emulator, instance):
+    """A run id the instance does not know (another instance's, sharing the folder) may be going: its chunks
+    stay after a later store of the same range; `keep_days` removes them in the end."""
+    import shutil
+    import uuid
+
+    spec = _spec(tmp_path, "unknown", emulator.url, _rows(), 100)
+    frames = Path(os.environ["DAGSTER_HOME"]) / "frames" / "users" / "source_users"
+    assert run_job(spec, "users_sync", instance).success
+    [finished] = frames.glob("*.chunks")
+    elsewhere = frames / f"all.{uuid.uuid4()}.chunks"
+    shutil.copytree(finished, elsewhere)
+
+    assert run_job(spec, "users_sync", instance).success
+    assert elsewhere.exists() and not finished.exists()
