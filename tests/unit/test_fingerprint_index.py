@@ -64,11 +64,17 @@ def test_every_user_of_a_big_state_in_random_chunks():
         pd.testing.assert_frame_equal(found.sort_index(), expected.sort_index(), check_index_type=False)
 
 
-def test_drained_joins_chunks_in_order_and_lets_them_go():
+def test_gathered_joins_batches_in_order_whatever_the_count_said():
     import numpy as np
 
-    from contentstack_assets.engine.state.fingerprint_read import drained
+    from contentstack_assets.engine.state.fingerprint_read import gathered
 
-    chunks = [np.array([3, 1], dtype=np.int64), np.array([], dtype=np.int64), np.array([7], dtype=np.int64)]
-    assert drained(chunks, np.int64).tolist() == [3, 1, 7] and chunks == []
-    assert drained([], np.uint64).dtype == np.uint64
+    def batches():
+        return iter(
+            [np.array([3, 1], dtype=np.int64), np.array([], dtype=np.int64), np.array([7], dtype=np.int64)]
+        )
+
+    for size in (0, 2, 3, 5):  # rows written or removed between the count and the read
+        joined = gathered(batches(), np.int64, size)
+        assert joined.tolist() == [3, 1, 7] and joined.dtype == np.int64
+    assert gathered([], np.uint64, 4).dtype == np.uint64 and len(gathered([], np.uint64, 4)) == 0

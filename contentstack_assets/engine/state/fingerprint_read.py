@@ -5,7 +5,7 @@ into one DataFrame, a chunk at a time, with every 64-bit fingerprint exact.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -33,17 +33,22 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def drained(chunks: list[np.ndarray], dtype: type) -> np.ndarray:
-    """The chunks as one array, each let go once copied (the list is emptied): the new array's pages are
-    only touched as they are filled, so the peak is about the array, not the array and its chunks."""
-    joined = np.empty(sum(len(chunk) for chunk in chunks), dtype=dtype)
+def gathered(batches: Iterable[np.ndarray], dtype: type, size: int) -> np.ndarray:
+    """The batches as one array, written into one made for `size` items (counted before: its pages are
+    only touched as they are filled), so the peak is about the array alone: not the array and its batches
+    held until the end (which, freed in pieces, stay in the process's heap), nor numpy's `resize`, which
+    fills every page it grows by with zeros. More items than `size` (rows written since the count) are
+    joined at the end."""
+    joined = np.empty(size, dtype=dtype)
     at = 0
-    chunks.reverse()
-    while chunks:
-        chunk = chunks.pop()
-        joined[at : at + len(chunk)] = chunk
-        at += len(chunk)
-    return joined
+    over: list[np.ndarray] = []
+    for batch in batches:
+        fits = min(len(batch), size - at)
+        joined[at : at + fits] = batch[:fits]
+        at += fits
+        if fits < len(batch):
+            over.append(batch[fits:])
+    return np.concatenate([joined, *over]) if over else joined[:at]
 
 
 def _fingerprint_chunks(

@@ -19,7 +19,7 @@ from contentstack_assets.engine.state.fingerprint_read import (
     _fingerprint_chunks,
     _fingerprint_frame,
     _gc_paused,
-    drained,
+    gathered,
 )
 from contentstack_assets.engine.state.outcomes import UserOutcome, _log_row, _user_row
 from contentstack_assets.engine.state.tables import sync_log, users
@@ -294,17 +294,20 @@ class UserQueries(StoreBase):
     def load_source_digest_set(self, sync: str) -> np.ndarray:
         """The digests of `load_source_digests`, sorted, 8 bytes a user: a digest hashes its row's uid with the
         row's values, so a row hashing to one of them is its user's row, unmoved (engine/digests.py)."""
-        statement = sa.select(users.c.source_digest).where(*_digest_usable(sync))
-        chunks = []
+        usable = _digest_usable(sync)
+        statement = sa.select(users.c.source_digest).where(*usable)
         with self.engine.connect() as connection, _gc_paused():
-            # streamed (a server-side cursor on PostgreSQL): the driver holds a chunk, not every row
+            size = connection.execute(sa.select(sa.func.count()).where(*usable)).scalar_one()
+            # streamed (a server-side cursor on PostgreSQL): the driver holds a batch, not every row
             result = connection.execution_options(stream_results=True).execute(statement)
             try:
-                while rows := result.fetchmany(100_000):
-                    chunks.append(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
+                batches = (
+                    np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+                    for rows in iter(lambda: result.fetchmany(20_000), [])
+                )
+                digests = gathered(batches, np.int64, size)
             finally:
                 result.close()
-        digests = drained(chunks, np.int64)
         digests.sort()  # in place
         return digests
 
