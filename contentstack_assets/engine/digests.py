@@ -31,7 +31,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from contentstack_assets.engine.convert import convert_uids
+from contentstack_assets.engine.convert import Converted, convert_uids
 from contentstack_assets.engine.frames import ChunkedFrame, ChunkWriter, Frame, collect
 from contentstack_assets.engine.mapping import source_columns, uid_hashes_of
 from contentstack_assets.engine.plan import spec_salt
@@ -47,6 +47,7 @@ DIGEST_UNCHANGED = "rows_digest_unchanged"  # frame attrs: rows left unread, the
 PRESENT = "present_uids"  # frame attrs: every uid of the source (on_delete: clear)
 UID_BATCH = 20_000  # uids per read of whole rows
 READ_AHEAD_ROWS = 200_000  # rows of the digests' read held while the state's digests are still being read
+SEEN_MAX = 255  # rows counted per digest of the state (one byte)
 WHOLE_SHARE = 0.3  # above this share of rows to read whole (and one batch), one read of every row is cheaper
 
 
@@ -115,9 +116,7 @@ def read_changed(
         return _whole(
             sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
         )
-    again = _given_again(store, key, scan)
-    wanted = pd.concat([scan.moved, pd.Series(again, dtype=object)], ignore_index=True)
-    frame = _read_rows(sync, columns, prefix, wanted)
+    frame = _read_rows(sync, columns, prefix, scan.moved, _given_again(store, key, scan))
     if frame is None:
         log(f"{sync.name}: rows moved between the reads of digests and of rows: reading every row")
         return _whole(
@@ -141,7 +140,7 @@ class _Scan:
     total: int  # rows in the source
     moved: pd.Series  # the raw uids of the rows to read whole
     known: np.ndarray  # the state's digests, sorted
-    seen: np.ndarray  # per digest of `known`: the rows that hash to it, up to 2 (uint8)
+    seen: np.ndarray  # per digest of `known`: the rows that hash to it, up to SEEN_MAX (uint8)
     present: Uids | None  # every uid of the source (on_delete: clear)
 
 
@@ -149,7 +148,7 @@ def _scan(sync: UsersSync, chunks: Iterator[pd.DataFrame], known: Future[np.ndar
     """One narrow read of every row's uid and digest, a chunk at a time, compared with the state's digests
     (`known`, still being read when the first chunks come: up to `READ_AHEAD_ROWS` rows wait for them). A
     row is left unread when its digest is one the state holds. What stays is the raw uid of each row to read
-    whole and, per digest of the state, how many rows hash to it (one byte a user, counted up to 2): from
+    whole and, per digest of the state, how many rows hash to it (one byte a user, up to `SEEN_MAX`): from
     those, `_given_again` finds the uids the source holds more than once. No uid is converted or hashed
     unless `on_delete: clear` needs every uid."""
     match = sync.match.column
@@ -190,34 +189,36 @@ def _scan(sync: UsersSync, chunks: Iterator[pd.DataFrame], known: Future[np.ndar
     )
 
 
-def _given_again(store: StateStore, key: str, scan: _Scan) -> list[str]:
-    """The uids of rows left unread that the source gives more than once (the rows are then read whole,
-    and the mapping rejects every row of such a uid): a user whose recorded digest two rows hash to (the
-    same row given twice), or one row while a row read whole gives the same uid (e.g. spelled ' u4'). A
-    digest hashes its row's raw uid, so the one row that hashes to a user's digest is that user's row, and
-    the state names the owners of the few digests and uids in question."""
+def _given_again(store: StateStore, key: str, scan: _Scan) -> dict[str, int]:
+    """The uids of rows left unread that the source gives more than once, each with its rows left unread
+    (they are then read whole, and the mapping rejects every row of such a uid): a user whose recorded
+    digest two rows hash to (the same row given twice), or one row while a row read whole gives the same uid
+    (spelled `' u4'` or `'\tu4'`). A digest hashes its row's raw uid, so a row that hashes to a user's digest
+    is that user's row; the state names the owners of the few digests and uids in question (asked whatever
+    their state now: a run that failed one meanwhile leaves its digest as the scan compared it)."""
+    if not scan.seen.any():  # no row left unread
+        return {}
     converted = convert_uids(scan.moved)
     moved_uids = set(converted.values[converted.errors.isna()].tolist())
     twice = scan.known[scan.seen >= 2]
     if not moved_uids and not len(twice):
-        return []
-    again = set()
-    for uid, digest in store.load_digest_owners(key, user_uids=moved_uids, digests=twice):
-        at = np.searchsorted(scan.known, digest)
-        if (
-            at < len(scan.known)
-            and scan.known[at] == digest
-            and scan.seen[at] >= (1 if uid in moved_uids else 2)
-        ):
-            again.add(uid)
-    return sorted(again)
+        return {}
+    owners = store.load_digest_owners(key, user_uids=moved_uids, digests=twice)
+    if not owners:
+        return {}
+    uids = [uid for uid, _ in owners]
+    digests = np.fromiter((digest for _, digest in owners), dtype=np.int64, count=len(owners))
+    at = np.minimum(np.searchsorted(scan.known, digests), len(scan.known) - 1)
+    unread = np.where(scan.known[at] == digests, scan.seen[at], 0)
+    needed = np.fromiter((1 if uid in moved_uids else 2 for uid in uids), dtype=np.int64, count=len(uids))
+    return {uid: int(rows) for uid, rows, least in zip(uids, unread, needed, strict=True) if rows >= least}
 
 
 def _count(seen: np.ndarray, at: np.ndarray) -> None:
-    """Adds the rows that hash to each digest of the state (their positions `at`) to `seen`, up to 2."""
+    """Adds the rows that hash to each digest of the state (their positions `at`) to `seen`, up to 255."""
     if len(at):
         where, times = np.unique(at, return_counts=True)
-        seen[where] = np.minimum(seen[where] + times, 2)
+        seen[where] = np.minimum(seen[where] + times, SEEN_MAX)
 
 
 def _loaded(pool: ThreadPoolExecutor, store: StateStore, key: str) -> Future[np.ndarray]:
@@ -296,13 +297,16 @@ def _whole(sync: UsersSync, frame: Frame) -> Frame:
     return frame
 
 
-def _read_rows(sync: UsersSync, columns: list[str], prefix: str, raw_wanted: pd.Series) -> Frame | None:
-    """The whole rows of the wanted uids (raw, as the digests' read gave them), read by their uid's text (a
-    missing uid: by NULL); None when the rows found are fewer than wanted (a row changed, left or was
-    spelled otherwise since the digests were read: the caller reads every row instead)."""
+def _read_rows(
+    sync: UsersSync, columns: list[str], prefix: str, raw_wanted: pd.Series, again: dict[str, int]
+) -> Frame | None:
+    """The whole rows of the wanted uids (raw, as the digests' read gave them) and of the uids given again
+    (`again`: uid -> its rows left unread), read by their uid's text (a missing uid: by NULL); None when a
+    wanted row is not among them (a row changed, left or is spelled so the database's TRIM does not find
+    it, e.g. '\tu4', since the digests were read: the caller reads every row instead)."""
     converted = convert_uids(raw_wanted)
     valid = converted.errors.isna().to_numpy()
-    wanted_uids = set(converted.values[valid].tolist())
+    wanted_uids = set(converted.values[valid].tolist()) | set(again)
     # rows whose uid itself is rejected: found again by their raw text, or as NULL
     rejected = raw_wanted[~valid]
     texts = {str(value).strip() for value in rejected.tolist() if value is not None and value == value}
@@ -311,6 +315,8 @@ def _read_rows(sync: UsersSync, columns: list[str], prefix: str, raw_wanted: pd.
     match = sync.match.column
     writer = ChunkWriter()  # batch by batch: a third of a big table may have moved
     attrs: dict = {}
+    found_raw: list[np.ndarray] = []
+    found_again: list[pd.Series] = []
     batches = [values[start : start + UID_BATCH] for start in range(0, len(values), UID_BATCH)] or [[]]
     for index, batch in enumerate(batches):
         nulls = or_null and index == 0
@@ -329,21 +335,54 @@ def _read_rows(sync: UsersSync, columns: list[str], prefix: str, raw_wanted: pd.
             rejected_uid & (raw_text.isin(in_batch & texts).to_numpy() | (raw.isna().to_numpy() & nulls))
         )
         writer.write(candidates.loc[keep].reset_index(drop=True))
+        found_raw.append(_raw_keys(raw[keep]))
+        kept_uids = found.values[keep & ~rejected_uid]
+        found_again.append(kept_uids[kept_uids.isin(again)])
         attrs = dict(candidates.attrs)  # the table's primary key
-    if not writer.chunks:
-        return (
-            None
-            if len(raw_wanted)
-            else pd.DataFrame(
-                {
-                    **{column: pd.Series([], dtype=object) for column in columns},
-                    DIGEST: pd.Series([], dtype=np.int64),
-                }
-            )
+    if writer.chunks and _all_found(raw_wanted, converted, again, found_raw, found_again):
+        return writer.finish(attrs)
+    if not len(raw_wanted) and not again:
+        return pd.DataFrame(
+            {
+                **{column: pd.Series([], dtype=object) for column in columns},
+                DIGEST: pd.Series([], dtype=np.int64),
+            }
         )
-    frame = writer.finish(attrs)
-    if len(frame) >= len(raw_wanted):
-        return frame
-    if isinstance(frame, ChunkedFrame):
-        frame.remove()
+    if writer.chunks:
+        frame = writer.finish(attrs)
+        if isinstance(frame, ChunkedFrame):
+            frame.remove()
     return None
+
+
+def _all_found(
+    raw_wanted: pd.Series,
+    converted: Converted,
+    again: dict[str, int],
+    found_raw: list[np.ndarray],
+    found_again: list[pd.Series],
+) -> bool:
+    """Whether the rows read hold every wanted row, as its raw uid, and for each uid given again its rows
+    left unread besides the wanted rows of that uid: a row one uid's extra rows stand in for is missed."""
+    wanted, times = np.unique(_raw_keys(raw_wanted), return_counts=True)
+    held, held_times = np.unique(
+        np.concatenate(found_raw) if found_raw else np.empty(0, np.uint64), return_counts=True
+    )
+    at = np.minimum(np.searchsorted(held, wanted), max(len(held) - 1, 0))
+    if len(wanted) and (not len(held) or not ((held[at] == wanted) & (held_times[at] >= times)).all()):
+        return False
+    if not again:
+        return True
+    moved = converted.values[converted.errors.isna()]
+    moved_rows = moved[moved.isin(again)].value_counts()
+    found_rows = pd.concat(found_again).value_counts() if found_again else pd.Series(dtype=np.int64)
+    return all(found_rows.get(uid, 0) >= moved_rows.get(uid, 0) + rows for uid, rows in again.items())
+
+
+def _raw_keys(raw: pd.Series) -> np.ndarray:
+    """A 64-bit hash of each raw uid as the driver gave it, its type with its text (NULL apart)."""
+    text = [
+        "\x00" if value is None or value != value else f"{type(value).__name__}\x00{value}"
+        for value in raw.tolist()
+    ]
+    return pd.util.hash_array(np.asarray(text, dtype=object), categorize=False)

@@ -117,12 +117,46 @@ def test_the_same_row_given_twice_is_read_and_rejected(tmp_path, instance, emula
         assert push_metadata(result)["rows_rejected"] == 2
     assert _figures(_run(tmp_path, instance, emulator, source_url, ROWS))[2:] == (0, 0)
 
+    # u4 twice, and a new user spelled with a tab (its row the database's TRIM does not find by "u7"): u4's
+    # second row must not stand in for u7's, which is sent (with one wanted row per uid given again, u7 was
+    # counted unchanged and never created)
+    new = dict(user_uid="\tu7", plan_name="gold", order_count="7")
+    result = _run(tmp_path, instance, emulator, source_url, [*ROWS, ROWS[3], new])
+    assert result.success and push_metadata(result)["rows_rejected"] == 2
+    assert _stored(emulator, "u7") == {"plan": "gold", "orders": 7}
+
     # a new row spells u4 with a tab: the database's TRIM does not find it by "u4", nor u4's row by it; the
     # state names u4's unmoved row, and both rows are rejected
     tabbed = [*ROWS, dict(user_uid="\tu4", plan_name="gold", order_count="4")]
     result = _run(tmp_path, instance, emulator, source_url, tabbed)
     assert result.success and push_metadata(result)["rows_rejected"] == 2
     assert _figures(result)[2:] == (0, 0)
+
+
+def test_a_user_failed_by_another_run_during_the_scan_is_still_found_given_twice(
+    tmp_path, instance, emulator, source_url
+):
+    """The scan compares digests the state gave when it began; a run that fails u4 before the scan asks who
+    owns them must not hide u4's second row (the state is asked whatever its users' state now)."""
+    import os
+
+    from contentstack_assets.engine import digests
+    from contentstack_assets.engine.state import StateStore, UserOutcome
+    from contentstack_assets.spec import load_spec
+
+    assert _run(tmp_path, instance, emulator, source_url, ROWS).success
+    _table(source_url, [*ROWS, ROWS[3]])
+    failed = UserOutcome("u4", ("plan",), False, 500, 3, 1.0, "HTTP 500: boom", None, None)
+
+    class Meanwhile(StateStore):
+        def load_digest_owners(self, sync, **lookups):
+            self.record_user_outcomes(sync, "another-run", [failed])
+            return super().load_digest_owners(sync, **lookups)
+
+    sync = load_spec(str(tmp_path / "syncs.yaml")).get("users")
+    store = Meanwhile(os.environ["CONTENTSTACK_STATE_URL"])
+    frame = digests.read_changed(sync, store, log=lambda line: None)
+    assert sorted(frame["user_uid"].tolist()) == ["u4", "u4"]
 
 
 def test_a_failed_user_is_retried_though_its_row_did_not_move(tmp_path, instance, emulator, source_url):

@@ -314,9 +314,10 @@ class UserQueries(StoreBase):
     def load_digest_owners(
         self, sync: str, *, user_uids: Iterable[str] = (), digests: Iterable[int] = ()
     ) -> list[tuple[str, int]]:
-        """(user_uid, source digest) of the users of `load_source_digest_set` that are among `user_uids` or
-        hold one of `digests`: whose unmoved row another row of the source may give again (engine/digests.py
-        finds the uids the source holds twice by them, not by a hash of every row)."""
+        """(user_uid, source digest) of the users with a digest that are among `user_uids` or hold one of
+        `digests`, usable or not (a run may have failed one since `load_source_digest_set`): whose unmoved row
+        another row of the source may give again (engine/digests.py finds the uids the source holds twice by
+        them, not by a hash of every row)."""
         lookups = [
             (users.c.user_uid, sorted(set(user_uids))),
             (users.c.source_digest, sorted({int(digest) for digest in digests})),
@@ -326,7 +327,9 @@ class UserQueries(StoreBase):
             for column, values in lookups:
                 for start in range(0, len(values), LOOKUP_BATCH):
                     statement = sa.select(users.c.user_uid, users.c.source_digest).where(
-                        *_digest_usable(sync), column.in_(values[start : start + LOOKUP_BATCH])
+                        users.c.sync == sync,
+                        users.c.source_digest.is_not(None),
+                        column.in_(values[start : start + LOOKUP_BATCH]),
                     )
                     found += [(uid, digest) for uid, digest in connection.execute(statement)]
         return found
