@@ -163,8 +163,8 @@ def _scan(sync: UsersSync, chunks: Iterator[pd.DataFrame], known: Future[np.ndar
         if not seen:
             seen.append(np.zeros(len(digests), dtype=np.uint8))
         raw = chunk[match]
-        at, same = _matched(chunk[DIGEST].to_numpy(), digests)
-        _count(seen[0], at[same])
+        same, at = _matched(chunk[DIGEST].to_numpy(), digests)
+        _count(seen[0], at)
         moved.append(raw[~same])
         if present is not None:
             uids = convert_uids(raw).values.to_numpy(dtype=object)
@@ -215,9 +215,11 @@ def _given_again(store: StateStore, key: str, scan: _Scan) -> dict[str, int]:
 
 
 def _count(seen: np.ndarray, at: np.ndarray) -> None:
-    """Adds the rows that hash to each digest of the state (their positions `at`) to `seen`, up to 255."""
+    """Adds the rows that hash to each digest of the state (their positions `at`, in order) to `seen`, up
+    to `SEEN_MAX`."""
     if len(at):
-        where, times = np.unique(at, return_counts=True)
+        starts = np.flatnonzero(np.concatenate(([True], at[1:] != at[:-1])))
+        where, times = at[starts], np.diff(np.append(starts, len(at)))
         seen[where] = np.minimum(seen[where] + times, SEEN_MAX)
 
 
@@ -278,17 +280,23 @@ class _Raised:
 
 
 def _matched(digests: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each digest is, or would go, in the state's digests (`known`, sorted), and whether it is there:
-    the row may be left unread. A digest the state holds was made of a row read whole whose uid the mapping
-    accepted (the same conversion: `DIGEST_VERSION`), so such a row has a valid uid; a false match needs a
-    row to share its 64-bit digest with another user's recorded row."""
+    """Whether each row may be left unread, its digest being one of the state's (`known`, sorted), and the
+    positions in `known` of the digests found, in order. The digests are looked up sorted (the state is
+    walked, not jumped about); a row's own answer comes from the few digests not found, usually none.
+
+    A digest the state holds was made of a row read whole whose uid the mapping accepted (the same
+    conversion: `DIGEST_VERSION`), so such a row has a valid uid; a false match needs a row to share its
+    64-bit digest with another user's recorded row."""
     if not len(known):  # the state's digests went meanwhile (a spec change): every row is read
-        return np.zeros(len(digests), dtype=np.intp), np.zeros(len(digests), dtype=bool)
-    order = np.argsort(digests)  # looked up in order: the sorted state is walked, not jumped about
-    at = np.empty(len(digests), dtype=np.intp)
-    at[order] = np.searchsorted(known, digests[order])
-    np.minimum(at, len(known) - 1, out=at)
-    return at, known[at] == digests
+        return np.zeros(len(digests), dtype=bool), np.empty(0, dtype=np.intp)
+    ordered = np.sort(digests)
+    at = np.minimum(np.searchsorted(known, ordered), len(known) - 1)
+    hit = known[at] == ordered
+    missed = ordered[~hit]  # sorted
+    if not len(missed):
+        return np.ones(len(digests), dtype=bool), at
+    near = np.minimum(np.searchsorted(missed, digests), len(missed) - 1)
+    return missed[near] != digests, at[hit]
 
 
 def _whole(sync: UsersSync, frame: Frame) -> Frame:

@@ -64,17 +64,17 @@ def test_every_user_of_a_big_state_in_random_chunks():
         pd.testing.assert_frame_equal(found.sort_index(), expected.sort_index(), check_index_type=False)
 
 
-def test_gathered_joins_batches_in_order_whatever_the_count_said():
+def test_gathered_joins_batches_in_order_across_blocks(monkeypatch):
     import numpy as np
 
+    from contentstack_assets.engine.state import fingerprint_read
     from contentstack_assets.engine.state.fingerprint_read import gathered
 
-    def batches():
-        return iter(
-            [np.array([3, 1], dtype=np.int64), np.array([], dtype=np.int64), np.array([7], dtype=np.int64)]
-        )
-
-    for size in (0, 2, 3, 5):  # rows written or removed between the count and the read
-        joined = gathered(batches(), np.int64, size)
-        assert joined.tolist() == [3, 1, 7] and joined.dtype == np.int64
-    assert gathered([], np.uint64, 4).dtype == np.uint64 and len(gathered([], np.uint64, 4)) == 0
+    batches = [np.array([3, 1], dtype=np.int64), np.array([], dtype=np.int64), np.array([7], dtype=np.int64)]
+    assert gathered(iter(batches), np.int64).tolist() == [3, 1, 7]
+    assert gathered([], np.uint64).dtype == np.uint64 and len(gathered([], np.uint64)) == 0
+    monkeypatch.setattr(fingerprint_read, "GATHER_BLOCK", 4)
+    for sizes in ([4], [3, 5, 2], [9], [1] * 8, [4, 4, 1]):  # a block filled exactly, a batch over three
+        values = np.arange(sum(sizes), dtype=np.int64)
+        parts = np.split(values, np.cumsum(sizes)[:-1])
+        assert gathered(iter(parts), np.int64).tolist() == values.tolist()

@@ -33,22 +33,46 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def gathered(batches: Iterable[np.ndarray], dtype: type, size: int) -> np.ndarray:
-    """The batches as one array, written into one made for `size` items (counted before: its pages are
-    only touched as they are filled), so the peak is about the array alone: not the array and its batches
-    held until the end (which, freed in pieces, stay in the process's heap), nor numpy's `resize`, which
-    fills every page it grows by with zeros. More items than `size` (rows written since the count) are
-    joined at the end."""
-    joined = np.empty(size, dtype=dtype)
-    at = 0
-    over: list[np.ndarray] = []
+GATHER_BLOCK = 1 << 22  # items of one block of `gathered` (32 MiB of int64: the C library maps it apart)
+
+
+def gathered(batches: Iterable[np.ndarray], dtype: type) -> np.ndarray:
+    """The batches as one array, written into blocks of `GATHER_BLOCK` items as they come (a block's pages
+    are only touched as it fills), then joined into one, each block let go once copied: the peak is about
+    the array and one block. (Batches held until the end and freed in pieces stay in the process's heap;
+    numpy's `resize` fills every page it grows by with zeros.)"""
+    blocks = [np.empty(GATHER_BLOCK, dtype=dtype)]
+    at = 0  # items in the last block
     for batch in batches:
-        fits = min(len(batch), size - at)
-        joined[at : at + fits] = batch[:fits]
-        at += fits
-        if fits < len(batch):
-            over.append(batch[fits:])
-    return np.concatenate([joined, *over]) if over else joined[:at]
+        while len(batch):
+            if at == GATHER_BLOCK:
+                blocks.append(np.empty(GATHER_BLOCK, dtype=dtype))
+                at = 0
+            fits = min(len(batch), GATHER_BLOCK - at)
+            blocks[-1][at : at + fits] = batch[:fits]
+            at += fits
+            batch = batch[fits:]
+    if len(blocks) == 1:
+        return blocks[0][:at]  # its untouched pages cost nothing
+    joined = np.empty(GATHER_BLOCK * (len(blocks) - 1) + at, dtype=dtype)
+    blocks.reverse()
+    for start in range(0, len(joined), GATHER_BLOCK):
+        block = blocks.pop()
+        joined[start : start + GATHER_BLOCK] = block[: len(joined) - start]
+        del block
+    return joined
+
+
+def plain_rows(result: sa.CursorResult, size: int) -> Iterator[list[tuple]]:
+    """A streamed result's rows as the driver's plain tuples, `size` at a time (no SQLAlchemy Row made per
+    row), with the rows SQLAlchemy may already have taken into its own buffer first."""
+    buffer = getattr(result.cursor_strategy, "_rowbuffer", None)
+    first = [tuple(row) for row in buffer] if buffer else []
+    if buffer:
+        buffer.clear()
+    while rows := first + result.cursor.fetchmany(size - len(first)):
+        first = []
+        yield rows
 
 
 def _fingerprint_chunks(
@@ -62,13 +86,7 @@ def _fingerprint_chunks(
     # SQLAlchemy may already have taken into its own buffer
     result = connection.execution_options(stream_results=stream).execute(statement)
     try:
-        cursor = result.cursor
-        buffer = getattr(result.cursor_strategy, "_rowbuffer", None) if stream else None
-        first = [tuple(row) for row in buffer] if buffer else []
-        if buffer:
-            buffer.clear()
-        while rows := first + cursor.fetchmany(_FETCH_CHUNK - len(first)):
-            first = []
+        for rows in plain_rows(result, _FETCH_CHUNK):
             table = _object_table(rows)
             fingerprints = table[:, 1]
             null = pd.isna(fingerprints)

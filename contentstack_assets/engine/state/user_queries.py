@@ -5,6 +5,7 @@ the users that failed or were never confirmed.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from contentstack_assets.engine.state.fingerprint_read import (
     _fingerprint_frame,
     _gc_paused,
     gathered,
+    plain_rows,
 )
 from contentstack_assets.engine.state.outcomes import UserOutcome, _log_row, _user_row
 from contentstack_assets.engine.state.tables import sync_log, users
@@ -294,18 +296,16 @@ class UserQueries(StoreBase):
     def load_source_digest_set(self, sync: str) -> np.ndarray:
         """The digests of `load_source_digests`, sorted, 8 bytes a user: a digest hashes its row's uid with the
         row's values, so a row hashing to one of them is its user's row, unmoved (engine/digests.py)."""
-        usable = _digest_usable(sync)
-        statement = sa.select(users.c.source_digest).where(*usable)
+        statement = sa.select(users.c.source_digest).where(*_digest_usable(sync))
         with self.engine.connect() as connection, _gc_paused():
-            size = connection.execute(sa.select(sa.func.count()).where(*usable)).scalar_one()
             # streamed (a server-side cursor on PostgreSQL): the driver holds a batch, not every row
             result = connection.execution_options(stream_results=True).execute(statement)
             try:
                 batches = (
-                    np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-                    for rows in iter(lambda: result.fetchmany(20_000), [])
+                    np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(rows))
+                    for rows in plain_rows(result, 50_000)
                 )
-                digests = gathered(batches, np.int64, size)
+                digests = gathered(batches, np.int64)
             finally:
                 result.close()
         digests.sort()  # in place
