@@ -37,7 +37,7 @@ from contentstack_assets.engine.mapping import source_columns, uid_hashes_of
 from contentstack_assets.engine.plan import spec_salt
 from contentstack_assets.engine.source import SourceReader, engine_for
 from contentstack_assets.engine.source.digests import DIGEST, can_digest
-from contentstack_assets.engine.state import StateStore
+from contentstack_assets.engine.state import StateStore, uid_hashes
 from contentstack_assets.spec import UsersSync
 
 T = TypeVar("T")
@@ -116,7 +116,10 @@ def read_changed(
         return _whole(
             sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
         )
-    frame = _read_rows(sync, columns, prefix, scan.moved, _given_again(store, key, scan))
+    converted = convert_uids(scan.moved)  # once, for both
+    frame = _read_rows(
+        sync, columns, prefix, scan.moved, converted, _given_again(store, key, scan, converted)
+    )
     if frame is None:
         log(f"{sync.name}: rows moved between the reads of digests and of rows: reading every row")
         return _whole(
@@ -156,15 +159,16 @@ def _scan(sync: UsersSync, chunks: Iterator[pd.DataFrame], known: Future[np.ndar
     moved: list[pd.Series] = []
     present: list[np.ndarray] | None = [] if sync.on_delete == "clear" else None
     waiting: list[pd.DataFrame] = []
-    seen: list[np.ndarray] = []  # its one array, made once the state's digests are in
+    seen: np.ndarray | None = None  # made once the state's digests are in
 
     def compare(chunk: pd.DataFrame) -> None:
+        nonlocal seen
         digests = known.result()
-        if not seen:
-            seen.append(np.zeros(len(digests), dtype=np.uint8))
+        if seen is None:
+            seen = np.zeros(len(digests), dtype=np.uint8)
         raw = chunk[match]
         same, at = _matched(chunk[DIGEST].to_numpy(), digests)
-        _count(seen[0], at)
+        _count(seen, at)
         moved.append(raw[~same])
         if present is not None:
             uids = convert_uids(raw).values.to_numpy(dtype=object)
@@ -184,21 +188,21 @@ def _scan(sync: UsersSync, chunks: Iterator[pd.DataFrame], known: Future[np.ndar
         total=total,
         moved=pd.concat(moved, ignore_index=True) if moved else pd.Series([], dtype=object),
         known=digests,
-        seen=seen[0] if seen else np.zeros(len(digests), dtype=np.uint8),
+        seen=seen if seen is not None else np.zeros(len(digests), dtype=np.uint8),
         present=None if present is None else Uids(np.concatenate(present)),
     )
 
 
-def _given_again(store: StateStore, key: str, scan: _Scan) -> dict[str, int]:
+def _given_again(store: StateStore, key: str, scan: _Scan, converted: Converted) -> dict[str, int]:
     """The uids of rows left unread that the source gives more than once, each with its rows left unread
     (they are then read whole, and the mapping rejects every row of such a uid): a user whose recorded
     digest two rows hash to (the same row given twice), or one row while a row read whole gives the same uid
     (spelled `' u4'` or `'\tu4'`). A digest hashes its row's raw uid, so a row that hashes to a user's digest
     is that user's row; the state names the owners of the few digests and uids in question (asked whatever
-    their state now: a run that failed one meanwhile leaves its digest as the scan compared it)."""
+    their state now: a run that failed one meanwhile leaves its digest as the scan compared it). `converted`:
+    the moved rows' uids."""
     if not scan.seen.any():  # no row left unread
         return {}
-    converted = convert_uids(scan.moved)
     moved_uids = set(converted.values[converted.errors.isna()].tolist())
     twice = scan.known[scan.seen >= 2]
     if not moved_uids and not len(twice):
@@ -306,13 +310,18 @@ def _whole(sync: UsersSync, frame: Frame) -> Frame:
 
 
 def _read_rows(
-    sync: UsersSync, columns: list[str], prefix: str, raw_wanted: pd.Series, again: dict[str, int]
+    sync: UsersSync,
+    columns: list[str],
+    prefix: str,
+    raw_wanted: pd.Series,
+    converted: Converted,
+    again: dict[str, int],
 ) -> Frame | None:
     """The whole rows of the wanted uids (raw, as the digests' read gave them) and of the uids given again
     (`again`: uid -> its rows left unread), read by their uid's text (a missing uid: by NULL); None when a
     wanted row is not among them (a row changed, left or is spelled so the database's TRIM does not find
-    it, e.g. '\tu4', since the digests were read: the caller reads every row instead)."""
-    converted = convert_uids(raw_wanted)
+    it, e.g. '\tu4', since the digests were read: the caller reads every row instead). `converted`: the
+    wanted uids as the mapping makes them."""
     valid = converted.errors.isna().to_numpy()
     wanted_uids = set(converted.values[valid].tolist()) | set(again)
     # rows whose uid itself is rejected: found again by their raw text, or as NULL
@@ -372,12 +381,9 @@ def _all_found(
 ) -> bool:
     """Whether the rows read hold every wanted row, as its raw uid, and for each uid given again its rows
     left unread besides the wanted rows of that uid: a row one uid's extra rows stand in for is missed."""
-    wanted, times = np.unique(_raw_keys(raw_wanted), return_counts=True)
-    held, held_times = np.unique(
-        np.concatenate(found_raw) if found_raw else np.empty(0, np.uint64), return_counts=True
-    )
-    at = np.minimum(np.searchsorted(held, wanted), max(len(held) - 1, 0))
-    if len(wanted) and (not len(held) or not ((held[at] == wanted) & (held_times[at] >= times)).all()):
+    wanted = pd.Series(_raw_keys(raw_wanted)).value_counts()
+    held = pd.Series(np.concatenate(found_raw) if found_raw else [], dtype=np.uint64).value_counts()
+    if (held.reindex(wanted.index, fill_value=0) < wanted).any():
         return False
     if not again:
         return True
@@ -393,4 +399,4 @@ def _raw_keys(raw: pd.Series) -> np.ndarray:
         "\x00" if value is None or value != value else f"{type(value).__name__}\x00{value}"
         for value in raw.tolist()
     ]
-    return pd.util.hash_array(np.asarray(text, dtype=object), categorize=False)
+    return uid_hashes(np.asarray(text, dtype=object))
