@@ -17,7 +17,15 @@ import sqlalchemy as sa
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.engine.source.digests import DIGEST
 from contentstack_assets.spec import SourceSpec
-from tests.helpers import push_config, push_metadata, run_job, users_sync, write_spec, write_sqlite_table
+from tests.helpers import (
+    fast_retries,
+    push_config,
+    push_metadata,
+    run_job,
+    users_sync,
+    write_spec,
+    write_sqlite_table,
+)
 from tests.integration.warehouses import execute, mysql_database, require_modules
 
 ATTRIBUTES = {
@@ -50,13 +58,13 @@ def _table(url: str, rows: list[dict]) -> None:
     )
 
 
-def _run(tmp_path, instance, emulator, url, rows=None, *, run_config=None, **overrides):
+def _run(tmp_path, instance, emulator, url, rows=None, *, run_config=None, resources=None, **overrides):
     if rows is not None:
         _table(url, rows)
     spec = write_spec(
         tmp_path / "syncs.yaml", [users_sync(url, emulator.url, **{"attributes": ATTRIBUTES, **overrides})]
     )
-    return run_job(spec, "users_sync", instance, run_config=run_config)
+    return run_job(spec, "users_sync", instance, run_config=run_config, resources=resources)
 
 
 def _figures(result) -> tuple[int, int, int, int]:
@@ -162,7 +170,9 @@ def test_a_user_failed_by_another_run_during_the_scan_is_still_found_given_twice
 def test_a_failed_user_is_retried_though_its_row_did_not_move(tmp_path, instance, emulator, source_url):
     assert _run(tmp_path, instance, emulator, source_url, ROWS).success
     emulator.configure(fail_rate=1.0)
-    failed = _run(tmp_path, instance, emulator, source_url, _with(ROWS, "u2", plan_name="silver"))
+    # the failing runs give up at once (the client's backoff is not what this tests)
+    silver = _with(ROWS, "u2", plan_name="silver")
+    failed = _run(tmp_path, instance, emulator, source_url, silver, resources=fast_retries(0))
     assert not failed.success and push_metadata(failed)["users_failed"] == 1
     emulator.configure(fail_rate=0.0)
     retried = _run(tmp_path, instance, emulator, source_url)
@@ -172,9 +182,10 @@ def test_a_failed_user_is_retried_though_its_row_did_not_move(tmp_path, instance
 
     # failed, then its row went back to the digest its confirmed values came from: still read and retried
     emulator.configure(fail_rate=1.0)
-    assert not _run(tmp_path, instance, emulator, source_url, _with(ROWS, "u2", plan_name="bronze")).success
+    bronze = _with(ROWS, "u2", plan_name="bronze")
+    assert not _run(tmp_path, instance, emulator, source_url, bronze, resources=fast_retries(0)).success
     emulator.configure(fail_rate=0.0)
-    back = _run(tmp_path, instance, emulator, source_url, _with(ROWS, "u2", plan_name="silver"))
+    back = _run(tmp_path, instance, emulator, source_url, silver)
     assert back.success and _figures(back) == (1, 4, 1, 1)
 
 
