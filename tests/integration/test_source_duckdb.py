@@ -116,3 +116,47 @@ def test_a_partitioned_users_sync_from_duckdb_and_its_sensor(tmp_path, duckdb_ur
     with dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor) as context:
         second = sensor(context)
     assert second.run_requests
+
+
+def _base_table_mib(connection: sa.Connection) -> float:
+    """What DuckDB's buffer pool holds of tables' blocks (`duckdb_memory()`), in MiB."""
+    query = "SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'BASE_TABLE'"
+    return connection.execute(sa.text(query)).scalar() / 2**20
+
+
+def test_a_scan_leaves_no_more_of_the_table_in_memory_than_the_bound(duckdb_url, monkeypatch):
+    """DuckDB keeps every block a read touched (up to 80% of the machine by default); the sync's reads bound it.
+    Here the bound is 16 MB and the table's blocks are about three times that."""
+    from contentstack_assets.engine.source import dialects
+
+    monkeypatch.setattr(dialects, "DUCKDB_READ_MEMORY", "16MB")
+    execute(duckdb_url, "CREATE TABLE users AS SELECT md5(i::VARCHAR) AS user_uid, "
+            "md5((i + 1)::VARCHAR) AS plan_name FROM range(1000000) t(i)")  # fmt: skip
+    reader = SourceReader(_source(duckdb_url), ["user_uid", "plan_name"])
+    with _engine(duckdb_url).connect() as held:  # the database stays open (with its pool) after the read
+        assert held.execute(sa.text("SELECT current_setting('memory_limit')")).scalar().startswith("15.")
+        assert sum(len(chunk) for chunk in reader.read_digest_chunks("prefix")) == 1_000_000
+        assert _base_table_mib(held) <= 16
+        held.execute(sa.text("SET memory_limit = '1GB'"))  # as DuckDB does by default: everything stays
+        assert sum(len(chunk) for chunk in reader.read_digest_chunks("prefix")) == 1_000_000
+        assert _base_table_mib(held) > 32
+
+
+def test_a_url_that_sets_memory_limit_keeps_it(duckdb_url):
+    execute(duckdb_url, "CREATE TABLE users AS SELECT 'u1' AS user_uid")
+    url = f"{duckdb_url}?memory_limit=300MB"
+    with _engine(url).connect() as connection:
+        assert connection.execute(sa.text("SELECT current_setting('memory_limit')")).scalar() == "286.1 MiB"
+    assert SourceReader(_source(url), ["user_uid"]).read()["user_uid"].tolist() == ["u1"]
+
+
+def test_a_file_this_process_holds_open_through_sqlalchemy_is_read_with_its_settings(duckdb_url):
+    """DuckDB refuses a second connection to a file open in the process with other settings: with the file
+    open through an engine of the same URL (a user's own asset's, say), the read connects as that engine did
+    (the bound left out), and reads."""
+    execute(duckdb_url, "CREATE TABLE users AS SELECT 'u1' AS user_uid")
+    own = sa.create_engine(duckdb_url, poolclass=sa.pool.NullPool)
+    with own.connect() as connection:
+        assert SourceReader(_source(duckdb_url), ["user_uid"]).read()["user_uid"].tolist() == ["u1"]
+        assert connection.execute(sa.text("SELECT count(*) FROM users")).scalar() == 1
+    own.dispose()

@@ -1,5 +1,5 @@
 """What differs between databases, kept apart from the reader: one engine per URL (DuckDB's connections
-closed after each read, MySQL/MariaDB sessions in UTC), a SQLite file that must exist, DuckDB's column
+closed after each read and its buffer pool bounded, MySQL/MariaDB sessions in UTC), a SQLite file that must exist, DuckDB's column
 types, SQLite's renamed repeats, rtrim's arity, and per dialect the SQL of a row's partition day and of its
 value as a number (the sensor's per-day digests).
 """
@@ -25,6 +25,12 @@ _RTRIM_ONE_ARGUMENT = frozenset({"mysql", "mariadb", "mssql", "databricks"})  # 
 _MYSQL = frozenset({"mysql", "mariadb"})
 # zoned timestamp types whose SQLAlchemy class has no `timezone` flag (snowflake-sqlalchemy's)
 _ZONED_TYPE_NAMES = frozenset({"TIMESTAMP_TZ", "TIMESTAMP_LTZ"})
+# DuckDB runs in this process, and its buffer pool keeps every block a read touches up to its memory_limit (80%
+# of the machine's memory by default): one scan of a 10M-row table leaves ~230 MiB in the sync's process, a
+# 100M-row one ten times that. The sync's reads stream (no sort, no join: a projection, a filter, a hash), so
+# the sync's own connections bound the pool and DuckDB evicts what they have read; a URL that sets
+# memory_limit (`duckdb:///f.duckdb?memory_limit=1GB`) keeps its own.
+DUCKDB_READ_MEMORY = "128MB"
 
 
 @functools.lru_cache(maxsize=32)
@@ -33,7 +39,10 @@ def _engine(url: str) -> sa.Engine:
     # open connection (another process cannot write it), so its connections close as soon as a read ends
     backend = sa.engine.make_url(url).get_backend_name()
     if backend == "duckdb":
-        return sa.create_engine(url, poolclass=sa.pool.NullPool)
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        if "memory_limit" not in sa.engine.make_url(url).query:
+            sa.event.listen(engine, "do_connect", _duckdb_bounded)
+        return engine
     engine = sa.create_engine(url, pool_pre_ping=True)
     if backend == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_functions)
@@ -42,6 +51,21 @@ def _engine(url: str) -> sa.Engine:
         # and naive means UTC here, so every session reads (and the window compares) in UTC
         sa.event.listen(engine, "connect", _mysql_session_in_utc)
     return engine
+
+
+def _duckdb_bounded(dialect: sa.Dialect, _record: object, cargs: tuple, cparams: dict) -> object | None:
+    """A DuckDB connection whose database's buffer pool is bounded (`DUCKDB_READ_MEMORY`); None (connect as
+    the URL says) when this process already has the file open with settings of its own, which DuckDB
+    refuses to mix (a user's dagster-duckdb resource, say)."""
+    import duckdb
+
+    config = {**cparams.get("config", {}), "memory_limit": DUCKDB_READ_MEMORY}
+    try:
+        return dialect.connect(*cargs, **{**cparams, "config": config})
+    except duckdb.ConnectionException as error:
+        if "different configuration" not in str(error):
+            raise
+        return None
 
 
 def _sqlite_functions(dbapi_connection: object, _record: object) -> None:
