@@ -129,7 +129,8 @@ def test_a_scan_leaves_no_more_of_the_table_in_memory_than_the_bound(duckdb_url,
     Here the bound is 16 MB and the table's blocks are about three times that."""
     from contentstack_assets.engine.source import dialects
 
-    monkeypatch.setattr(dialects, "DUCKDB_READ_MEMORY", "16MB")
+    monkeypatch.setattr(dialects, "DUCKDB_READ_MEMORY_MIB", 16)
+    monkeypatch.setattr(dialects, "DUCKDB_THREAD_MEMORY_MIB", 1)
     execute(duckdb_url, "CREATE TABLE users AS SELECT md5(i::VARCHAR) AS user_uid, "
             "md5((i + 1)::VARCHAR) AS plan_name FROM range(1000000) t(i)")  # fmt: skip
     reader = SourceReader(_source(duckdb_url), ["user_uid", "plan_name"])
@@ -160,3 +161,26 @@ def test_a_file_this_process_holds_open_through_sqlalchemy_is_read_with_its_sett
         assert SourceReader(_source(duckdb_url), ["user_uid"]).read()["user_uid"].tolist() == ["u1"]
         assert connection.execute(sa.text("SELECT count(*) FROM users")).scalar() == 1
     own.dispose()
+
+
+def test_the_bound_grows_with_duckdbs_threads(duckdb_url):
+    """A scan pins a block per column and thread: 8 columns on 64 threads fail under 96 MB."""
+    from contentstack_assets.engine.source.dialects import duckdb_read_memory
+
+    assert duckdb_read_memory(2) == "64MB" and duckdb_read_memory("64") == "1024MB"
+    execute(duckdb_url, "CREATE TABLE users AS SELECT 'u1' AS user_uid")
+    with _engine(f"{duckdb_url}?threads=64").connect() as connection:
+        assert connection.execute(sa.text("SELECT current_setting('memory_limit')")).scalar() == "976.5 MiB"
+
+
+def test_duckdb_out_of_its_memory_is_one_paragraph_naming_the_fix(duckdb_url, monkeypatch):
+    from contentstack_assets.engine.source import dialects
+
+    monkeypatch.setattr(dialects, "DUCKDB_READ_MEMORY_MIB", 1)
+    monkeypatch.setattr(dialects, "DUCKDB_THREAD_MEMORY_MIB", 0)
+    execute(duckdb_url, "CREATE TABLE users AS SELECT md5(i::VARCHAR) AS user_uid, "
+            "md5((i + 1)::VARCHAR) AS plan_name FROM range(1000000) t(i)")  # fmt: skip
+    reader = SourceReader(_source(f"{duckdb_url}?threads=8"), ["user_uid", "plan_name"])
+    with pytest.raises(SourceError, match=r"Out of Memory.*memory_limit=2GB") as raised:
+        list(reader.read_digest_chunks("prefix"))
+    assert "\n" not in str(raised.value)

@@ -7,6 +7,7 @@ value as a number (the sensor's per-day digests).
 from __future__ import annotations
 
 import functools
+import os
 import re
 import warnings
 from collections import Counter
@@ -29,8 +30,10 @@ _ZONED_TYPE_NAMES = frozenset({"TIMESTAMP_TZ", "TIMESTAMP_LTZ"})
 # of the machine's memory by default): one scan of a 10M-row table leaves ~230 MiB in the sync's process, a
 # 100M-row one ten times that. The sync's reads stream (no sort, no join: a projection, a filter, a hash), so
 # the sync's own connections bound the pool and DuckDB evicts what they have read; a URL that sets
-# memory_limit (`duckdb:///f.duckdb?memory_limit=1GB`) keeps its own.
-DUCKDB_READ_MEMORY = "128MB"
+# memory_limit (`duckdb:///f.duckdb?memory_limit=1GB`) keeps its own. A scan pins a 256 KiB block per column
+# and thread (8 columns on 64 threads fail under 96 MB), hence a share per thread.
+DUCKDB_READ_MEMORY_MIB = 64
+DUCKDB_THREAD_MEMORY_MIB = 16  # 64 columns a thread (measured: 8 columns take 1.5-2 MiB)
 
 
 @functools.lru_cache(maxsize=32)
@@ -53,13 +56,23 @@ def _engine(url: str) -> sa.Engine:
     return engine
 
 
+def duckdb_read_memory(threads: object = None) -> str:
+    """The bound of DuckDB's buffer pool on the sync's connections: `DUCKDB_READ_MEMORY_MIB`, or more with
+    many threads (the URL's `threads`, else DuckDB's default, one a core)."""
+    count = int(threads) if threads else (os.cpu_count() or 1)
+    return f"{max(DUCKDB_READ_MEMORY_MIB, DUCKDB_THREAD_MEMORY_MIB * count)}MB"
+
+
 def _duckdb_bounded(dialect: sa.Dialect, _record: object, cargs: tuple, cparams: dict) -> object | None:
-    """A DuckDB connection whose database's buffer pool is bounded (`DUCKDB_READ_MEMORY`); None (connect as
+    """A DuckDB connection whose database's buffer pool is bounded (`duckdb_read_memory`); None (connect as
     the URL says) when this process already has the file open with settings of its own, which DuckDB
     refuses to mix (a user's dagster-duckdb resource, say)."""
     import duckdb
 
-    config = {**cparams.get("config", {}), "memory_limit": DUCKDB_READ_MEMORY}
+    config = dict(cparams.get("config", {}))
+    config["memory_limit"] = duckdb_read_memory(
+        config.get("threads") or cparams.get("url_config", {}).get("threads")
+    )
     try:
         return dialect.connect(*cargs, **{**cparams, "config": config})
     except duckdb.ConnectionException as error:

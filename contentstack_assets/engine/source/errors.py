@@ -49,4 +49,15 @@ def _missing_driver(source: SourceSpec, error: Exception) -> str:
 def _reason(source: SourceSpec, error: Exception) -> str:
     original = getattr(error, "orig", None) or error
     lines = str(original).strip().splitlines()
-    return scrub(lines[0] if lines else type(original).__name__, source.url.get_secret_value())
+    reason = scrub(lines[0] if lines else type(original).__name__, source.url.get_secret_value())
+    if is_duckdb_error(original) and "Out of Memory" in reason:
+        reason += (
+            " (the sync bounds DuckDB's memory on its own connections: give the source URL a larger one, "
+            "e.g. duckdb:///file.duckdb?memory_limit=2GB)"
+        )
+    return reason
+
+
+def is_duckdb_error(error: BaseException) -> bool:
+    """An error DuckDB raised itself (a fetch of a DuckDB cursor's columns is not wrapped by SQLAlchemy)."""
+    return any(kind.__module__ in ("duckdb", "_duckdb") for kind in type(error).__mro__)

@@ -26,7 +26,7 @@ from contentstack_assets.engine.source.dialects import (
     text_in_condition,
 )
 from contentstack_assets.engine.source.digests import DIGEST, row_digest
-from contentstack_assets.engine.source.errors import SourceError, _reason
+from contentstack_assets.engine.source.errors import SourceError, _reason, is_duckdb_error
 from contentstack_assets.engine.source.shards import can_slice, mine, shard_condition
 from contentstack_assets.engine.source.window import (
     Window,
@@ -83,7 +83,9 @@ class SourceReader:
             yield
         except SourceError:
             raise
-        except sa.exc.SQLAlchemyError as error:
+        except Exception as error:
+            if not isinstance(error, sa.exc.SQLAlchemyError) and not is_duckdb_error(error):
+                raise
             raise SourceError(
                 f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
             ) from None
