@@ -49,6 +49,11 @@ UID_BATCH = 20_000  # uids per read of whole rows
 READ_AHEAD_ROWS = 200_000  # rows of the digests' read held while the state's digests are still being read
 SEEN_MAX = 255  # rows counted per digest of the state (one byte)
 WHOLE_SHARE = 0.3  # above this share of rows to read whole (and one batch), one read of every row is cheaper
+# and above this many batches, whatever the share: a batch's read compares the uid trimmed, as text, so each is
+# a scan of the table (no index helps). At 1M rows (PostgreSQL, `bench/read_changed_run.py`): 50,000 moved
+# took 3.7 s by uid, 100,000 5.7 s, 290,000 14.7 s; a whole read 4.5-5.0 s, plus the map and plan of the
+# unchanged rows (~2.7 s): the two meet near 7 batches, at any size (both scan the whole table)
+WHOLE_BATCHES = 6
 
 
 class Uids:
@@ -111,7 +116,7 @@ def read_changed(
         with contextlib.closing(_read_ahead(pool, reader.read_digest_chunks(prefix))) as chunks:
             scan = _scan(sync, chunks, known)
     total, moved = scan.total, len(scan.moved)
-    if moved > WHOLE_SHARE * total and moved > UID_BATCH:
+    if moved > UID_BATCH and (moved > WHOLE_SHARE * total or moved > WHOLE_BATCHES * UID_BATCH):
         log(f"{sync.name}: {moved} of {total} rows may have moved: reading every row")
         return _whole(
             sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))

@@ -392,3 +392,30 @@ def test_a_user_a_merge_overwrote_is_read_and_resent_though_its_row_did_not_move
     assert result.success and _figures(result) == (1, 4, 1, 1)
     assert push_metadata(result)["users_resent_after_merge"] == 1
     assert _figures(_run(tmp_path, instance, emulator, source_url)) == (0, 5, 0, 0)
+
+
+def test_more_moved_rows_than_a_few_reads_by_uid_are_read_in_one_whole_read(
+    tmp_path, instance, emulator, source_url, monkeypatch
+):
+    """Each read of a batch of uids is a scan of the table (the uid is compared trimmed, as text, so no index
+    helps): past `WHOLE_BATCHES` batches one read of every row is cheaper, whatever share of the table moved
+    (at 1M rows, 290,000 moved took 14.7 s by uid and 5.0 s whole)."""
+    import os
+
+    from contentstack_assets.engine import digests
+    from contentstack_assets.engine.state import StateStore
+    from contentstack_assets.spec import load_spec
+
+    rows = [dict(user_uid=f"u{i}", plan_name="gold", order_count=str(i)) for i in range(1, 41)]
+    assert _run(tmp_path, instance, emulator, source_url, rows).success
+    monkeypatch.setattr(digests, "UID_BATCH", 2)
+    monkeypatch.setattr(digests, "WHOLE_BATCHES", 3)
+    sync = load_spec(str(tmp_path / "syncs.yaml")).get("users")
+    store = StateStore(os.environ["CONTENTSTACK_STATE_URL"])
+    for moved, read in ((6, 6), (7, 40)):  # 3 batches by uid; 4 would be: every row (7 of 40 is under 30%)
+        _table(
+            source_url, [{**row, "plan_name": "silver"} if i < moved else row for i, row in enumerate(rows)]
+        )
+        frame = digests.read_changed(sync, store, log=lambda line: None)
+        assert len(frame) == read
+        assert frame.attrs[digests.DIGEST_UNCHANGED] == 40 - read
