@@ -1,5 +1,5 @@
 """The read step of an unchanged rerun alone: `read_changed` (engine/digests.py) on a state a kept scale run
-left, with its wall time and peak RSS (sampled every 10 ms, and the process's own maximum).
+left, with its wall time and the process's peak RSS (`ru_maxrss`).
 
     python bench/scale.py --databases postgres --sizes 10000000 --keep --no-append   # prints the work directory
     python bench/read_changed_run.py WORKDIR postgresql+psycopg://postgres@127.0.0.1:5432/cs_bench
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import threading
 import time
 
 from contentstack_assets.engine import digests
@@ -36,14 +35,6 @@ def main() -> None:
     parser.add_argument("workdir")
     parser.add_argument("state_url")
     args = parser.parse_args()
-    peak = [0.0]
-
-    def sample() -> None:
-        while True:
-            peak[0] = max(peak[0], rss_mib())
-            time.sleep(0.01)
-
-    threading.Thread(target=sample, daemon=True).start()
     sync = load_spec(os.path.join(args.workdir, "syncs.yaml")).get("users")
     store = StateStore(args.state_url)
     print(f"after imports: {rss_mib():.0f} MiB", flush=True)
@@ -51,7 +42,7 @@ def main() -> None:
     frame = digests.read_changed(sync, store, log=lambda line: print(line, flush=True))
     print(
         f"read_changed: {time.perf_counter() - started:.2f} s, {len(frame)} rows read whole, "
-        f"peak RSS {max(peak[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024):.0f} MiB"
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from contentstack_assets.engine.source import SourceReader
+from contentstack_assets.engine.source import SourceError, SourceReader
 from contentstack_assets.engine.source.digests import DIGEST
 from contentstack_assets.spec import SourceSpec
 from tests.helpers import (
@@ -419,3 +419,16 @@ def test_more_moved_rows_than_a_few_reads_by_uid_are_read_in_one_whole_read(
         frame = digests.read_changed(sync, store, log=lambda line: None)
         assert len(frame) == read
         assert frame.attrs[digests.DIGEST_UNCHANGED] == 40 - read
+
+
+def test_a_database_error_while_rows_are_fetched_is_one_paragraph(source_url):
+    """The reader fetches from the driver's own cursor, whose errors SQLAlchemy does not wrap: a value that
+    fails its query's cast after the first chunks still comes out as the source's one paragraph."""
+    if source_url.startswith("mysql"):
+        pytest.skip("MySQL casts 'x' to 0 with a warning: no value fails a cast")
+    rows = [dict(user_uid=f"u{i}", plan_name="gold", order_count=str(i)) for i in range(3000)]
+    _table(source_url, [*rows, dict(user_uid="bad", plan_name="gold", order_count="x")])
+    query = "SELECT user_uid, CAST(order_count AS INTEGER) AS orders FROM users"
+    source = SourceSpec.model_validate({"url": source_url, "query": query, "chunk_size": 1000})
+    with pytest.raises(SourceError, match=r"\(query\): .*x"):
+        SourceReader(source, ["user_uid", "orders"]).read()

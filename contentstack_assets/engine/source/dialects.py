@@ -1,7 +1,7 @@
 """What differs between databases, kept apart from the reader: one engine per URL (DuckDB's connections
-closed after each read and its buffer pool bounded, MySQL/MariaDB sessions in UTC), a SQLite file that must exist, DuckDB's column
-types, SQLite's renamed repeats, rtrim's arity, and per dialect the SQL of a row's partition day and of its
-value as a number (the sensor's per-day digests).
+closed after each read and its buffer pool bounded, MySQL/MariaDB sessions in UTC), the driver's own errors, a
+SQLite file that must exist, DuckDB's column types, SQLite's renamed repeats, rtrim's arity, and per dialect
+the SQL of a row's partition day and of its value as a number (the sensor's per-day digests).
 """
 
 from __future__ import annotations
@@ -100,6 +100,12 @@ def engine_for(source: SourceSpec) -> sa.Engine:
         return _engine(source.url.get_secret_value())
     except (ImportError, sa.exc.NoSuchModuleError) as error:
         raise SourceError(_missing_driver(source, error)) from None
+
+
+def driver_error(source: SourceSpec) -> type[Exception]:
+    """The base of the driver's own errors (PEP 249's `Error`): a fetch from the driver's cursor, the
+    reader's fast path, raises them as they are, not wrapped by SQLAlchemy."""
+    return getattr(engine_for(source).dialect.loaded_dbapi, "Error", sa.exc.SQLAlchemyError)
 
 
 def _check_sqlite_file(source: SourceSpec) -> None:

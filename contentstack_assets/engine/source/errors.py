@@ -50,7 +50,7 @@ def _reason(source: SourceSpec, error: Exception) -> str:
     original = getattr(error, "orig", None) or error
     lines = str(original).strip().splitlines()
     reason = scrub(lines[0] if lines else type(original).__name__, source.url.get_secret_value())
-    if is_duckdb_error(original) and "Out of Memory" in reason:
+    if "Out of Memory" in reason and _backend(source) == "duckdb":
         reason += (
             " (the sync bounds DuckDB's memory on its own connections: give the source URL a larger one, "
             "e.g. duckdb:///file.duckdb?memory_limit=2GB)"
@@ -58,6 +58,5 @@ def _reason(source: SourceSpec, error: Exception) -> str:
     return reason
 
 
-def is_duckdb_error(error: BaseException) -> bool:
-    """An error DuckDB raised itself (a fetch of a DuckDB cursor's columns is not wrapped by SQLAlchemy)."""
-    return any(kind.__module__ in ("duckdb", "_duckdb") for kind in type(error).__mro__)
+def _backend(source: SourceSpec) -> str:
+    return sa.engine.make_url(source.url.get_secret_value()).get_backend_name()

@@ -21,12 +21,13 @@ from contentstack_assets.engine.source.dialects import (
     _repeated_names,
     _table_columns,
     day_and_sum,
+    driver_error,
     engine_for,
     is_zoned_type,
     text_in_condition,
 )
 from contentstack_assets.engine.source.digests import DIGEST, row_digest
-from contentstack_assets.engine.source.errors import SourceError, _reason, is_duckdb_error
+from contentstack_assets.engine.source.errors import SourceError, _reason
 from contentstack_assets.engine.source.shards import can_slice, mine, shard_condition
 from contentstack_assets.engine.source.window import (
     Window,
@@ -84,7 +85,7 @@ class SourceReader:
         except SourceError:
             raise
         except Exception as error:
-            if not isinstance(error, sa.exc.SQLAlchemyError) and not is_duckdb_error(error):
+            if not isinstance(error, (sa.exc.SQLAlchemyError, driver_error(self.source))):
                 raise
             raise SourceError(
                 f"source {self.source.display_url} ({self.source.relation}): {_reason(self.source, error)}"
