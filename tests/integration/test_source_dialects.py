@@ -123,3 +123,28 @@ def test_a_missing_dialect_names_the_extra_to_install():
     message = str(raised.value)
     assert "pip install 'contentstack_assets[databricks]'" in message
     assert "token:***@adb-1.azuredatabricks.net" in message and "dapi-s3cret" not in message
+
+
+def test_snowflake_reads_more_uids_than_one_in_list_holds():
+    """Snowflake refuses an IN list of more than 16,384 values (a rerun reads 20,000 moved uids at a time):
+    the read by uid splits its list into IN lists of at most that many, joined by OR, and keeps every value."""
+    dialect = _dialect("snowflake")
+    from contentstack_assets.engine.source.dialects import text_in_condition
+
+    values = [str(number) for number in range(40_000)]
+    compiled = text_in_condition(sa.column("user_uid"), values, "snowflake").compile(dialect=dialect)
+    lists = [held for held in compiled.params.values() if isinstance(held, list)]  # one per IN
+    assert [len(held) for held in lists] == [16_384, 16_384, 7_232] * 2  # as text, and as whole numbers
+    assert sum(lists[:3], []) == values and sum(lists[3:], []) == values
+    # elsewhere one list, as before
+    assert str(text_in_condition(sa.column("user_uid"), values, "postgresql")).count(" IN ") == 2
+
+
+def test_snowflakes_row_digest_is_a_bigint_of_hash_over_each_value_and_its_text():
+    dialect = _dialect("snowflake")
+    from contentstack_assets.engine.source.digests import row_digest
+
+    digest = row_digest([sa.column("user_uid"), sa.column("plan")], "snowflake", "p")
+    sql = str(digest.compile(dialect=dialect))
+    assert sql.startswith("CAST(bitand(hash(") and sql.endswith(", 9223372036854775807) AS BIGINT)"), sql
+    assert sql.count("to_binary(to_varchar(") == 2 and "'UTF-8'" in sql

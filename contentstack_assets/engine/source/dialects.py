@@ -24,6 +24,9 @@ _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 # dialects whose rtrim takes no second argument (the characters to trim): reads by text match text only there
 _RTRIM_ONE_ARGUMENT = frozenset({"mysql", "mariadb", "mssql", "databricks"})  # Spark: rtrim(trim, str)
 _MYSQL = frozenset({"mysql", "mariadb"})
+# the most values one IN list may hold ("maximum number of expressions in a list exceeded, expected at most
+# 16,384"): a longer list is split into IN lists joined by OR
+_IN_LIST_MAX = {"snowflake": 16_384}
 # zoned timestamp types whose SQLAlchemy class has no `timezone` flag (snowflake-sqlalchemy's)
 _ZONED_TYPE_NAMES = frozenset({"TIMESTAMP_TZ", "TIMESTAMP_LTZ"})
 # DuckDB runs in this process, and its buffer pool keeps every block a read touches up to its memory_limit (80%
@@ -135,14 +138,20 @@ def text_in_condition(column: sa.ColumnElement, values: Sequence[str], dialect: 
     """The condition that the column, as trimmed text, is one of the values (ids arrive as text, the column
     may be an integer), or for a value that is an integer's text, a number with a zero fraction."""
     text = sa.func.trim(sa.cast(column, sa.String))
-    condition = text.in_(list(values))
+    condition = _in(text, list(values), dialect)
     integers = [value for value in values if _INTEGER_TEXT.fullmatch(value)]
     if integers and dialect not in _RTRIM_ONE_ARGUMENT:
         # a number stored with a fraction (SQLite's REAL 42.0, a numeric(10,2) 42.00) is id "42" but
         # its text is "42.0": also compare that text without the zeros of its fraction
         whole = sa.func.rtrim(sa.func.rtrim(text, sa.literal("0")), sa.literal("."))
-        condition = sa.or_(condition, sa.case((text.like(sa.literal("%.%")), whole)).in_(integers))
+        condition = sa.or_(condition, _in(sa.case((text.like(sa.literal("%.%")), whole)), integers, dialect))
     return condition
+
+
+def _in(expression: sa.ColumnElement, values: list[str], dialect: str) -> sa.ColumnElement:
+    most = _IN_LIST_MAX.get(dialect, len(values)) or 1
+    parts = [expression.in_(values[start : start + most]) for start in range(0, len(values), most)]
+    return sa.or_(*parts) if len(parts) > 1 else expression.in_(values)
 
 
 def day_and_sum(

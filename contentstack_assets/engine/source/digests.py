@@ -6,7 +6,8 @@ Each expression tells NULL from the empty text and from the text 'NULL', and kee
 PostgreSQL 14+ hashes the row as a record (`hash_record_extended`: each value by its type's own hash, no
 text made of the row, under half the server's time), older PostgreSQL the row's text (`ROW(...)::text` quotes
 and marks as needed), DuckDB its multi-argument `hash`, MySQL/MariaDB an MD5 of each value's length (-1 for
-NULL) and text. Elsewhere (SQLite, Snowflake, any other) there is none and every run reads every row.
+NULL) and text, Snowflake its multi-argument `HASH` of each value and of its text's UTF-8 bytes. Elsewhere
+(SQLite, BigQuery, any other) there is none and every run reads every row.
 
 A type's own hash is only used where two values it hashes alike are the same value to the mapping: integers,
 booleans, dates and timestamps (an instant's one number). Every other value is hashed by the bytes of its
@@ -14,6 +15,13 @@ text (`COLLATE "C"`: a case-insensitive or non-deterministic collation, or `cite
 blank-padded `char` by its output, which keeps the blanks): its own hash is too forgiving for a sync
 (`numeric` 1.0 like 1.00, a float's -0 like 0, an interval's '1 day' like '24 hours'), or it is unknown (a
 query's columns).
+
+Snowflake's `HASH` takes a number by its value whatever its type (an integer 10, a NUMBER 10.00 and a FLOAT
+10.0 hash alike) and a string, as far as its documentation says, under the string's collation: each value
+is hashed twice, as it is (every bit of a FLOAT) and as the bytes of its text (`TO_BINARY(TO_VARCHAR(x),
+'UTF-8')`: a binary has no collation; the text tells a FLOAT's -0 from 0, a TIMESTAMP_TZ's offset, a
+case-insensitive collation's 'A' from 'a'). Its `HASH` is a signed 64-bit integer, fakesnow's (DuckDB's
+`hash`) an unsigned one: `BITAND` with 2^63-1 keeps the same 63 bits on both.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ DIGEST = "__cs_digest"  # the column of a read's frame that holds each row's dig
 
 
 def can_digest(dialect: str) -> bool:
-    return dialect in ("postgresql", "duckdb") or dialect in _MYSQL
+    return dialect in ("postgresql", "duckdb", "snowflake") or dialect in _MYSQL
 
 
 def row_digest(
@@ -60,6 +68,13 @@ def row_digest(
         md5 = sa.func.md5(sa.func.concat(salt, *parts))
         # the first 16 hex digits as an unsigned number, cast to SIGNED: the same 64 bits, wrapped
         return sa.cast(sa.func.conv(sa.func.substring(md5, 1, 16), 16, 10), sa.Integer)
+    if dialect == "snowflake":
+        parts = []
+        for column in columns:
+            text = sa.func.to_varchar(column)
+            parts += [column, sa.func.to_binary(text, sa.literal_column("'UTF-8'"))]
+        hashed = sa.func.hash(salt, *parts)
+        return sa.cast(sa.func.bitand(hashed, sa.literal_column(str(2**63 - 1))), sa.BigInteger)
     raise ValueError(f"no row digest on {dialect}")
 
 
