@@ -14,8 +14,10 @@ rejected as before).
 
 The frame of those rows carries in its attrs the whole source's row count (`SOURCE_ROWS`, for the empty-source
 guard), the rows left unread (`DIGEST_UNCHANGED`) and, for `on_delete: clear`, every uid of the source
-(`PRESENT`). Where the dialect cannot hash, the run reads a window of days, or the sync is sharded, the read is
-the whole read it always was.
+(`PRESENT`). A sharded sync does the same in each shard, over the shard's slice of the source (its digests'
+read and its rows' reads carry the shard's condition, engine/source/shards.py), each shard's frame with the
+attrs of its own slice. Where the dialect cannot hash or the run reads a window of days, the read is the
+whole read it always was.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,13 +35,14 @@ import numpy as np
 import pandas as pd
 
 from contentstack_assets.engine.convert import Converted, convert_uids
-from contentstack_assets.engine.frames import ChunkedFrame, ChunkWriter, Frame, collect
-from contentstack_assets.engine.mapping import source_columns, uid_hashes_of
+from contentstack_assets.engine.frames import ChunkedFrame, ChunkWriter, Frame, ShardedFrame, collect
+from contentstack_assets.engine.mapping import map_frame, source_columns, stamp_read_time, uid_hashes_of
 from contentstack_assets.engine.plan import spec_salt
 from contentstack_assets.engine.source import SourceReader, engine_for
 from contentstack_assets.engine.source.digests import DIGEST, can_digest
 from contentstack_assets.engine.state import StateStore, uid_hashes
 from contentstack_assets.spec import UsersSync
+from contentstack_assets.wire import UID
 
 T = TypeVar("T")
 DIGEST_VERSION = 1  # moved by a release whose conversion of a value changes: every user is read again
@@ -70,10 +74,24 @@ class Uids:
         return len(self.values)
 
 
-def present_uids(frame: Frame) -> np.ndarray | None:
-    """Every uid of the source a read by digests saw (with `on_delete: clear`), or None."""
+def present_uids(frame: Frame | ShardedFrame) -> np.ndarray | None:
+    """Every uid of the source a read by digests saw (with `on_delete: clear`), or None. Of a sharded read,
+    where a shard read by digests: every shard's, each the uids its read by digests saw or those it read."""
+    if isinstance(frame, ShardedFrame):
+        held = [part.attrs.get(PRESENT) for part in frame.parts]
+        if all(uids is None for uids in held):
+            return None
+        return np.concatenate([
+            uids.values if uids is not None else _mapped_uids(part)
+            for uids, part in zip(held, frame.parts, strict=True)
+        ])  # fmt: skip
     held = frame.attrs.get(PRESENT)
     return None if held is None else held.values
+
+
+def _mapped_uids(frame: Frame) -> np.ndarray:
+    uids = frame.column(UID) if isinstance(frame, ChunkedFrame) else frame[UID]
+    return uids.to_numpy(dtype=object)
 
 
 def digest_prefix(sync: UsersSync) -> str:
@@ -81,8 +99,9 @@ def digest_prefix(sync: UsersSync) -> str:
 
 
 def digests_apply(sync: UsersSync) -> bool:
-    """Whether an unsharded run of this sync over the whole source can detect changes in the database."""
-    return sync.shards <= 1 and can_digest(engine_for(sync.source).dialect.name)
+    """Whether a run of this sync over the whole source (or a shard's slice of it) can detect changes in the
+    database."""
+    return can_digest(engine_for(sync.source).dialect.name)
 
 
 def is_partial(frame: Frame) -> bool:
@@ -97,39 +116,44 @@ def read_changed(
     on_progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
     reader: SourceReader | None = None,
+    shard: tuple[int, int] | None = None,
+    on_disk: bool = False,
 ) -> Frame:
     """The whole source's rows that may need a request, with their digests (see the module); `reader`: the
-    reader of `source_columns(sync)` to use (its `column_types` are the source's after the read)."""
+    reader of `source_columns(sync)` to use (its `column_types` are the source's after the read). `shard=
+    (index, shards)`: of that shard's slice of the source only (its rows, its counts, its uids); `on_disk`:
+    a frame of chunk files even for one chunk."""
     columns = source_columns(sync)
     reader = reader or SourceReader(sync.source, columns)
     prefix = digest_prefix(sync)
     key = store.key_of(sync)
+    name = sync.name if shard is None else f"{sync.name}: shard {shard[0] + 1} of {shard[1]}"
+
+    def every_row() -> Frame:
+        chunks = reader.read_chunks(on_progress=on_progress, digest=prefix, shard=shard)
+        return _whole(collect(chunks, uid_hashes_of(sync), on_disk=on_disk))
+
     if not store.has_source_digests(key):  # a first sync, a spec change that moved nothing yet
-        return _whole(
-            sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
-        )
+        return every_row()
     # the state's digests are read while the source hashes its rows, and the source hashes its next chunk
     # while this one is compared: both databases and this process at work at once
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="digests") as pool:
         known = _loaded(pool, store, key)
         # closed however the scan ends (a failure's traceback would keep the read-ahead thread waiting)
-        with contextlib.closing(_read_ahead(pool, reader.read_digest_chunks(prefix))) as chunks:
+        with contextlib.closing(_read_ahead(pool, reader.read_digest_chunks(prefix, shard=shard))) as chunks:
             scan = _scan(sync, chunks, known)
     total, moved = scan.total, len(scan.moved)
     if moved > UID_BATCH and (moved > WHOLE_SHARE * total or moved > WHOLE_BATCHES * UID_BATCH):
-        log(f"{sync.name}: {moved} of {total} rows may have moved: reading every row")
-        return _whole(
-            sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
-        )
+        log(f"{name}: {moved} of {total} rows may have moved: reading every row")
+        return every_row()
     converted = convert_uids(scan.moved)  # once, for both
-    frame = _read_rows(
-        sync, columns, prefix, scan.moved, converted, _given_again(store, key, scan, converted)
-    )
+    again = _given_again(store, key, scan, converted)
+    frame = _read_rows(sync, columns, prefix, scan.moved, converted, again, shard)
     if frame is None:
-        log(f"{sync.name}: rows moved between the reads of digests and of rows: reading every row")
-        return _whole(
-            sync, collect(reader.read_chunks(on_progress=on_progress, digest=prefix), uid_hashes_of(sync))
-        )
+        log(f"{name}: rows moved between the reads of digests and of rows: reading every row")
+        return every_row()
+    if on_disk and not isinstance(frame, ChunkedFrame):
+        frame = collect([frame], on_disk=True)
     frame.attrs[SOURCE_ROWS] = total
     unread = total - len(frame) if len(frame) < total else 0
     frame.attrs[DIGEST_UNCHANGED] = unread
@@ -137,10 +161,21 @@ def read_changed(
         frame.attrs[PRESENT] = scan.present
     if on_progress:
         on_progress(len(frame))
-    log(
-        f"{sync.name}: {total} rows in the source, {unread} unchanged by their digest, {len(frame)} read whole"
-    )
+    log(f"{name}: {total} rows in the source, {unread} unchanged by their digest, {len(frame)} read whole")
     return frame
+
+
+def read_whole_mapped(sync: UsersSync, shard: tuple[int, int] | None = None) -> Frame:
+    """Every row of the source (`shard`: of that shard's slice), read and mapped now, chunk by chunk: a full
+    resync after a read by digests, which left the unchanged users unread."""
+    started = time.time()
+    reader = SourceReader(sync.source, source_columns(sync))
+    frame = collect(reader.read_chunks(shard=shard), uid_hashes_of(sync))
+    try:
+        return map_frame(stamp_read_time(frame, started), sync, shard=shard)
+    finally:
+        if isinstance(frame, ChunkedFrame):  # the raw chunks, once mapped
+            frame.remove()
 
 
 @dataclass
@@ -308,7 +343,7 @@ def _matched(digests: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.nda
     return missed[near] != digests, at[hit]
 
 
-def _whole(sync: UsersSync, frame: Frame) -> Frame:
+def _whole(frame: Frame) -> Frame:
     frame.attrs[SOURCE_ROWS] = len(frame)
     frame.attrs[DIGEST_UNCHANGED] = 0
     return frame
@@ -321,6 +356,7 @@ def _read_rows(
     raw_wanted: pd.Series,
     converted: Converted,
     again: dict[str, int],
+    shard: tuple[int, int] | None = None,
 ) -> Frame | None:
     """The whole rows of the wanted uids (raw, as the digests' read gave them) and of the uids given again
     (`again`: uid -> its rows left unread), read by their uid's text (a missing uid: by NULL); None when a
@@ -345,7 +381,7 @@ def _read_rows(
         if not batch and not nulls:
             continue
         candidates = SourceReader(sync.source, columns).read(
-            text_in=(match, batch), digest=prefix, or_null=nulls
+            text_in=(match, batch), digest=prefix, or_null=nulls, shard=shard
         )
         # each row is kept by the one batch that holds its uid (a number may match two texts: 42.0 and 42)
         in_batch = set(batch)

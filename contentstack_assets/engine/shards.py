@@ -10,29 +10,38 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from contentstack_assets.engine.digests import DIGEST_UNCHANGED, SOURCE_ROWS
 from contentstack_assets.engine.frames import ChunkedFrame, Frame, ShardedFrame, chunks_of, collect
 from contentstack_assets.engine.mapping import REJECTION, UID
 from contentstack_assets.engine.source.shards import shard_of
 
 __all__ = ["concurrency_shares", "rejected_uids", "shard_label", "shard_of", "shard_rows"]
+# what a shard's read by digests says of its own slice (the whole read's sums are the sharded frame's)
+_SLICE_ATTRS = (SOURCE_ROWS, DIGEST_UNCHANGED)
 
 
-def shard_rows(mapped: Frame | ShardedFrame, index: int, shards: int) -> Frame:
+def shard_rows(mapped: Frame | ShardedFrame, index: int, shards: int, *, own: Frame | None = None) -> Frame:
     """The rows of `mapped_attributes` shard `index` pushes: its valid users, plus every rejected row for
     shard 0 (rejections are recorded once per run, and a rejected row may have no uid). Of a read each shard
-    made of its own users (`ShardedFrame`), its own part; else (a read in one piece) the rows whose uid hashes
-    to it. Chunk by chunk: the shard's rows are chunked in turn (the caller removes them when done)."""
+    made of its own users (`ShardedFrame`), its own part, with what its read by digests says of its slice
+    (`SOURCE_ROWS`, `DIGEST_UNCHANGED`, engine/digests.py); else (a read in one piece) the rows whose uid
+    hashes to it. `own`: the shard's slice read and mapped again whole, in place of its part (a full resync
+    after a read by digests). Chunk by chunk: the shard's rows are chunked in turn (the caller removes them
+    when done)."""
     if isinstance(mapped, ShardedFrame) and len(mapped.parts) == shards:
-        chunks = (chunk.loc[chunk[REJECTION].isna()] for chunk in chunks_of(mapped.parts[index]))
+        part = mapped.parts[index] if own is None else own
+        chunks = (chunk.loc[chunk[REJECTION].isna()] for chunk in chunks_of(part))
         if index == 0:  # then every part's rejected rows, a chunk at a time
             chunks = itertools.chain(chunks, _rejected_of(mapped))
-    elif isinstance(mapped, (ChunkedFrame, ShardedFrame)):  # a sharded read of another number of shards
-        chunks = (_rows_of(chunk, index, shards) for chunk in mapped.chunks())
-    else:
-        return _rows_of(mapped, index, shards)
-    rows = collect(chunks)
-    rows.attrs = dict(mapped.attrs)
-    return rows
+        rows = collect(chunks)
+        rows.attrs = {key: value for key, value in mapped.attrs.items() if key not in _SLICE_ATTRS}
+        rows.attrs.update((key, part.attrs[key]) for key in _SLICE_ATTRS if key in part.attrs)
+        return rows
+    if isinstance(mapped, (ChunkedFrame, ShardedFrame)):  # a sharded read of another number of shards
+        rows = collect(_rows_of(chunk, index, shards) for chunk in mapped.chunks())
+        rows.attrs = dict(mapped.attrs)
+        return rows
+    return _rows_of(mapped, index, shards)
 
 
 def rejected_uids(mapped: Frame | ShardedFrame) -> list[str]:

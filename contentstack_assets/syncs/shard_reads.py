@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
+from contentstack_assets.engine.digests import DIGEST_UNCHANGED, SOURCE_ROWS, digests_apply, read_changed
 from contentstack_assets.engine.frames import ChunkWriter, Frame, ShardedFrame, collect
 from contentstack_assets.engine.mapping import (
     REJECTION,
@@ -20,7 +21,7 @@ from contentstack_assets.engine.mapping import (
 )
 from contentstack_assets.engine.source import SourceReader
 from contentstack_assets.io_manager import FRAME_TYPE, FRAMES_IO_MANAGER_KEY
-from contentstack_assets.resources import PersonalizeResource
+from contentstack_assets.resources import PersonalizeResource, SyncStateResource
 from contentstack_assets.spec import UsersSync
 from contentstack_assets.syncs.mapped import MappedTally, attribute_check, mapped_metadata, rows_valid_check
 from contentstack_assets.syncs.partitions import scope_of, window_of
@@ -103,13 +104,27 @@ def _read_op(sync: UsersSync, index: int) -> dg.OpDefinition:
         out=dg.Out(io_manager_key=SHARD_IO_MANAGER_KEY),
         tags={SYNC_TAG: sync.name, SHARD_TAG: f"{index + 1}/{shards}"},
     )
-    def read_shard(context: dg.OpExecutionContext) -> ReadPart:
+    def read_shard(context: dg.OpExecutionContext, sync_state: SyncStateResource) -> ReadPart:
         reader = SourceReader(sync.source, source_columns(sync))
         started, started_at = time.perf_counter(), time.time()
         progress = lambda rows: context.log.info(f"{sync.name}: {label}: {rows} rows read")  # noqa: E731
+        window = window_of(context)
         with user_errors():
-            chunks = reader.read_chunks(window_of(context), on_progress=progress, shard=(index, shards))
-            frame = collect(chunks, uid_hashes_of(sync), on_disk=True)  # only its path goes to storage
+            # only its path goes to storage: chunk files, even for one chunk
+            if window is None and digests_apply(sync):
+                # change detection in the database, over this shard's slice (engine/digests.py)
+                frame = read_changed(
+                    sync,
+                    sync_state.store(),
+                    on_progress=progress,
+                    log=context.log.info,
+                    reader=reader,
+                    shard=(index, shards),
+                    on_disk=True,
+                )
+            else:
+                chunks = reader.read_chunks(window, on_progress=progress, shard=(index, shards))
+                frame = collect(chunks, uid_hashes_of(sync), on_disk=True)
         read_s = time.perf_counter() - started
         peak = process_peak_memory().get(PEAK)
         return ReadPart(index, frame, started_at, read_s, dict(reader.column_types), peak)
@@ -128,11 +143,12 @@ def _read_summary_op(sync: UsersSync) -> dg.OpDefinition:
     def read_summary(context: dg.OpExecutionContext, parts: list) -> ShardedFrame:
         parts = sorted(parts, key=lambda part: part.index)
         frame = stamp_read_time(
-            ShardedFrame([part.frame for part in parts]), min(p.started_at for p in parts)
+            ShardedFrame([part.frame for part in parts], _digested(parts)), min(p.started_at for p in parts)
         )
         context.add_output_metadata(
             {
                 "rows_read": len(frame),
+                **{key: frame.attrs[key] for key in (SOURCE_ROWS, DIGEST_UNCHANGED) if key in frame.attrs},
                 "read_s": round(max(part.read_s for part in parts), 3),  # the shards read side by side
                 "scope": scope_of(context),
                 "shards": len(parts),
@@ -144,6 +160,17 @@ def _read_summary_op(sync: UsersSync) -> dg.OpDefinition:
         return frame
 
     return read_summary.alias("read_summary")
+
+
+def _digested(parts: list[ReadPart]) -> dict[str, int]:
+    """What the shards' reads by digests tell of the whole source: its rows and those left unread (each
+    part's own are in its frame's attrs, for its push)."""
+    if not all(SOURCE_ROWS in part.frame.attrs for part in parts):
+        return {}
+    return {
+        SOURCE_ROWS: sum(int(part.frame.attrs[SOURCE_ROWS]) for part in parts),
+        DIGEST_UNCHANGED: sum(int(part.frame.attrs.get(DIGEST_UNCHANGED, 0)) for part in parts),
+    }
 
 
 # -- N/mapped_attributes -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pandas as pd
 
 from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport
+from contentstack_assets.engine.digests import is_partial, read_whole_mapped
 from contentstack_assets.engine.frames import Frame, removed_after
 from contentstack_assets.engine.plan import UserRequest
 from contentstack_assets.engine.resend import push_users_resending
@@ -43,6 +44,7 @@ from contentstack_assets.syncs.report import (
     peaks_by_shard,
     process_peak_memory,
     rejected_sample,
+    user_errors,
 )
 from contentstack_assets.syncs.runs import SYNC_TAG
 
@@ -82,7 +84,7 @@ class ShardSummary:
 SUMMED = (
     "rows_read",
     "rows_rejected",
-    "rows_digest_unchanged",  # 0: a sharded sync reads every row (engine/digests.py)
+    "rows_digest_unchanged",  # each shard's rows left unread by their digest (engine/digests.py)
     "users_new",
     "users_changed",
     "users_unchanged",
@@ -180,6 +182,13 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
     ) -> ShardSummary:
         started_at = time.time()
         rows = shard_rows(mapped_attributes, index, shards)
+        partial = is_partial(rows)  # a read by digests left this shard's unchanged users unread
+        if config.full_resync and partial:
+            # a full resync sends every user: this shard's slice is read whole for it
+            with removed_after(rows, unless=mapped_attributes), user_errors():
+                own = read_whole_mapped(sync, shard=(index, shards))
+            with removed_after(own):
+                rows = shard_rows(mapped_attributes, index, shards, own=own)
         # also when mapped_attributes was not part of this run
         creation = require_attribute_keys(sync, personalize, dry_run=config.dry_run, log=context.log.info)
         client = None if config.dry_run else personalize.edge(sync.destination, concurrency)
@@ -189,7 +198,7 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
                 sync,
                 rows,
                 store=sync_state.store(),
-                partitioned=is_partitioned_run(context),
+                partitioned=is_partitioned_run(context) or partial,
                 owns=lambda uids: shard_of(uids, shards) == index,
                 # a rejected row of this shard's user is recorded by shard 0, and the user is still in the source
                 rejected_elsewhere=rejected_uids(mapped_attributes) if index else (),

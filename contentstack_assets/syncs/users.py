@@ -10,8 +10,9 @@ from contentstack_assets.engine.digests import (
     digests_apply,
     is_partial,
     read_changed,
+    read_whole_mapped,
 )
-from contentstack_assets.engine.frames import ChunkedFrame, Frame, ShardedFrame, collect, removed_after
+from contentstack_assets.engine.frames import Frame, ShardedFrame, collect, removed_after
 from contentstack_assets.engine.mapping import (
     map_frame,
     source_columns,
@@ -303,17 +304,6 @@ def build_users_sync(sync: UsersSync, spec: SyncsSpec) -> dg.Definitions:
         schedules=schedules(sync, job, partitions, push_key),
         sensors=[source_changed_sensor(sync, job, partitions, source_columns(sync), push_key)],
     )
-
-
-def read_whole_mapped(sync: UsersSync) -> Frame:
-    """Every row of the source, read and mapped now, chunk by chunk (a full resync after a read by digests)."""
-    started = time.time()
-    frame = collect(SourceReader(sync.source, source_columns(sync)).read_chunks(), uid_hashes_of(sync))
-    try:
-        return map_frame(stamp_read_time(frame, started), sync)
-    finally:
-        if isinstance(frame, ChunkedFrame):  # the raw chunks, once mapped
-            frame.remove()
 
 
 def _unsharded_failure(sync: UsersSync, asset: str, frame: ShardedFrame) -> dg.Failure:

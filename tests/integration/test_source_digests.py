@@ -432,3 +432,86 @@ def test_a_database_error_while_rows_are_fetched_is_one_paragraph(source_url):
     source = SourceSpec.model_validate({"url": source_url, "query": query, "chunk_size": 1000})
     with pytest.raises(SourceError, match=r"\(query\): .*x"):
         SourceReader(source, ["user_uid", "orders"]).read()
+
+
+SHARDED = [dict(user_uid=f"u{i}", plan_name="gold", order_count=str(i)) for i in range(1, 31)]
+
+
+def _sharded(tmp_path, instance, emulator, url, rows=None, **overrides):
+    return _run(tmp_path, instance, emulator, url, rows, shards=3, concurrency=6, **overrides)
+
+
+def test_each_shard_of_a_rerun_reads_only_what_moved_of_its_own_users(
+    tmp_path, instance, emulator, source_url
+):
+    """`shards: 3`: each shard scans the uids and digests of its own slice and reads whole only its moved,
+    new and rejected rows; the shards' counts add up as the unsharded run's."""
+    first = _sharded(tmp_path, instance, emulator, source_url, SHARDED)
+    assert first.success and _figures(first) == (30, 0, 30, 30)
+    again = _sharded(tmp_path, instance, emulator, source_url)
+    assert again.success and _figures(again) == (0, 30, 0, 0)
+    assert push_metadata(again)["users_unchanged"] == 30
+    source = again.asset_materializations_for_node("users__source_users")[0].metadata
+    assert (source["rows_read"].value, source["rows_digest_unchanged"].value) == (0, 30)
+    assert source["source_rows"].value == 30
+
+    # one moved, one new, one rejected (read every run): only they are read, the two sent
+    rows = [
+        *_with(SHARDED, "u7", plan_name="silver"),
+        dict(user_uid="u31", plan_name="gold", order_count="31"),
+        dict(user_uid="u32", plan_name="gold", order_count="x"),
+    ]
+    moved = _sharded(tmp_path, instance, emulator, source_url, rows)
+    assert moved.success and _figures(moved) == (3, 29, 2, 2)
+    assert push_metadata(moved)["rows_rejected"] == 1
+    assert _stored(emulator, "u7") == {"plan": "silver", "orders": 7}
+    assert _stored(emulator, "u31") == {"plan": "gold", "orders": 31}
+    assert _figures(_sharded(tmp_path, instance, emulator, source_url)) == (1, 31, 0, 0)
+
+    # a full resync sends every user, the unread ones read whole for it
+    resync = _sharded(tmp_path, instance, emulator, source_url, run_config=push_config(full_resync=True))
+    assert resync.success and push_metadata(resync)["users_delivered"] == 31
+
+
+@pytest.mark.parametrize("source_url", ["duckdb", "postgresql"], indirect=True)
+def test_a_user_who_left_is_cleared_by_its_shard_after_a_read_by_digests(
+    tmp_path, instance, emulator, source_url
+):
+    assert _sharded(tmp_path, instance, emulator, source_url, SHARDED, on_delete="clear").success
+    again = _sharded(tmp_path, instance, emulator, source_url, on_delete="clear")
+    assert _figures(again) == (0, 30, 0, 0) and push_metadata(again)["users_cleared"] == 0
+    left = _sharded(tmp_path, instance, emulator, source_url, SHARDED[:-1], on_delete="clear")
+    metadata = push_metadata(left)
+    assert left.success and (metadata["rows_read"], metadata["users_cleared"]) == (0, 1)
+    assert _stored(emulator, "u30") == {"plan": None, "orders": None}
+    assert _stored(emulator, "u29") == {"plan": "gold", "orders": 29}
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_odd_uids_are_read_by_their_own_shard_as_unsharded(tmp_path, instance, emulator, source_url, shards):
+    """Uids the database trims otherwise than the rules (a tab), a duplicate spelled with a blank and a NULL
+    uid: every shard's database read holds them, and only the shard the rules give each to keeps it, so a
+    sharded rerun reads, rejects and leaves unread the rows an unsharded one does."""
+    rows = [
+        *SHARDED,
+        dict(user_uid=" u5", plan_name="gold", order_count="5"),  # u5 twice: both rows rejected
+        dict(user_uid=None, plan_name="gold", order_count="0"),
+        dict(user_uid="\tu40", plan_name="gold", order_count="40"),  # u40, which TRIM leaves tabbed
+    ]
+    run = lambda rows=None: _run(  # noqa: E731
+        tmp_path, instance, emulator, source_url, rows, shards=shards, concurrency=6
+    )
+    first = run(rows)
+    assert first.success and _figures(first) == (33, 0, 30, 30)
+    assert push_metadata(first)["rows_rejected"] == 3
+    for _ in range(2):
+        again = run()
+        assert again.success and _figures(again) == (3, 30, 0, 0)
+        assert push_metadata(again)["rows_rejected"] == 3
+    # the tabbed row moved: TRIM does not find it by "u40", so the run (a sharded one: the shard of u40)
+    # reads its whole slice again instead
+    moved = run(_with(rows, "\tu40", plan_name="silver"))
+    read, unread, sent, requests = _figures(moved)
+    assert moved.success and (read + unread, sent, requests) == (33, 1, 1)
+    assert read == 33 if shards == 1 else 4 < read < 33
+    assert _stored(emulator, "u40") == {"plan": "silver", "orders": 40}

@@ -73,7 +73,7 @@ def test_a_scan_that_fails_midway_stops_its_read_ahead(tmp_path, monkeypatch):
     read = _Read(1000)
 
     class Reader:
-        def read_digest_chunks(self, prefix):
+        def read_digest_chunks(self, prefix, shard=None):
             for index in read:
                 yield pd.DataFrame({"user_uid": [f"u{index}"], DIGEST: np.array([index], dtype=np.int64)})
 

@@ -203,8 +203,11 @@ class SourceReader:
         chunks = list(self.read_digest_chunks(prefix, window))
         return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
 
-    def read_digest_chunks(self, prefix: str, window: Window | None = None) -> Iterator[pd.DataFrame]:
-        """`read_digests`, at most `max(chunk_size, 100,000)` rows at a time (at least one frame)."""
+    def read_digest_chunks(
+        self, prefix: str, window: Window | None = None, *, shard: tuple[int, int] | None = None
+    ) -> Iterator[pd.DataFrame]:
+        """`read_digests`, at most `max(chunk_size, 100,000)` rows at a time (at least one frame); `shard`: of
+        that shard's users only (`read_chunks`)."""
         yielded = False
         with self._database_errors(), engine_for(self.source).connect() as connection:
             relation = self._relation(connection)
@@ -214,11 +217,12 @@ class SourceReader:
             statement = self._statement(relation, window, dialect=dialect).with_only_columns(
                 relation.c[self.columns[0]], self._digest(relation, dialect, prefix)
             )
+            statement = self._sliced(statement, relation, dialect, shard)
             result = connection.execution_options(stream_results=True).execute(statement)
             try:
                 for frame in self._digest_frames(result, dialect, max(self.source.chunk_size, 100_000)):
                     yielded = True
-                    yield frame
+                    yield self._own_rows(frame, dialect, shard)
             finally:
                 result.close()
         if not yielded:
@@ -294,6 +298,7 @@ class SourceReader:
         text_in: tuple[str, Sequence[str]] | None = None,
         digest: str | None = None,
         or_null: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> pd.DataFrame:
         """Every row of the source (within the window; with `text_in=(column, values)` only the rows whose
         column, as trimmed text, is one of the values, or for a value that is an integer's text, a number
@@ -304,11 +309,13 @@ class SourceReader:
         the run's log, an event Dagster stores) and once with the total.
 
         `digest`: a prefix; each row's digest computed by the database comes along in column `DIGEST`
-        (`read_digests`). `or_null`: with `text_in`, the rows whose column is NULL too."""
+        (`read_digests`). `or_null`: with `text_in`, the rows whose column is NULL too. `shard`: of that
+        shard's users only (`read_chunks`)."""
         width = len(self.columns) + (digest is not None)
-        arrays = list(self._arrays(window, on_progress, text_in, digest, or_null))
+        dialect = engine_for(self.source).dialect.name
+        arrays = list(self._arrays(window, on_progress, text_in, digest, or_null, shard))
         table = np.concatenate(arrays) if arrays else np.empty((0, width), dtype=object)
-        return self._frame(table, digest)
+        return self._own_rows(self._frame(table, digest), dialect, shard)
 
     def read_chunks(
         self,
@@ -324,15 +331,9 @@ class SourceReader:
         width = len(self.columns) + (digest is not None)
         any_chunk = False
         dialect = engine_for(self.source).dialect.name
-        by_database = shard is not None and can_slice(dialect)
-        for table in self._arrays(window, on_progress, None, digest, False, shard if by_database else None):
+        for table in self._arrays(window, on_progress, None, digest, False, shard):
             any_chunk = True
-            frame = self._frame(table, digest)
-            # SQLite's function applies the rules themselves: its rows are the shard's own
-            if shard is not None and not (by_database and dialect == "sqlite"):
-                keep = mine(frame[self.columns[0]], *shard, by_database=by_database)
-                frame = frame.loc[keep].reset_index(drop=True)
-            yield frame
+            yield self._own_rows(self._frame(table, digest), dialect, shard)
         if not any_chunk:
             yield self._frame(np.empty((0, width), dtype=object), digest)
 
@@ -354,9 +355,7 @@ class SourceReader:
             if window is not None:
                 self._detect_epoch(connection, relation)
             statement = self._statement(relation, window, text_in, connection.dialect.name, digest, or_null)
-            if shard is not None:
-                uid = relation.c[self.columns[0]]
-                statement = statement.where(shard_condition(uid, connection.dialect.name, *shard))
+            statement = self._sliced(statement, relation, connection.dialect.name, shard)
             result = connection.execution_options(stream_results=True).execute(statement)
             # the driver's own cursor (server-side on PostgreSQL): its plain tuples, not a SQLAlchemy Row
             # per row. The columns are untyped (`sa.column`), so SQLAlchemy would not process any value
@@ -376,6 +375,24 @@ class SourceReader:
                 result.close()
         if on_progress and reported != rows_read:
             on_progress(rows_read)
+
+    def _sliced(
+        self, statement: sa.Select, relation: sa.FromClause, dialect: str, shard: tuple[int, int] | None
+    ) -> sa.Select:
+        """The statement of the rows of shard `shard=(index, shards)`, where the database can tell them
+        (engine/source/shards.py); as it is elsewhere (`_own_rows` keeps the shard's rows as they come)."""
+        if shard is None or not can_slice(dialect):
+            return statement
+        return statement.where(shard_condition(relation.c[self.columns[0]], dialect, *shard))
+
+    def _own_rows(self, frame: pd.DataFrame, dialect: str, shard: tuple[int, int] | None) -> pd.DataFrame:
+        """The rows of a read (`_sliced`) that shard keeps (`mine`): SQLite's function applies the rules
+        themselves, so its rows are the shard's own."""
+        by_database = can_slice(dialect)
+        if shard is None or (by_database and dialect == "sqlite"):
+            return frame
+        keep = mine(frame[self.columns[0]], *shard, by_database=by_database)
+        return frame if keep.all() else frame.loc[keep].reset_index(drop=True)
 
     def _frame(self, table: np.ndarray, digest: str | None) -> pd.DataFrame:
         data = {
