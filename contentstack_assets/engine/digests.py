@@ -167,10 +167,12 @@ def read_changed(
 
 def read_whole_mapped(sync: UsersSync, shard: tuple[int, int] | None = None) -> Frame:
     """Every row of the source (`shard`: of that shard's slice), read and mapped now, chunk by chunk: a full
-    resync after a read by digests, which left the unchanged users unread."""
+    resync after a read by digests, which left the unchanged users unread. With each row's digest, which the
+    push records (without, the next run would read every row again)."""
     started = time.time()
     reader = SourceReader(sync.source, source_columns(sync))
-    frame = collect(reader.read_chunks(shard=shard), uid_hashes_of(sync))
+    chunks = reader.read_chunks(digest=digest_prefix(sync), shard=shard)
+    frame = collect(chunks, uid_hashes_of(sync))
     try:
         return map_frame(stamp_read_time(frame, started), sync, shard=shard)
     finally:

@@ -26,7 +26,7 @@ def shard_rows(mapped: Frame | ShardedFrame, index: int, shards: int, *, own: Fr
     made of its own users (`ShardedFrame`), its own part, with what its read by digests says of its slice
     (`SOURCE_ROWS`, `DIGEST_UNCHANGED`, engine/digests.py); else (a read in one piece) the rows whose uid
     hashes to it. `own`: the shard's slice read and mapped again whole, in place of its part (a full resync
-    after a read by digests). Chunk by chunk: the shard's rows are chunked in turn (the caller removes them
+    after a read by digests; the caller refuses a read by digests of another number of shards). Chunk by chunk: the shard's rows are chunked in turn (the caller removes them
     when done)."""
     if isinstance(mapped, ShardedFrame) and len(mapped.parts) == shards:
         part = mapped.parts[index] if own is None else own
@@ -35,6 +35,8 @@ def shard_rows(mapped: Frame | ShardedFrame, index: int, shards: int, *, own: Fr
             chunks = itertools.chain(chunks, _rejected_of(mapped))
         rows = collect(chunks)
         rows.attrs = {key: value for key, value in mapped.attrs.items() if key not in _SLICE_ATTRS}
+        if own is not None:  # its read time, and no rows left unread
+            rows.attrs.update((key, value) for key, value in own.attrs.items() if key not in _SLICE_ATTRS)
         rows.attrs.update((key, part.attrs[key]) for key in _SLICE_ATTRS if key in part.attrs)
         return rows
     if isinstance(mapped, (ChunkedFrame, ShardedFrame)):  # a sharded read of another number of shards

@@ -15,7 +15,7 @@ import pandas as pd
 from contentstack_assets.engine.days import DayCounts
 from contentstack_assets.engine.deliver import DeliveryReport
 from contentstack_assets.engine.digests import is_partial, read_whole_mapped
-from contentstack_assets.engine.frames import Frame, removed_after
+from contentstack_assets.engine.frames import Frame, ShardedFrame, removed_after
 from contentstack_assets.engine.plan import UserRequest
 from contentstack_assets.engine.resend import push_users_resending
 from contentstack_assets.engine.shards import concurrency_shares, rejected_uids, shard_of, shard_rows
@@ -181,9 +181,16 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
         sync_state: SyncStateResource,
     ) -> ShardSummary:
         started_at = time.time()
+        if is_partial(mapped_attributes) and not _made_in(mapped_attributes, shards):
+            # what each shard left unread is known only to a read by digests in as many shards
+            raise dg.Failure(
+                description=f"sync {sync.name!r}: the stored mapped_attributes is a read by digests made with "
+                f"another number of shards than the spec's `shards: {shards}`: materialize source_users "
+                "again",
+                allow_retries=False,
+            )
         rows = shard_rows(mapped_attributes, index, shards)
-        partial = is_partial(rows)  # a read by digests left this shard's unchanged users unread
-        if config.full_resync and partial:
+        if config.full_resync and is_partial(rows):
             # a full resync sends every user: this shard's slice is read whole for it
             with removed_after(rows, unless=mapped_attributes), user_errors():
                 own = read_whole_mapped(sync, shard=(index, shards))
@@ -198,7 +205,8 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
                 sync,
                 rows,
                 store=sync_state.store(),
-                partitioned=is_partitioned_run(context) or partial,
+                # a read by digests left this shard's unchanged users unread
+                partitioned=is_partitioned_run(context) or is_partial(rows),
                 owns=lambda uids: shard_of(uids, shards) == index,
                 # a rejected row of this shard's user is recorded by shard 0, and the user is still in the source
                 rejected_elsewhere=rejected_uids(mapped_attributes) if index else (),
@@ -246,6 +254,11 @@ def _shard_op(sync: UsersSync, index: int, concurrency: int) -> dg.OpDefinition:
         )
 
     return push_shard.alias(f"shard_{index}")
+
+
+def _made_in(mapped: Frame | ShardedFrame, shards: int) -> bool:
+    """Whether a stored read was made in this many shards."""
+    return isinstance(mapped, ShardedFrame) and len(mapped.parts) == shards
 
 
 def _clear_sample(summaries: Sequence[ShardSummary]) -> dict:

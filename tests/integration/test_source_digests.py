@@ -10,6 +10,7 @@ import json
 import urllib.request
 from collections.abc import Iterator
 
+import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -325,6 +326,8 @@ def test_a_full_resync_and_a_query_source(tmp_path, instance, emulator, source_u
         tmp_path, instance, emulator, source_url, source=query, run_config=push_config(full_resync=True)
     )
     assert resync.success and push_metadata(resync)["users_delivered"] == 5
+    # the full resync's rows were read with their digests: the next run reads nothing again
+    assert _figures(_run(tmp_path, instance, emulator, source_url, source=query)) == (0, 5, 0, 0)
 
 
 def test_sqlite_reads_every_row_as_before(tmp_path, instance, emulator):
@@ -471,6 +474,7 @@ def test_each_shard_of_a_rerun_reads_only_what_moved_of_its_own_users(
     # a full resync sends every user, the unread ones read whole for it
     resync = _sharded(tmp_path, instance, emulator, source_url, run_config=push_config(full_resync=True))
     assert resync.success and push_metadata(resync)["users_delivered"] == 31
+    assert _figures(_sharded(tmp_path, instance, emulator, source_url)) == (1, 31, 0, 0)
 
 
 @pytest.mark.parametrize("source_url", ["duckdb", "postgresql"], indirect=True)
@@ -515,3 +519,35 @@ def test_odd_uids_are_read_by_their_own_shard_as_unsharded(tmp_path, instance, e
     assert moved.success and (read + unread, sent, requests) == (33, 1, 1)
     assert read == 33 if shards == 1 else 4 < read < 33
     assert _stored(emulator, "u40") == {"plan": "silver", "orders": 40}
+
+
+@pytest.mark.parametrize("source_url", ["duckdb"], indirect=True)
+@pytest.mark.parametrize("before", [1, 2])
+def test_a_read_by_digests_pushed_in_another_number_of_shards_says_to_read_again(
+    tmp_path, instance, emulator, source_url, before
+):
+    """What each shard of a read by digests left unread is known only in as many shards: a push re-executed
+    alone after `shards` changed would take the unread users of the whole source for each shard's own (and
+    a full resync would not send them). It stops and says to read again."""
+    from contentstack_assets.definitions import build_definitions
+    from contentstack_assets.spec import load_spec
+
+    assert _run(tmp_path, instance, emulator, source_url, SHARDED, shards=before, concurrency=6).success
+    assert _figures(_run(tmp_path, instance, emulator, source_url, shards=before, concurrency=6))[:2] == (
+        0,
+        30,
+    )
+    sync = users_sync(source_url, emulator.url, attributes=ATTRIBUTES, shards=3, concurrency=6)
+    job = build_definitions(load_spec(write_spec(tmp_path / "syncs.yaml", [sync]))).resolve_job_def(
+        "users_sync"
+    )
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey(["users", "personalize_users"])],
+        run_config=push_config(full_resync=True),
+        raise_on_error=False,
+    )
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "another number of shards than the spec's `shards: 3`" in message
+    assert "materialize source_users again" in message

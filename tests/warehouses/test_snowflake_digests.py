@@ -61,7 +61,7 @@ def test_snowflake_hashes_rows():
 def test_values_snowflakes_hash_takes_alike_hash_apart(snowflake_url):
     """Each row differs from the first in one value only, one the mapping tells apart: a float's -0 and a
     float in its last bit, a NULL, an empty text, a text with a blank, a
-    timestamp by a microsecond, a VARIANT's key order. Every row has a digest of its own, the same on the
+    timestamp by a microsecond, a value inside a VARIANT. Every row has a digest of its own, the same on the
     narrow read and the whole one, and within 63 bits (Snowflake's HASH is signed, DuckDB's unsigned)."""
     execute(
         snowflake_url,
@@ -100,8 +100,9 @@ def test_values_snowflakes_hash_takes_alike_hash_apart(snowflake_url):
 
 
 def test_a_read_of_more_uids_than_one_in_list_holds(snowflake_url):
-    """A rerun reads up to 20,000 moved uids at a time, past Snowflake's 16,384 values of one IN list
-    (`text_in_condition` splits it): every wanted row comes back, and no other."""
+    """A rerun reads up to 20,000 moved uids at a time, past Snowflake's 16,384 values of one IN list: the
+    read through the lists `text_in_condition` splits them into gives every wanted row, and no other.
+    fakesnow has no such limit (the compile test in test_source_dialects.py holds the split to it)."""
     execute(
         snowflake_url,
         "CREATE TABLE USERS AS SELECT 'u' || SEQ4() AS USER_UID, 'gold' AS PLAN_NAME "
