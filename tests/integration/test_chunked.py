@@ -21,6 +21,7 @@ from tests.helpers import (
     dry_run_plan,
     push_config,
     push_metadata,
+    push_metadata_by_day,
     run_job,
     users_sync,
     write_spec,
@@ -207,3 +208,42 @@ def test_the_chunks_of_a_run_the_instance_does_not_know_stay(tmp_path, emulator,
 
     assert run_job(spec, "users_sync", instance).success
     assert elsewhere.exists() and not finished.exists()
+
+
+def test_a_single_run_backfill_over_many_days_is_read_and_pushed_chunk_by_chunk(
+    tmp_path, emulator, second_emulator, instance, monkeypatch
+):
+    """A single-run backfill over a long range is one read of its whole window: it goes chunk by chunk like
+    an unpartitioned read (the memory bound of issue 19), and every day still carries its own counts, the
+    same as when the window is read in one piece."""
+    rows = [
+        {**row, "updated_at": f"2024-01-{1 + index % 30:02d} 10:00:00"} for index, row in enumerate(_rows())
+    ]
+    days = ("2024-01-01", "2024-01-31")  # the 31st holds no row: an empty day in the range
+    frames = Path(os.environ["DAGSTER_HOME"]) / "frames" / "users" / "source_users"
+    runs = {}
+    for name, emu, chunk_size in (("chunked", emulator, 100), ("whole", second_emulator, 100_000)):
+        monkeypatch.setenv("CONTENTSTACK_STATE_URL", _state(tmp_path, name))
+        folder = tmp_path / name
+        folder.mkdir()
+        url = write_sqlite_table(folder / "src.db", rows)
+        source = {"url": url, "table": "users", "updated_at": "updated_at", "start_date": "2024-01-01"}
+        sync = users_sync(url, emu.url, attributes=ATTRIBUTES, source={**source, "chunk_size": chunk_size})
+        spec = write_spec(folder / "syncs.yaml", [sync])
+        result = run_job(spec, "users_sync", instance, partition_range=days, raise_on_error=True)
+        by_day = push_metadata_by_day(result)
+        runs[name] = (
+            emu.users(),
+            {day: [figures.get(key) for key in COUNTS] for day, figures in by_day.items()},
+        )
+        [stored] = frames.glob("2024-01-01*.pkl")
+        with stored.open("rb") as file:
+            handle = pickle.load(file)
+        if name == "chunked":  # the window's 1,050 rows held in 11 chunk files, never as one frame
+            assert isinstance(handle, ChunkedFrame) and len(handle.lengths) == 11 and len(handle) == 1050
+        else:
+            assert not isinstance(handle, ChunkedFrame)  # one piece
+    chunked, whole = runs["chunked"], runs["whole"]
+    assert len(chunked[1]) == 31 and chunked == whole  # the same API; every day's counts alike
+    assert chunked[1]["2024-01-31"] == [0] * len(COUNTS)
+    assert sum(figures[0] for figures in chunked[1].values()) == 1050  # the days add up to the read
