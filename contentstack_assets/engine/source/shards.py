@@ -17,6 +17,7 @@ none of this, every shard reads every row and keeps its own.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 
@@ -30,6 +31,7 @@ from contentstack_assets.engine.convert.rules import one_uid
 
 _MYSQL = frozenset({"mysql", "mariadb"})
 _ASCII_SPACE = " \t\n\r\x0b\x0c"
+_HEX_DIGITS = "0123456789abcdef"  # MD5's text, lower case on every database
 SQLITE_FUNCTION = (
     "contentstack_uid_shard"  # registered on every SQLite connection (engine/source/dialects.py)
 )
@@ -97,7 +99,7 @@ def sqlite_uid_shard(value: object, shards: int) -> int:
 
 def can_slice(dialect: str) -> bool:
     """Whether the database can tell each row's shard (else each shard filters a whole read)."""
-    return dialect in ("postgresql", "duckdb", "sqlite") or dialect in _MYSQL
+    return dialect in ("postgresql", "duckdb", "sqlite", "snowflake") or dialect in _MYSQL
 
 
 def shard_condition(column: sa.ColumnElement, dialect: str, index: int, shards: int) -> sa.ColumnElement:
@@ -123,11 +125,18 @@ def _regular_condition(text: sa.ColumnElement, dialect: str) -> sa.ColumnElement
     first, last = "^[!-~]", "[!-~]$"
     if dialect == "duckdb":
         return sa.and_(sa.func.regexp_matches(text, first), sa.func.regexp_matches(text, last))
+    if dialect == "snowflake":  # REGEXP_LIKE matches the whole text; 's': a newline inside is any character
+        return sa.and_(
+            sa.func.regexp_like(text, "^[!-~].*$", "s"), sa.func.regexp_like(text, "^.*[!-~]$", "s")
+        )
     operator = "~" if dialect == "postgresql" else "REGEXP"
     return sa.and_(text.op(operator)(first), text.op(operator)(last))
 
 
 def _trimmed(text: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
+    if dialect == "snowflake":
+        # a regular uid has nothing to trim, and every shard reads the irregular ones (`shard_condition`)
+        return text
     spaces = sa.bindparam("uid_spaces", _ASCII_SPACE, type_=sa.String)
     if dialect == "postgresql":
         return sa.func.btrim(text, spaces)
@@ -147,4 +156,9 @@ def _md5_prefix(text: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
         return sa.cast(sa.cast(bits, postgresql.BIT(32)), sa.BigInteger)
     if dialect == "duckdb":
         return sa.cast(sa.literal_column("'0x'", sa.String).concat(hexadecimal), sa.BigInteger)
+    if dialect == "snowflake":  # hex digit by digit: TO_NUMBER(.., 'XXXXXXXX') is Snowflake's alone
+        digits = (
+            sa.func.position(sa.func.substr(hexadecimal, place, 1), _HEX_DIGITS) - 1 for place in range(1, 9)
+        )
+        return functools.reduce(lambda number, digit: number * 16 + digit, digits)
     return sa.func.conv(hexadecimal, 16, 10)  # MySQL/MariaDB: the number's text, compared as a number
