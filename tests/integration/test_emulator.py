@@ -558,12 +558,17 @@ def test_outage_answers_503_until_it_ends(emu: EmulatorThread, http: requests.Se
 
 
 def test_stats_count_requests_and_the_concurrency_peak(emu: EmulatorThread) -> None:
-    emu.configure(latency_ms=300)
+    # Eight requests overlap when each reaches the emulator before the first is answered: each thread opens
+    # its connection before the barrier (a control request, not counted), so that after it only a request
+    # is sent, and the emulator holds each for 2 s (a CI run under load once took more than 300 ms to send
+    # the eighth: 7 == 8)
+    emu.configure(latency_ms=2000)
     barrier = threading.Barrier(8)
     statuses: list[int] = []
 
     def one(i: int) -> None:
         with requests.Session() as session:
+            session.get(emu.url + "/_emulator/stats", timeout=10).raise_for_status()
             barrier.wait()
             statuses.append(patch(session, emu, {"plan": "p"}, user=f"c{i}").status_code)
 
@@ -573,6 +578,7 @@ def test_stats_count_requests_and_the_concurrency_peak(emu: EmulatorThread) -> N
     for thread in threads:
         thread.join()
     assert statuses == [200] * 8
+    emu.configure(latency_ms=0)
     with requests.Session() as http:
         patch(http, emu, {"colour": "red"}, user="c0")
         post_events(http, emu, [{"eventKey": "purchase", "type": "EVENT"}], user="c0")
