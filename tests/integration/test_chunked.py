@@ -246,4 +246,5 @@ def test_a_single_run_backfill_over_many_days_is_read_and_pushed_chunk_by_chunk(
     chunked, whole = runs["chunked"], runs["whole"]
     assert len(chunked[1]) == 31 and chunked == whole  # the same API; every day's counts alike
     assert chunked[1]["2024-01-31"] == [0] * len(COUNTS)
-    assert sum(figures[0] for figures in chunked[1].values()) == 1050  # the days add up to the read
+    rows_read = COUNTS.index("rows_read")
+    assert sum(figures[rows_read] for figures in chunked[1].values()) == 1050  # the days add up to the read

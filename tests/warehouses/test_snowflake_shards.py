@@ -9,9 +9,10 @@ engine makes of it."""
 
 from __future__ import annotations
 
+import pandas as pd
 import sqlalchemy as sa
 
-from contentstack_assets.engine.source.shards import can_slice, shard_condition, shard_of
+from contentstack_assets.engine.source.shards import _regular, can_slice, shard_condition, shard_of
 from tests.integration import test_shard_reads as reads
 from tests.integration import test_source_digests as digests
 from tests.integration.warehouses import execute
@@ -37,8 +38,9 @@ def test_the_database_gives_each_shard_its_regular_uids_and_every_irregular_row(
     _users(snowflake_url)
     engine = sa.create_engine(snowflake_url, poolclass=sa.pool.NullPool)
     users = sa.Table("users", sa.MetaData(), sa.Column("user_uid", sa.String))
-    regular = [uid for uid in reads.UIDS if uid and uid[0] not in " \t\u00a0é" and uid[-1] not in " \n"]
-    irregular = [uid for uid in reads.UIDS if uid not in regular]
+    is_regular = _regular(pd.Series(reads.UIDS, dtype=object))
+    regular = [uid for uid, keep in zip(reads.UIDS, is_regular, strict=True) if keep]
+    irregular = [uid for uid, keep in zip(reads.UIDS, is_regular, strict=True) if not keep]
     assert len(regular) == 302 and len(irregular) == 7
     expected = dict(zip(regular, shard_of(regular, reads.SHARDS).tolist(), strict=True))
     with engine.connect() as connection:

@@ -4,11 +4,11 @@ shard of a sync reads only its own rows.
 A uid's shard is the first 32 bits of the MD5 of its UTF-8 text, modulo N: MD5 is the one hash PostgreSQL,
 MySQL/MariaDB, DuckDB and Snowflake all compute, so the database picks the same shard as `shard_of`.
 
-The database hashes the uid column's text trimmed of ASCII whitespace; the rules trim any whitespace
-(engine/convert). The two agree on a *regular* uid, whose text begins and ends with a printable ASCII
-character other than a space: nothing to trim. Every shard also reads the irregular rows (a NULL, an empty
-or blank uid, one wrapped in a tab or a no-break space: few in any table) and keeps, of all it read, the
-rows whose uid the rules give to it (`mine`), so each row is kept by exactly one shard. A regular text the
+The database hashes the uid column's text as it is; the rules trim any whitespace (engine/convert). The
+two agree on a *regular* uid, whose text begins and ends with a printable ASCII character other than a
+space: nothing to trim. Every shard also reads the irregular rows (a NULL, an empty or blank uid, one
+wrapped in a tab or a no-break space: few in any table) and keeps, of all it read, the rows whose uid the
+rules give to it (`mine`), so each row is kept by exactly one shard. A regular text the
 database writes otherwise than the rules (a DOUBLE 42.0, which the rules make "42") may be read by another
 shard than its uid's: that shard sets it aside with the reason `STRAY`, never sends it as its own. On
 SQLite the shard is a function of the connection that applies the rules themselves. Where the dialect has
@@ -30,7 +30,6 @@ from contentstack_assets.engine.convert import convert_uids
 from contentstack_assets.engine.convert.rules import one_uid
 
 _MYSQL = frozenset({"mysql", "mariadb"})
-_ASCII_SPACE = " \t\n\r\x0b\x0c"
 _HEX_DIGITS = "0123456789abcdef"  # MD5's text, lower case on every database
 SQLITE_FUNCTION = (
     "contentstack_uid_shard"  # registered on every SQLite connection (engine/source/dialects.py)
@@ -108,7 +107,7 @@ def shard_condition(column: sa.ColumnElement, dialect: str, index: int, shards: 
     if dialect == "sqlite":
         return sa.func.contentstack_uid_shard(column, shards) == index
     text = _text(column, dialect)
-    number = _md5_prefix(_trimmed(text, dialect), dialect)
+    number = _md5_prefix(text, dialect)  # a regular uid has nothing to trim
     regular = sa.and_(column.is_not(None), _regular_condition(text, dialect))
     return sa.or_((number % shards) == index, sa.not_(regular))
 
@@ -133,21 +132,6 @@ def _regular_condition(text: sa.ColumnElement, dialect: str) -> sa.ColumnElement
     return sa.and_(text.op(operator)(first), text.op(operator)(last))
 
 
-def _trimmed(text: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
-    if dialect == "snowflake":
-        # a regular uid has nothing to trim, and every shard reads the irregular ones (`shard_condition`)
-        return text
-    spaces = sa.bindparam("uid_spaces", _ASCII_SPACE, type_=sa.String)
-    if dialect == "postgresql":
-        return sa.func.btrim(text, spaces)
-    if dialect == "duckdb":
-        return sa.func.trim(text, spaces)
-    if dialect in _MYSQL:
-        pattern = sa.bindparam("uid_spaces", "^[[:space:]]+|[[:space:]]+$", type_=sa.String)
-        return sa.func.regexp_replace(text, pattern, "")
-    raise ValueError(f"no shard of a row on {dialect}")
-
-
 def _md5_prefix(text: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
     """The first 32 bits of the text's MD5, as a non-negative integer."""
     hexadecimal = sa.func.substr(sa.func.md5(text), 1, 8)
@@ -161,4 +145,6 @@ def _md5_prefix(text: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
             sa.func.position(sa.func.substr(hexadecimal, place, 1), _HEX_DIGITS) - 1 for place in range(1, 9)
         )
         return functools.reduce(lambda number, digit: number * 16 + digit, digits)
-    return sa.func.conv(hexadecimal, 16, 10)  # MySQL/MariaDB: the number's text, compared as a number
+    if dialect in _MYSQL:
+        return sa.func.conv(hexadecimal, 16, 10)  # the number's text, compared as a number
+    raise ValueError(f"no shard of a row on {dialect}")
